@@ -1,0 +1,48 @@
+"""Plain-dataclass configs built from untrusted mappings (CLI, TOML/YAML, JSON)."""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+from collections.abc import Mapping
+from typing import Any, TypeVar
+
+from trustrec.errors import ConfigError
+
+T = TypeVar("T")
+
+
+def build_config(cls: type[T], values: Mapping[str, Any] | None = None, *, where: str = "") -> T:
+    """Instantiate dataclass ``cls`` from ``values``, rejecting unknown keys.
+
+    A typo gets a specific error with the closest valid name, e.g.
+    ``unknown option 'epoch' for BPRConfig (did you mean 'epochs'?)``.
+
+    Args:
+        cls: a dataclass type.
+        values: field values; missing fields keep their defaults.
+        where: context for the error message (e.g. the spec file).
+    """
+    values = dict(values or {})
+    names = [f.name for f in dataclasses.fields(cls)]  # type: ignore[arg-type]
+    for key in values:
+        if key not in names:
+            close = difflib.get_close_matches(key, names, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else f"; valid: {', '.join(names)}"
+            ctx = f" in {where}" if where else ""
+            raise ConfigError(f"unknown option {key!r} for {cls.__name__}{ctx}{hint}")
+    try:
+        return cls(**values)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"bad value for {cls.__name__}: {exc}") from exc
+
+
+def to_dict(cfg: object) -> dict[str, Any]:
+    """A JSON-ready dict of a dataclass config."""
+    return dataclasses.asdict(cfg)  # type: ignore[call-overload]
+
+
+def suggest(name: str, choices: list[str]) -> str:
+    """`` (did you mean 'x'?)`` or a list of valid choices, for error messages."""
+    close = difflib.get_close_matches(name, choices, n=1)
+    return f" (did you mean {close[0]!r}?)" if close else f"; available: {', '.join(choices)}"

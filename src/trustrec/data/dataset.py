@@ -1,0 +1,152 @@
+"""The immutable interaction dataset every other module reads."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+
+if TYPE_CHECKING:  # pragma: no cover
+    from trustrec.unlearn.request import ForgetRequest
+
+
+def _frozen(a: np.ndarray) -> np.ndarray:
+    a = np.ascontiguousarray(a)
+    a.setflags(write=False)
+    return a
+
+
+@dataclass(frozen=True, eq=False)
+class Dataset:
+    """Implicit-feedback interactions with contiguous integer ids.
+
+    Users are ``0..n_users-1`` and items ``0..n_items-1``; ``user_ids[u]`` / ``item_ids[i]``
+    give the raw ids back. Splits and forget operations keep the id space (``n_users``,
+    ``n_items``, maps, attribute tables) and only drop interaction rows, so models trained
+    on any split of one dataset share embedding shapes.
+
+    Attributes:
+        name: short name, e.g. ``"ml-100k"``.
+        users: int32 user index per interaction.
+        items: int32 item index per interaction.
+        timestamps: int64 timestamp per interaction (0 where the source has none).
+        n_users: size of the user id space.
+        n_items: size of the item id space.
+        user_ids: raw user id per user index (strings).
+        item_ids: raw item id per item index (strings).
+        user_attributes: one row per user index (``index`` = user index), e.g. columns
+            ``gender``, ``age``, ``occupation``; empty when the source has none.
+        item_attributes: one row per item index; may be empty.
+        ratings: optional float32 rating per interaction (kept for reference; every
+            interaction counts as a positive).
+    """
+
+    name: str
+    users: np.ndarray
+    items: np.ndarray
+    timestamps: np.ndarray
+    n_users: int
+    n_items: int
+    user_ids: np.ndarray
+    item_ids: np.ndarray
+    user_attributes: pd.DataFrame = field(default_factory=pd.DataFrame)
+    item_attributes: pd.DataFrame = field(default_factory=pd.DataFrame)
+    ratings: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        n = len(self.users)
+        object.__setattr__(self, "users", _frozen(np.asarray(self.users, dtype=np.int32)))
+        object.__setattr__(self, "items", _frozen(np.asarray(self.items, dtype=np.int32)))
+        object.__setattr__(
+            self, "timestamps", _frozen(np.asarray(self.timestamps, dtype=np.int64))
+        )
+        if self.ratings is not None:
+            object.__setattr__(self, "ratings", _frozen(np.asarray(self.ratings, np.float32)))
+        for nm in ("items", "timestamps") + (("ratings",) if self.ratings is not None else ()):
+            if len(getattr(self, nm)) != n:
+                raise ValueError(f"Dataset {self.name!r}: {nm} has {len(getattr(self, nm))} rows, "
+                                 f"users has {n}")
+        if len(self.user_ids) != self.n_users or len(self.item_ids) != self.n_items:
+            raise ValueError(f"Dataset {self.name!r}: id maps do not match n_users/n_items")
+        if n and (self.users.min() < 0 or self.users.max() >= self.n_users):
+            raise ValueError(f"Dataset {self.name!r}: user index out of range")
+        if n and (self.items.min() < 0 or self.items.max() >= self.n_items):
+            raise ValueError(f"Dataset {self.name!r}: item index out of range")
+
+    # ------------------------------------------------------------------ basic views
+    @property
+    def n_interactions(self) -> int:
+        """Number of interaction rows."""
+        return int(len(self.users))
+
+    def __len__(self) -> int:
+        return self.n_interactions
+
+    def __repr__(self) -> str:
+        return (f"Dataset({self.name!r}, users={self.n_users}, items={self.n_items}, "
+                f"interactions={self.n_interactions})")
+
+    def to_csr(self, dtype: type = np.float32) -> sp.csr_matrix:
+        """Binary user × item matrix (duplicates collapse to 1)."""
+        m = sp.csr_matrix(
+            (np.ones(self.n_interactions, dtype=dtype), (self.users, self.items)),
+            shape=(self.n_users, self.n_items),
+        )
+        m.sum_duplicates()
+        m.data[:] = 1
+        return m
+
+    def user_counts(self) -> np.ndarray:
+        """Interactions per user index (length ``n_users``)."""
+        return np.bincount(self.users, minlength=self.n_users)
+
+    def item_counts(self) -> np.ndarray:
+        """Interactions per item index (length ``n_items``)."""
+        return np.bincount(self.items, minlength=self.n_items)
+
+    def active_users(self) -> np.ndarray:
+        """Sorted user indices with at least one interaction."""
+        return np.flatnonzero(self.user_counts() > 0)
+
+    def to_frame(self, raw_ids: bool = False) -> pd.DataFrame:
+        """Interactions as a DataFrame (``user``, ``item``, ``timestamp`` [, ``rating``])."""
+        df = pd.DataFrame({"user": self.users, "item": self.items, "timestamp": self.timestamps})
+        if raw_ids:
+            df["user"] = self.user_ids[self.users]
+            df["item"] = self.item_ids[self.items]
+        if self.ratings is not None:
+            df["rating"] = self.ratings
+        return df
+
+    # ------------------------------------------------------------------ derived datasets
+    def select(self, mask: np.ndarray, name: str | None = None) -> Dataset:
+        """A new Dataset holding only the rows where ``mask`` is true (same id space)."""
+        mask = np.asarray(mask)
+        return replace(
+            self,
+            name=name or self.name,
+            users=self.users[mask],
+            items=self.items[mask],
+            timestamps=self.timestamps[mask],
+            ratings=None if self.ratings is None else self.ratings[mask],
+        )
+
+    def restrict_users(self, users: np.ndarray, name: str | None = None) -> Dataset:
+        """Rows of the given user indices only (same id space)."""
+        keep = np.zeros(self.n_users, dtype=bool)
+        keep[np.asarray(users, dtype=np.int64)] = True
+        return self.select(keep[self.users], name)
+
+    def pair_keys(self) -> np.ndarray:
+        """One int64 key per row, ``user * n_items + item`` (for set operations on pairs)."""
+        return self.users.astype(np.int64) * self.n_items + self.items
+
+    def without(self, request: ForgetRequest) -> Dataset:
+        """A new Dataset with every row the request names physically removed.
+
+        The id space is kept: a forgotten user keeps its index but has no rows.
+        """
+        return self.select(~request.row_mask(self))

@@ -1,0 +1,1 @@
+"""bpr model (being written)."""

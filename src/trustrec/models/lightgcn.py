@@ -1,0 +1,1 @@
+"""lightgcn model (being written)."""

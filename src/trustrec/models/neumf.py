@@ -1,0 +1,1 @@
+"""neumf model (being written)."""

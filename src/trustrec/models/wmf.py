@@ -1,0 +1,1 @@
+"""wmf model (being written)."""

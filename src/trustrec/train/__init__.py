@@ -1,0 +1,6 @@
+"""Training utilities shared by every gradient-trained model."""
+
+from trustrec.train.loop import train_epochs
+from trustrec.train.sampling import sample_negatives
+
+__all__ = ["sample_negatives", "train_epochs"]

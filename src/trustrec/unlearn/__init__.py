@@ -1,0 +1,1 @@
+"""trustrec.unlearn"""
