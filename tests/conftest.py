@@ -17,3 +17,11 @@ def ml100k():
     if not ML100K_DIR.is_dir():
         pytest.skip(f"MovieLens-100K not found at {ML100K_DIR}")
     return load_recbole(ML100K_DIR, "ml-100k")
+
+
+@pytest.fixture(scope="session")
+def ml100k_split(ml100k):
+    """The default 80/10/10 per-user random split of MovieLens-100K, seed 0."""
+    from trustrec.data.split import random_split
+
+    return random_split(ml100k, (0.8, 0.1, 0.1), seed=0)

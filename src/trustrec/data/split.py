@@ -4,7 +4,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
+
 from trustrec.data.dataset import Dataset
+from trustrec.errors import ConfigError
+from trustrec.seeding import rng
 
 
 @dataclass(frozen=True)
@@ -14,3 +18,44 @@ class Split:
     train: Dataset
     valid: Dataset
     test: Dataset
+
+
+def _rank_within_user(users: np.ndarray, order_key: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Position of each row within its user when rows are sorted by ``order_key``,
+    and the user's row count, both per row."""
+    order = np.lexsort((order_key, users))
+    counts = np.bincount(users, minlength=int(users.max()) + 1 if len(users) else 0)
+    starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+    pos = np.empty(len(users), dtype=np.int64)
+    pos[order] = np.arange(len(users)) - np.repeat(starts, counts)
+    return pos, counts[users]
+
+
+def random_split(ds: Dataset, ratios: tuple[float, float, float] = (0.8, 0.1, 0.1),
+                 seed: int = 0) -> Split:
+    """Per-user random split into train / validation / test.
+
+    For a user with n rows, ``round(n * ratios[2])`` rows go to test and
+    ``round(n * ratios[1])`` to validation, but at least one row always stays in train
+    (users with one row have it in train only). Which rows go where is a seeded shuffle
+    within each user, derived from ``seed``.
+
+    Args:
+        ds: the dataset.
+        ratios: train, validation, test shares; must be non-negative and sum to 1.
+        seed: root seed (the shuffle uses ``child_seed(seed, "split")``).
+    """
+    r = np.asarray(ratios, dtype=np.float64)
+    if r.shape != (3,) or (r < 0).any() or abs(r.sum() - 1) > 1e-9 or r[0] <= 0:
+        raise ConfigError(f"split ratios must be three non-negative shares summing to 1 with "
+                          f"a positive train share, got {tuple(ratios)}")
+    key = rng(seed, "split").random(ds.n_interactions)
+    pos, n = _rank_within_user(ds.users, key)
+    n_test = np.round(n * r[2]).astype(np.int64)
+    n_valid = np.round(n * r[1]).astype(np.int64)
+    over = np.maximum(n_test + n_valid - (n - 1), 0)  # keep at least one training row
+    n_valid = np.maximum(n_valid - over, 0)
+    n_test = np.minimum(n_test, n - 1 - n_valid)
+    test = pos < n_test
+    valid = (pos >= n_test) & (pos < n_test + n_valid)
+    return Split(ds.select(~test & ~valid), ds.select(valid), ds.select(test))
