@@ -12,6 +12,14 @@ ML100K_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "m
 
 
 @pytest.fixture(scope="session")
+def ml100k_dir() -> Path:
+    """Folder of the real MovieLens-100K RecBole atomic files (skips when absent)."""
+    if not ML100K_DIR.is_dir():
+        pytest.skip(f"MovieLens-100K not found at {ML100K_DIR}")
+    return ML100K_DIR
+
+
+@pytest.fixture(scope="session")
 def ml100k():
     """MovieLens-100K as a Dataset (943 users, 1,682 items, 100,000 interactions)."""
     if not ML100K_DIR.is_dir():

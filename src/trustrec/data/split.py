@@ -59,3 +59,34 @@ def random_split(ds: Dataset, ratios: tuple[float, float, float] = (0.8, 0.1, 0.
     test = pos < n_test
     valid = (pos >= n_test) & (pos < n_test + n_valid)
     return Split(ds.select(~test & ~valid), ds.select(valid), ds.select(test))
+
+
+def _count(name: str, v: object) -> int:
+    if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 0:
+        raise ConfigError(f"leave_last_out: {name} must be a non-negative integer, got {v!r}")
+    return int(v)
+
+
+def leave_last_out(ds: Dataset, n_valid: int = 1, n_test: int = 1) -> Split:
+    """Per-user temporal split: each user's last rows go to test, the ones before to validation.
+
+    Rows are ordered by timestamp within each user, ties broken by row order (a later row
+    counts as later). For a user with n rows, ``min(n_test, n - 1)`` last rows go to test and
+    then up to ``n_valid`` rows before them to validation, so every user keeps at least one
+    training row (a user with one row has it in train only).
+
+    Args:
+        ds: the dataset.
+        n_valid: validation rows per user.
+        n_test: test rows per user.
+    """
+    n_valid, n_test = _count("n_valid", n_valid), _count("n_test", n_test)
+    if ds.n_interactions == 0:
+        return Split(ds, ds, ds)
+    pos, n = _rank_within_user(ds.users, ds.timestamps)
+    from_end = n - 1 - pos  # 0 = the user's last row
+    t = np.minimum(n_test, n - 1)
+    v = np.minimum(n_valid, n - 1 - t)
+    test = from_end < t
+    valid = ~test & (from_end < t + v)
+    return Split(ds.select(~test & ~valid), ds.select(valid), ds.select(test))

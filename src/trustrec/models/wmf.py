@@ -1,1 +1,227 @@
-"""wmf model (being written)."""
+"""WMF: weighted matrix factorisation for implicit feedback (Hu, Koren & Volinsky, 2008).
+
+Every (user, item) cell counts: preference ``p_ui = 1`` for observed pairs and 0 elsewhere,
+with confidence ``c_ui = 1 + alpha`` for observed pairs and 1 elsewhere. The loss
+
+    Σ_ui c_ui (p_ui − x_u · y_i)² + reg (Σ_u ‖x_u‖² + Σ_i ‖y_i‖²)
+
+is minimised by alternating least squares. The user step solves, for every user,
+``(YᵀY + alpha · Σ_{i∈I_u} y_i y_iᵀ + reg·I) x_u = (1 + alpha) Σ_{i∈I_u} y_i``; the dense
+part ``YᵀY + reg·I`` is computed once per step, so each user costs only ``O(|I_u| d)`` per
+matrix-vector product. The systems are solved by a few conjugate-gradient steps warm-started
+from the previous factors (Takács, Pilászy & Tikk, 2011), in a numba-compiled loop over
+users (single-threaded, fixed order: bitwise reproducible). The item step is symmetric.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numba
+import numpy as np
+import scipy.sparse as sp
+import torch
+
+from trustrec.data.dataset import Dataset
+from trustrec.errors import ConfigError
+from trustrec.models.base import MODELS, EmbeddingRecommender
+from trustrec.seeding import rng
+from trustrec.train.loop import train_epochs
+
+
+@dataclass
+class WMFConfig:
+    """Hyper-parameters of WMF.
+
+    Attributes:
+        dim: latent dimension.
+        alpha: confidence of an observed pair is ``1 + alpha`` (unobserved: 1).
+        reg: L2 penalty on all user and item factors.
+        epochs: maximum number of ALS iterations (a user step and an item step each).
+        cg_steps: conjugate-gradient steps per solve (warm-started).
+        init_scale: standard deviation of the normal initialisation of the factors.
+        patience: validation evaluations without improvement before stopping.
+        eval_every: ALS iterations between validation evaluations.
+    """
+
+    dim: int = 64
+    alpha: float = 3.0
+    reg: float = 30.0
+    epochs: int = 50
+    cg_steps: int = 3
+    init_scale: float = 0.01
+    patience: int = 4
+    eval_every: int = 1
+
+    def __post_init__(self) -> None:
+        if self.dim < 1:
+            raise ConfigError(f"WMFConfig.dim must be >= 1, got {self.dim}")
+        for name in ("alpha", "reg", "init_scale"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"WMFConfig.{name} must be >= 0, got {getattr(self, name)}")
+        for name in ("epochs", "cg_steps", "patience", "eval_every"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"WMFConfig.{name} must be >= 1, got {getattr(self, name)}")
+
+
+@numba.njit(cache=True, nogil=True, fastmath=True)
+def wmf_cg_step(x_f: np.ndarray, y_f: np.ndarray, indptr: np.ndarray, indices: np.ndarray,
+                gram: np.ndarray, alpha: float, cg_steps: int) -> None:
+    """Update every row of ``x_f`` by ``cg_steps`` conjugate-gradient steps, in place.
+
+    Row ``u`` solves ``(gram + alpha Σ_{i∈I_u} y_i y_iᵀ) x_u = (1 + alpha) Σ_{i∈I_u} y_i``
+    where ``I_u`` is ``indices[indptr[u]:indptr[u+1]]`` (a CSR matrix of observed pairs).
+
+    Args:
+        x_f: ``(n, d)`` float32 factors to update (warm start).
+        y_f: ``(m, d)`` float32 fixed factors of the other side.
+        indptr: CSR row pointers, length ``n + 1``.
+        indices: CSR column indices into ``y_f``.
+        gram: ``(d, d)`` float32 ``y_fᵀ y_f + reg·I``.
+        alpha: confidence increment of observed pairs.
+        cg_steps: conjugate-gradient steps per row.
+    """
+    n, d = x_f.shape
+    a32 = np.float32(alpha)
+    b32 = np.float32(1.0 + alpha)
+    r = np.empty(d, dtype=np.float32)
+    p = np.empty(d, dtype=np.float32)
+    ap = np.empty(d, dtype=np.float32)
+    for u in range(n):
+        x = x_f[u]
+        # residual r = b - A x
+        for a in range(d):
+            acc = np.float32(0.0)
+            for c in range(d):
+                acc += gram[a, c] * x[c]
+            r[a] = -acc
+        for k in range(indptr[u], indptr[u + 1]):
+            y = y_f[indices[k]]
+            s = np.float32(0.0)
+            for c in range(d):
+                s += y[c] * x[c]
+            w = b32 - a32 * s
+            for c in range(d):
+                r[c] += w * y[c]
+        rs = np.float32(0.0)
+        for c in range(d):
+            p[c] = r[c]
+            rs += r[c] * r[c]
+        for _ in range(cg_steps):
+            if rs < 1e-20:
+                break
+            for a in range(d):
+                acc = np.float32(0.0)
+                for c in range(d):
+                    acc += gram[a, c] * p[c]
+                ap[a] = acc
+            for k in range(indptr[u], indptr[u + 1]):
+                y = y_f[indices[k]]
+                s = np.float32(0.0)
+                for c in range(d):
+                    s += y[c] * p[c]
+                s *= a32
+                for c in range(d):
+                    ap[c] += s * y[c]
+            pap = np.float32(0.0)
+            for c in range(d):
+                pap += p[c] * ap[c]
+            if pap <= 0:
+                break
+            step = rs / pap
+            rs_new = np.float32(0.0)
+            for c in range(d):
+                x[c] += step * p[c]
+                r[c] -= step * ap[c]
+                rs_new += r[c] * r[c]
+            beta = rs_new / rs
+            for c in range(d):
+                p[c] = r[c] + beta * p[c]
+            rs = rs_new
+
+
+@numba.njit(cache=True, nogil=True, fastmath=True)
+def wmf_data_loss(x_f: np.ndarray, y_f: np.ndarray, indptr: np.ndarray, indices: np.ndarray,
+                  gram0: np.ndarray, alpha: float) -> float:
+    """``Σ_ui c_ui (p_ui − x_u·y_i)²`` without forming the dense matrix.
+
+    Equals ``Σ_u x_uᵀ (YᵀY) x_u + Σ_{observed} [(1 + alpha)(1 − s)² − s²]`` with
+    ``s = x_u · y_i``; ``gram0`` is ``YᵀY`` (no regularisation).
+    """
+    n, d = x_f.shape
+    total = 0.0
+    for u in range(n):
+        x = x_f[u]
+        q = 0.0
+        for a in range(d):
+            acc = np.float32(0.0)
+            for c in range(d):
+                acc += gram0[a, c] * x[c]
+            q += acc * x[a]
+        total += q
+        for k in range(indptr[u], indptr[u + 1]):
+            y = y_f[indices[k]]
+            s = np.float32(0.0)
+            for c in range(d):
+                s += y[c] * x[c]
+            total += (1.0 + alpha) * (1.0 - s) ** 2 - s * s
+    return total
+
+
+def _gram(f: np.ndarray, reg: float) -> np.ndarray:
+    """``fᵀ f + reg·I`` in float32 (computed in float64 for accuracy)."""
+    f64 = f.astype(np.float64)
+    g = f64.T @ f64
+    g[np.diag_indices_from(g)] += reg
+    return g.astype(np.float32)
+
+
+@MODELS.register("wmf")
+class WMF(EmbeddingRecommender):
+    """Weighted matrix factorisation by ALS; score = ``x_u · y_i``.
+
+    ``params_``: ``user`` ``(n_users, dim)`` and ``item`` ``(n_items, dim)`` float32.
+    """
+
+    name = "wmf"
+    Config = WMFConfig
+
+    def _fit(self, train: Dataset, valid: Dataset | None, *, seed: int,
+             progress: bool) -> None:
+        cfg: WMFConfig = self.config
+        init = rng(seed, "wmf", "init")
+        self.params_ = {
+            "user": torch.from_numpy(
+                (init.standard_normal((train.n_users, cfg.dim)) * cfg.init_scale)
+                .astype(np.float32)),
+            "item": torch.from_numpy(
+                (init.standard_normal((train.n_items, cfg.dim)) * cfg.init_scale)
+                .astype(np.float32)),
+        }
+        ui = train.to_csr()
+        ui.sort_indices()
+        iu = sp.csr_matrix(ui.T)
+        iu.sort_indices()
+        ui_ptr, ui_idx = ui.indptr.astype(np.int64), ui.indices.astype(np.int64)
+        iu_ptr, iu_idx = iu.indptr.astype(np.int64), iu.indices.astype(np.int64)
+        n_cells = max(train.n_users * train.n_items, 1)
+
+        eye = np.eye(cfg.dim, dtype=np.float32) * np.float32(cfg.reg)
+        item_gram: list[np.ndarray] = []  # YᵀY after the last item step (reused once)
+
+        def epoch_fn(epoch: int) -> float:
+            x_f = self.params_["user"].numpy()
+            y_f = self.params_["item"].numpy()
+            gy = item_gram.pop() if item_gram else _gram(y_f, 0.0)
+            wmf_cg_step(x_f, y_f, ui_ptr, ui_idx, gy + eye, cfg.alpha, cfg.cg_steps)
+            wmf_cg_step(y_f, x_f, iu_ptr, iu_idx, _gram(x_f, cfg.reg), cfg.alpha, cfg.cg_steps)
+            gy = _gram(y_f, 0.0)
+            item_gram.append(gy)
+            data = wmf_data_loss(x_f, y_f, ui_ptr, ui_idx, gy, cfg.alpha)
+            penalty = cfg.reg * (float(np.square(x_f, dtype=np.float64).sum())
+                                 + float(np.square(y_f, dtype=np.float64).sum()))
+            return (data + penalty) / n_cells
+
+        train_epochs(self, epoch_fn, epochs=cfg.epochs, train=train, valid=valid,
+                     patience=cfg.patience, eval_every=cfg.eval_every, progress=progress,
+                     desc="wmf")
