@@ -29,3 +29,8 @@ class ConfigError(TrustrecError, ValueError):
 
 class ChecksumError(TrustrecError):
     """A downloaded or cached file does not have the expected sha256."""
+
+
+class UnsupportedRequestError(TrustrecError, NotImplementedError):
+    """A well-formed forget request of a grain (user / interaction / item) that the
+    unlearning method does not support."""

@@ -47,8 +47,9 @@ class ForgetRequest:
             raise InvalidRequestError("empty forget request: name at least one user, "
                                       "interaction or item")
         for what, arr in (("users", users), ("items", items)):
-            if len(np.unique(arr)) != len(arr):
-                dup = arr[np.flatnonzero(np.bincount(arr - arr.min()) > 1)[0] + arr.min()]
+            vals, counts = np.unique(arr, return_counts=True)
+            if len(vals) != len(arr):
+                dup = int(vals[counts > 1][0])
                 raise InvalidRequestError(f"duplicate {what} in forget request (e.g. {dup})")
             if len(arr) and arr.min() < 0:
                 raise InvalidRequestError(f"negative index in {what}: {arr.min()}")
@@ -121,6 +122,15 @@ class ForgetRequest:
     def row_mask(self, ds: Dataset) -> np.ndarray:
         """Boolean mask over ``ds`` rows that the request removes (validates first)."""
         self.validate(ds)
+        return self.match_rows(ds)
+
+    def match_rows(self, ds: Dataset) -> np.ndarray:
+        """Boolean mask over ``ds`` rows that the request names, without validating.
+
+        For applying a request validated against one part of a split (the training data)
+        to another part sharing its id space (e.g. the validation data), where named
+        users, items or pairs may have no rows.
+        """
         mask = np.zeros(ds.n_interactions, dtype=bool)
         if len(self.users):
             mask |= np.isin(ds.users, self.users)

@@ -1,0 +1,491 @@
+"""Run a benchmark grid: one folder per cell, resumable, then ``results.csv`` and reports.
+
+What one cell (dataset, model, method, selection, ratio, seed) does:
+
+1. **Data**: load the dataset and split it per user (train / validation / test), seeded by
+   the cell's seed (cached in-process, so every cell of a seed sees the same split).
+2. **Learn**: build the unlearning method around the model and ``fit`` it on the training
+   split (early stopping on validation). The learned state does not depend on the forget
+   set, so it is computed once per (dataset, model, method, seed), saved under
+   ``<out>/_learned/...`` and loaded by each cell that needs it.
+3. **Utility before**: rank the test split with the learned model (every test user).
+4. **Forget**: select the forget users on the training split (``core`` / ``edge`` /
+   ``random``, ratio p) and call ``forget``; its wall time is ``forget_seconds``.
+5. **Utility after**: rank the test split again, for the *retained* users only: forgotten
+   users are excluded from utility after forgetting (the model must no longer serve them
+   from their data, and they have no training rows left to mask).
+6. **Fairness**: A-IGF of the after-forgetting per-user NDCG@k, with activity groups
+   taken from the remaining training data (and ``a_igf_before`` on the full training split).
+7. **Completeness**: agreement with the reference, the ``retrain`` method's model after the
+   same forget request (same dataset, model, selection, ratio and seed): top-k overlap and
+   Spearman rank correlation over retained users, overlap on the forgotten users, and the
+   forgotten items' percentile gap. The reference is computed once per group and saved
+   under ``<out>/_reference/...``; the ``retrain`` cell stores it when it runs first (cells
+   are ordered so that it does), so its own agreement is 1 by construction.
+8. **Efficiency**: ``learn_seconds``, ``forget_seconds`` and ``speedup_vs_retrain`` (the
+   reference's forget seconds / this method's).
+
+Files per cell (all written atomically): ``config.json`` (the resolved config and its
+fingerprint), ``metrics.json`` (flat name → value), ``per_user.parquet`` (the per-user
+metric tables with a ``phase`` column, ``before`` / ``after``, and a ``forgotten`` flag)
+and ``run.json`` (versions, host, timings, status). ``run.json`` is written with
+``"status": "running"`` first and ``"done"`` last: a finished cell is one whose ``run.json``
+says done and whose config fingerprint matches, and a rerun skips it. A killed run resumes
+where it stopped: half-written cells are cleared and redone. Shared state (``_learned``,
+``_reference``) follows the same rule with its own marker file.
+
+Execution is sequential and in-process. The three stages (learned states, references,
+cells) are idempotent functions of the spec and a key, so a process pool can map them
+later without changing what a cell computes.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from trustrec.bench.collect import (
+    CONFIG_JSON,
+    METRICS_JSON,
+    PER_USER,
+    RUN_JSON,
+    collect,
+    read_json,
+)
+from trustrec.bench.env import host_info, versions
+from trustrec.bench.files import write_json, write_parquet
+from trustrec.bench.report import write_report
+from trustrec.bench.spec import REFERENCE_METHOD, BenchSpec, Cell, dataset_label, fingerprint
+from trustrec.data.dataset import Dataset
+from trustrec.data.split import Split
+from trustrec.errors import DataFormatError, TrustrecError
+
+STATE_JSON = "state.json"
+UNLEARNER_DIR = "unlearner"
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def _is_current(folder: Path, marker: str, fp: str) -> bool:
+    """Whether ``folder/marker`` says done with fingerprint ``fp``."""
+    f = folder / marker
+    if not f.is_file():
+        return False
+    try:
+        state = read_json(f)
+    except (DataFormatError, OSError):
+        return False
+    return (isinstance(state, dict) and state.get("status") == "done"
+            and state.get("fingerprint") == fp)
+
+
+def _fresh(folder: Path) -> None:
+    """Remove whatever a killed or outdated run left in ``folder`` and recreate it."""
+    if folder.exists():
+        shutil.rmtree(folder)
+    folder.mkdir(parents=True)
+
+
+# ---------------------------------------------------------------------------- results
+@dataclass
+class CellResult:
+    """Outcome of one cell in this run: ``done`` (ran now), ``skipped`` or ``failed``."""
+
+    cell: Cell
+    status: str
+    seconds: float = 0.0
+    metrics: dict[str, float] = field(default_factory=dict)
+    error: str | None = None
+
+
+@dataclass
+class BenchResult:
+    """What :func:`run_bench` did and wrote.
+
+    Attributes:
+        out: the output folder.
+        cells: one result per cell, in run order.
+        results: the long results table (also in ``results.csv``).
+        paths: ``results``, ``markdown``, ``html``, ``plots``.
+    """
+
+    out: Path
+    cells: list[CellResult]
+    results: pd.DataFrame
+    paths: dict[str, Path]
+
+    def count(self, status: str) -> int:
+        """Number of cells with the given status."""
+        return sum(c.status == status for c in self.cells)
+
+    @property
+    def failed(self) -> list[CellResult]:
+        """The cells that raised."""
+        return [c for c in self.cells if c.status == "failed"]
+
+
+# ---------------------------------------------------------------------------- context
+class BenchContext:
+    """Shared, lazily computed state of one benchmark run (datasets, splits, stages).
+
+    Every stage is keyed and idempotent: asking twice computes once (disk + memory).
+    """
+
+    def __init__(self, spec: BenchSpec, progress: bool = False) -> None:
+        self.spec = spec
+        self.out = Path(spec.out)
+        self.progress = progress
+        self.sources = {dataset_label(d): d for d in spec.datasets}
+        self.k = 20 if 20 in spec.ks else max(spec.ks)
+        self._datasets: dict[str, Dataset] = {}
+        self._splits: dict[tuple[str, int], Split] = {}
+        self._model_cfg = {m: spec.model_config(m) for m in spec.models}
+        self._method_cfg = {m: spec.method_config(m)
+                            for m in {*spec.methods, REFERENCE_METHOD}}
+
+    # --------------------------------------------------------------- data
+    def dataset(self, label: str) -> Dataset:
+        """The loaded dataset of a label (loaded once)."""
+        if label not in self._datasets:
+            from trustrec.data.loaders import load_dataset
+
+            self._datasets[label] = load_dataset(self.sources[label], self.spec.data_dir,
+                                                 progress=self.progress)
+        return self._datasets[label]
+
+    def split(self, label: str, seed: int) -> Split:
+        """The seeded per-user random split of a dataset (computed once per seed)."""
+        key = (label, seed)
+        if key not in self._splits:
+            from trustrec.data.split import random_split
+
+            self._splits[key] = random_split(self.dataset(label),
+                                             tuple(self.spec.split_ratios), seed=seed)
+        return self._splits[key]
+
+    # --------------------------------------------------------------- configs
+    def data_config(self, label: str) -> dict[str, Any]:
+        """Where a dataset comes from and how it is split."""
+        return {"source": self.sources[label], "data_dir": self.spec.data_dir,
+                "split": "random_split", "split_ratios": list(self.spec.split_ratios)}
+
+    def learned_config(self, dataset: str, model: str, method: str, seed: int
+                       ) -> dict[str, Any]:
+        """Everything the learned state of (dataset, model, method, seed) depends on."""
+        return {"dataset": dataset, "data": self.data_config(dataset), "model": model,
+                "model_config": self._model_cfg[model], "method": method,
+                "method_config": self._method_cfg[method], "seed": seed}
+
+    def reference_config(self, cell: Cell) -> dict[str, Any]:
+        """Everything the retrained reference of a cell's group depends on."""
+        base = self.learned_config(cell.dataset, cell.model, REFERENCE_METHOD, cell.seed)
+        return {**base, "selection": cell.selection, "ratio": cell.ratio}
+
+    def cell_config(self, cell: Cell) -> dict[str, Any]:
+        """The cell's full resolved config (written to ``config.json``)."""
+        return {"cell": cell.axes(), "id": cell.id,
+                "data": self.data_config(cell.dataset),
+                "model_config": self._model_cfg[cell.model],
+                "method_config": self._method_cfg[cell.method],
+                "reference": {"method": REFERENCE_METHOD,
+                              "method_config": self._method_cfg[REFERENCE_METHOD]},
+                "ks": list(self.spec.ks), "headline_k": self.k,
+                "fairness": {"metric": f"ndcg@{self.k}", "active_share": 0.05},
+                "forget_request": "users"}
+
+    # --------------------------------------------------------------- folders
+    def learned_dir(self, dataset: str, model: str, method: str, seed: int) -> Path:
+        """Folder of a learned state: ``_learned/<dataset>/<model>/<method>/seed<seed>``."""
+        return self.out / "_learned" / dataset / model / method / f"seed{seed}"
+
+    def reference_dir(self, cell: Cell) -> Path:
+        """Folder of a group's reference: ``_reference/<dataset>/<model>/<sel>/p<r>/seed<s>``."""
+        return (self.out / "_reference" / cell.dataset / cell.model / cell.selection
+                / f"p{format(cell.ratio, 'g')}" / f"seed{cell.seed}")
+
+    # --------------------------------------------------------------- stage 1: learn
+    def learned(self, dataset: str, model: str, method: str, seed: int
+                ) -> tuple[Path, dict[str, Any]]:
+        """Make sure the learned state exists; return its unlearner folder and record."""
+        from trustrec.unlearn.base import make_unlearner
+        from trustrec.unlearn.persist import save_unlearner
+
+        folder = self.learned_dir(dataset, model, method, seed)
+        cfg = self.learned_config(dataset, model, method, seed)
+        fp = fingerprint(cfg)
+        if not _is_current(folder, STATE_JSON, fp):
+            _fresh(folder)
+            split = self.split(dataset, seed)
+            unl = make_unlearner(method, model, self._model_cfg[model],
+                                 **self._method_cfg[method])
+            t0 = time.perf_counter()
+            unl.fit(split.train, split.valid, seed=seed, progress=self.progress)
+            seconds = time.perf_counter() - t0
+            save_unlearner(unl, folder / UNLEARNER_DIR)
+            write_json(folder / STATE_JSON, {"status": "done", "fingerprint": fp,
+                                             "config": cfg, "learn_seconds": seconds,
+                                             "finished": _now()})
+        return folder / UNLEARNER_DIR, read_json(folder / STATE_JSON)
+
+    def load_learned(self, dataset: str, model: str, method: str, seed: int
+                     ) -> tuple[Any, float]:
+        """A fresh copy of the learned unlearner (safe to ``forget`` on) and learn seconds."""
+        from trustrec.unlearn.persist import load_unlearner
+
+        path, state = self.learned(dataset, model, method, seed)
+        return load_unlearner(path), float(state["learn_seconds"])
+
+    # --------------------------------------------------------------- stage 2: reference
+    def has_reference(self, cell: Cell) -> bool:
+        """Whether the group's reference is stored and current."""
+        return _is_current(self.reference_dir(cell), STATE_JSON,
+                           fingerprint(self.reference_config(cell)))
+
+    def store_reference(self, cell: Cell, unlearner: Any, forget_seconds: float,
+                        learn_seconds: float) -> None:
+        """Save a retrain unlearner after the group's forget request as the reference."""
+        from trustrec.unlearn.persist import save_unlearner
+
+        folder = self.reference_dir(cell)
+        cfg = self.reference_config(cell)
+        _fresh(folder)
+        save_unlearner(unlearner, folder / UNLEARNER_DIR)
+        write_json(folder / STATE_JSON, {"status": "done", "fingerprint": fingerprint(cfg),
+                                         "config": cfg, "forget_seconds": forget_seconds,
+                                         "learn_seconds": learn_seconds,
+                                         "finished": _now()})
+
+    def reference(self, cell: Cell) -> tuple[Any, dict[str, Any]]:
+        """The group's retrained reference (computed and stored if missing) and its record."""
+        from trustrec.unlearn.persist import load_unlearner
+
+        if not self.has_reference(cell):
+            unl, learn_s = self.load_learned(cell.dataset, cell.model, REFERENCE_METHOD,
+                                             cell.seed)
+            report = unl.forget(self.forget_request(cell))
+            self.store_reference(cell, unl, float(report.seconds), learn_s)
+        folder = self.reference_dir(cell)
+        return load_unlearner(folder / UNLEARNER_DIR), read_json(folder / STATE_JSON)
+
+    # --------------------------------------------------------------- forget sets
+    def forget_users(self, cell: Cell) -> np.ndarray:
+        """The cell's forget users (indices), selected on the training split."""
+        from trustrec.data.selection import select_forget_users
+
+        train = self.split(cell.dataset, cell.seed).train
+        return select_forget_users(train, cell.selection, cell.ratio, cell.seed)
+
+    def forget_request(self, cell: Cell) -> Any:
+        """The cell's :class:`~trustrec.unlearn.request.ForgetRequest`."""
+        from trustrec.unlearn.request import ForgetRequest
+
+        return ForgetRequest(users=self.forget_users(cell))
+
+
+# ---------------------------------------------------------------------------- one cell
+def _per_user(table: pd.DataFrame, phase: str, forgotten: np.ndarray,
+              user_ids: np.ndarray) -> pd.DataFrame:
+    t = table.copy()
+    t.insert(0, "phase", phase)
+    t.insert(2, "raw_user_id", np.asarray(user_ids, dtype=str)[t["user"].to_numpy()])
+    t.insert(3, "forgotten", np.isin(t["user"].to_numpy(), forgotten))
+    return t
+
+
+def compute_cell(ctx: BenchContext, cell: Cell) -> tuple[dict[str, float], pd.DataFrame,
+                                                         dict[str, float]]:
+    """Compute one cell's metrics, per-user table and timings (writes no cell files).
+
+    Returns:
+        ``(metrics, per_user, timings)``.
+    """
+    from trustrec.evaluate.completeness import agreement_report
+    from trustrec.evaluate.fairness import a_igf
+    from trustrec.evaluate.ranking import evaluate_ranking, summarize
+
+    timings: dict[str, float] = {}
+    t0 = time.perf_counter()
+    split = ctx.split(cell.dataset, cell.seed)
+    ks, k = ctx.spec.ks, ctx.k
+    timings["data_seconds"] = time.perf_counter() - t0
+
+    unl, learn_s = ctx.load_learned(cell.dataset, cell.model, cell.method, cell.seed)
+    t1 = time.perf_counter()
+    before = evaluate_ranking(unl, split.train, split.test, ks)
+    timings["eval_before_seconds"] = time.perf_counter() - t1
+
+    forget = ctx.forget_users(cell)
+    request = ctx.forget_request(cell)
+    report = unl.forget(request)
+    forget_s = float(report.seconds)
+    remaining = unl.train_
+    if cell.method == REFERENCE_METHOD and not ctx.has_reference(cell):
+        ctx.store_reference(cell, unl, forget_s, learn_s)
+
+    t2 = time.perf_counter()
+    retained = np.setdiff1d(np.arange(split.train.n_users), forget)
+    after = evaluate_ranking(unl, remaining, split.test, ks, users=retained)
+    fairness = a_igf(after, remaining, metric=f"ndcg@{k}")
+    fairness_before = a_igf(before, split.train, metric=f"ndcg@{k}")
+    timings["eval_after_seconds"] = time.perf_counter() - t2
+
+    t3 = time.perf_counter()
+    ref, ref_state = ctx.reference(cell)
+    forgotten_rows = split.train.select(np.isin(split.train.users, forget))
+    agreement = agreement_report(unl, ref, remaining, forgotten_rows, retained, k=k)
+    timings["completeness_seconds"] = time.perf_counter() - t3
+
+    ref_forget = float(ref_state["forget_seconds"])
+    metrics: dict[str, float] = dict(summarize(after))
+    metrics.update({f"{m}_before": v for m, v in summarize(before).items()})
+    metrics.update({
+        "a_igf": fairness, "a_igf_before": fairness_before,
+        **agreement,
+        "forget_seconds": forget_s, "learn_seconds": learn_s,
+        "retrain_forget_seconds": ref_forget,
+        "speedup_vs_retrain": ref_forget / forget_s if forget_s > 0 else float("nan"),
+        "n_forget_users": float(len(forget)),
+        "rows_removed": float(report.rows_removed),
+        "rows_remaining": float(report.rows_remaining),
+        "n_retrained_parts": float(len(report.retrained)),
+        "n_eval_users_before": float(len(before)),
+        "n_eval_users": float(len(after)),
+    })
+    user_ids = split.train.user_ids
+    per_user = pd.concat([_per_user(before, "before", forget, user_ids),
+                          _per_user(after, "after", forget, user_ids)], ignore_index=True)
+    timings["forget_seconds"] = forget_s
+    timings["learn_seconds"] = learn_s
+    return metrics, per_user, timings
+
+
+def run_cell(ctx: BenchContext, cell: Cell) -> CellResult:
+    """Run one cell into ``<out>/<cell.id>`` unless it is already finished.
+
+    A finished cell (``run.json`` done, same config fingerprint) is skipped; anything else
+    in its folder is cleared first. ``run.json`` is written last.
+    """
+    folder = ctx.out / cell.id
+    config = ctx.cell_config(cell)
+    fp = fingerprint(config)
+    if _is_current(folder, RUN_JSON, fp):
+        return CellResult(cell, "skipped", metrics=read_json(folder / METRICS_JSON))
+    _fresh(folder)
+    started, t0 = _now(), time.perf_counter()
+    run: dict[str, Any] = {"status": "running", "fingerprint": fp, "cell": cell.id,
+                           "started": started, "versions": versions(), "host": host_info(),
+                           "pid": os.getpid()}
+    write_json(folder / CONFIG_JSON, {**config, "fingerprint": fp})
+    write_json(folder / RUN_JSON, run)
+    try:
+        metrics, per_user, timings = compute_cell(ctx, cell)
+    except Exception as exc:
+        seconds = time.perf_counter() - t0
+        write_json(folder / RUN_JSON, {**run, "status": "failed", "finished": _now(),
+                                       "seconds": seconds,
+                                       "error": f"{type(exc).__name__}: {exc}",
+                                       "traceback": traceback.format_exc()})
+        return CellResult(cell, "failed", seconds, error=f"{type(exc).__name__}: {exc}")
+    write_json(folder / METRICS_JSON, metrics)
+    write_parquet(folder / PER_USER, per_user)
+    seconds = time.perf_counter() - t0
+    write_json(folder / RUN_JSON, {**run, "status": "done", "finished": _now(),
+                                   "seconds": seconds, "timings": timings})
+    return CellResult(cell, "done", seconds, metrics)
+
+
+def summary_line(res: CellResult, k: int = 20) -> str:
+    """One line per cell: id, utility before → after, fairness, time, completeness."""
+    m = res.metrics
+
+    def g(name: str, fmt: str = ".4f") -> str:
+        v = m.get(name)
+        return "–" if v is None or not np.isfinite(v) else format(v, fmt)
+
+    if res.status == "failed":
+        return f"{res.cell.id}: FAILED ({res.error})"
+    tag = " (already done)" if res.status == "skipped" else f" [{res.seconds:.1f} s]"
+    return (f"{res.cell.id}: ndcg@{k} {g(f'ndcg@{k}_before')} → {g(f'ndcg@{k}')}, "
+            f"a_igf {g('a_igf')}, forget {g('forget_seconds', '.2f')} s "
+            f"(×{g('speedup_vs_retrain', '.1f')}), overlap@{k} "
+            f"{g(f'overlap@{k}_vs_retrain', '.3f')}{tag}")
+
+
+# ---------------------------------------------------------------------------- the grid
+def run_bench(spec: BenchSpec, *, quiet: bool = False, stop_on_error: bool = False,
+              log: Callable[[str], None] | None = None) -> BenchResult:
+    """Run every cell of ``spec`` (skipping finished ones), then collect and report.
+
+    Args:
+        spec: the grid; validated before anything is loaded or trained.
+        quiet: no progress bar and no per-cell log lines.
+        stop_on_error: re-raise the first cell error instead of recording it and going on.
+        log: where log lines go (default: above the progress bar, on stderr).
+
+    Returns:
+        A :class:`BenchResult`; failed cells are listed in it (their ``run.json`` holds
+        the traceback) and are retried by the next run.
+    """
+    from tqdm.auto import tqdm
+
+    spec.validate()
+    out = Path(spec.out)
+    out.mkdir(parents=True, exist_ok=True)
+    write_json(out / "spec.json", spec.to_json())
+    ctx = BenchContext(spec, progress=False)
+    cells = spec.cells()
+    bar = tqdm(total=len(cells), desc="bench", unit="cell", disable=quiet, file=sys.stderr,
+               dynamic_ncols=True)
+
+    def emit(line: str) -> None:
+        if quiet:
+            return
+        if log is not None:
+            log(line)
+        else:
+            tqdm.write(line, file=sys.stderr)
+
+    if spec.workers > 1:
+        emit(f"note: workers={spec.workers} requested; cells run sequentially in-process "
+             "for now")
+    done = [c for c in cells if _is_current(out / c.id, RUN_JSON,
+                                            fingerprint(ctx.cell_config(c)))]
+    if done:
+        emit(f"{len(done)} of {len(cells)} cells already finished in {out}; they are skipped")
+    # Load every dataset a pending cell needs before the first cell: a dataset that cannot
+    # be fetched or parsed is an error of the whole run, not of each of its cells.
+    ctx.progress = not quiet
+    for label in dict.fromkeys(c.dataset for c in cells if c not in done):
+        ctx.dataset(label)
+    ctx.progress = False
+    results: list[CellResult] = []
+    try:
+        for cell in cells:
+            bar.set_postfix_str(cell.id, refresh=False)
+            res = run_cell(ctx, cell)
+            results.append(res)
+            if res.status == "failed" and stop_on_error:
+                trace = read_json(out / cell.id / RUN_JSON).get("traceback", "")
+                raise TrustrecError(f"cell {cell.id} failed: {res.error}\n{trace}")
+            if res.status != "skipped":
+                emit(summary_line(res, ctx.k))
+            bar.update(1)
+    finally:
+        bar.close()
+    frame = collect(out, cells)
+    paths = {"results": out / "results.csv"}
+    paths.update(write_report(out, frame, spec))
+    return BenchResult(out, results, frame, paths)

@@ -1,0 +1,292 @@
+"""The ``trustrec`` command: a thin Typer shell over the library.
+
+Commands: ``bench`` (the unlearning benchmark), ``data fetch`` / ``data info``, ``train``,
+``forget`` and ``evaluate``. Errors trustrec raises on purpose (bad names, bad files, bad
+requests) print one line, ``error: ...``, on stderr and exit with code 2.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+
+from trustrec.errors import ConfigError, TrustrecError
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+app = typer.Typer(
+    name="trustrec",
+    help="Trustworthy recommender systems: train, forget, evaluate and benchmark "
+         "recommenders on real data.",
+    no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
+    rich_markup_mode="markdown")
+data_app = typer.Typer(help="Datasets: fetch a known dataset into the cache, or describe "
+                            "any dataset.", no_args_is_help=True, rich_markup_mode="markdown")
+app.add_typer(data_app, name="data")
+
+EXIT_USAGE = 2
+
+
+def _fail(message: str) -> None:
+    line = " ".join(part.strip() for part in str(message).splitlines() if part.strip())
+    typer.echo(f"error: {line}", err=True)
+    raise typer.Exit(EXIT_USAGE)
+
+
+def handle_errors(fn: F) -> F:
+    """Turn TrustrecError / FileNotFoundError into one stderr line and exit code 2."""
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except (TrustrecError, FileNotFoundError, FileExistsError) as exc:
+            _fail(str(exc) or type(exc).__name__)
+    return wrapper  # type: ignore[return-value]
+
+
+def _split_list(text: str | None) -> list[str] | None:
+    if text is None:
+        return None
+    return [p.strip() for p in text.split(",") if p.strip()]
+
+
+def _parse_value(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return text
+
+
+def parse_assignments(items: list[str] | None, what: str = "--config") -> dict[str, Any]:
+    """``["dim=32", "lr=0.05"]`` → ``{"dim": 32, "lr": 0.05}`` (JSON values, else strings)."""
+    out: dict[str, Any] = {}
+    for item in items or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"{what} {item!r}: expected KEY=VALUE")
+        out[key.strip()] = _parse_value(value.strip())
+    return out
+
+
+def _echo_json(obj: Any) -> None:
+    from trustrec.modeldir import to_json_text
+
+    typer.echo(to_json_text(obj), nl=False)
+
+
+# ---------------------------------------------------------------------------- bench
+@app.command()
+@handle_errors
+def bench(
+    datasets: Annotated[str | None, typer.Option(
+        help="Comma-separated dataset names or paths (default: ml-100k).")] = None,
+    models: Annotated[str | None, typer.Option(
+        help="Comma-separated models (default: bpr,wmf,lightgcn).")] = None,
+    methods: Annotated[str | None, typer.Option(
+        help="Comma-separated unlearning methods (default: retrain,sisa).")] = None,
+    selections: Annotated[str | None, typer.Option(
+        help="Comma-separated forget-set selections (default: core,edge,random).")] = None,
+    ratios: Annotated[str | None, typer.Option(
+        help="Comma-separated shares of users to forget (default: 0.05).")] = None,
+    seeds: Annotated[str | None, typer.Option(
+        help="Comma-separated root seeds (default: 0).")] = None,
+    out: Annotated[Path | None, typer.Option(
+        help="Output folder (default: runs/bench, or the spec's 'out').")] = None,
+    spec: Annotated[Path | None, typer.Option(
+        help="Grid spec file (.toml or .yaml); command-line options override it.")] = None,
+    data_dir: Annotated[Path | None, typer.Option(
+        help="Dataset cache folder (default: $TRUSTREC_DATA or ~/.cache/trustrec).")] = None,
+    quiet: Annotated[bool, typer.Option(
+        "--quiet", "-q", help="No progress bar and no per-cell lines.")] = False,
+) -> None:
+    """Run the unlearning benchmark grid and write results.csv, report.md and report.html.
+
+    Every cell (dataset x model x method x selection x ratio x seed) learns, forgets the
+    selected users, and measures utility (before/after), fairness (A-IGF), completeness
+    (agreement with retraining) and efficiency (forget time, speed-up). Finished cells
+    are skipped on a rerun, so an interrupted run resumes. With no options it runs the
+    default grid on MovieLens-100K (fetched into the cache on first use).
+    """
+    from trustrec.bench.runner import run_bench
+    from trustrec.bench.spec import load_spec, spec_from_mapping
+
+    values: dict[str, Any] = {}
+    if spec is not None:
+        values = load_spec(spec, validate=False).to_json()
+    overrides = {"datasets": _split_list(datasets), "models": _split_list(models),
+                 "methods": _split_list(methods), "selections": _split_list(selections),
+                 "ratios": _split_list(ratios), "seeds": _split_list(seeds),
+                 "out": str(out) if out is not None else None,
+                 "data_dir": str(data_dir) if data_dir is not None else None}
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    where = f"{spec} with command-line options" if spec is not None else "command line"
+    bench_spec = spec_from_mapping(values, where=where)
+    result = run_bench(bench_spec, quiet=quiet)
+    failed = result.failed
+    typer.echo(f"cells: {result.count('done')} run, {result.count('skipped')} already "
+               f"done, {len(failed)} failed")
+    typer.echo(f"results: {result.paths['results']}")
+    typer.echo(f"report:  {result.paths['html']}")
+    typer.echo(f"         {result.paths['markdown']}")
+    if failed:
+        for res in failed:
+            typer.echo(f"failed: {res.cell.id}: {res.error} (traceback in "
+                       f"{result.out / res.cell.id / 'run.json'})", err=True)
+        raise typer.Exit(1)
+
+
+# ---------------------------------------------------------------------------- data
+@data_app.command("fetch")
+@handle_errors
+def data_fetch(
+    name: Annotated[str, typer.Argument(help="A known dataset, e.g. ml-100k or ml-1m.")],
+    data_dir: Annotated[Path | None, typer.Option(
+        help="Cache folder (default: $TRUSTREC_DATA or ~/.cache/trustrec).")] = None,
+) -> None:
+    """Download a known dataset into the cache (checksummed) and print its folder."""
+    from trustrec.data.fetch import fetch
+
+    typer.echo(str(fetch(name, data_dir, progress=sys.stderr.isatty())))
+
+
+@data_app.command("info")
+@handle_errors
+def data_info(
+    name_or_path: Annotated[str, typer.Argument(
+        help="A known dataset name, or a dataset folder or file.")],
+    data_dir: Annotated[Path | None, typer.Option(
+        help="Cache folder for known datasets.")] = None,
+) -> None:
+    """Print a JSON summary of a dataset: sizes, density, activity, attributes, dates."""
+    from trustrec.data.info import dataset_info
+    from trustrec.data.loaders import load_dataset
+
+    ds = load_dataset(name_or_path, data_dir, progress=sys.stderr.isatty())
+    _echo_json(dataset_info(ds))
+
+
+# ---------------------------------------------------------------------------- train
+@app.command()
+@handle_errors
+def train(
+    dataset: Annotated[str, typer.Option(help="Known dataset name or path.")],
+    model: Annotated[str, typer.Option(help="Model: bpr, wmf, lightgcn, ...")],
+    out: Annotated[Path, typer.Option(help="Model directory to create.")],
+    method: Annotated[str, typer.Option(
+        help="Unlearning method that will serve forget requests: retrain or sisa.")
+    ] = "retrain",
+    seed: Annotated[int, typer.Option(help="Root seed (split and training).")] = 0,
+    epochs: Annotated[int | None, typer.Option(help="Maximum training epochs.")] = None,
+    config: Annotated[list[str] | None, typer.Option(
+        "--config", help="Model option KEY=VALUE (repeatable), e.g. --config dim=32.")
+    ] = None,
+    method_config: Annotated[list[str] | None, typer.Option(
+        "--method-config", help="Method option KEY=VALUE (repeatable), e.g. n_shards=5.")
+    ] = None,
+    data_dir: Annotated[Path | None, typer.Option(
+        help="Cache folder for known datasets.")] = None,
+    overwrite: Annotated[bool, typer.Option(
+        help="Replace an existing model directory at --out.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
+) -> None:
+    """Train a model and write a model directory that can later forget and be evaluated.
+
+    The dataset is split per user (80/10/10, seeded); the model learns on the training
+    part with early stopping on validation. The directory holds the unlearner (so that
+    `trustrec forget` can retrain what a request touches), the model (model.save format),
+    and the test rows for `trustrec evaluate`.
+    """
+    from trustrec.modeldir import train_model_dir
+
+    model_config = parse_assignments(config)
+    if epochs is not None:
+        model_config["epochs"] = epochs
+    meta = train_model_dir(dataset, model, out, method=method, seed=seed,
+                           model_config=model_config,
+                           method_config=parse_assignments(method_config, "--method-config"),
+                           data_dir=data_dir, overwrite=overwrite, progress=not quiet)
+    typer.echo(f"trained {meta['model']} ({meta['method']}) on {meta['dataset']['name']} "
+               f"in {meta['learn_seconds']:.1f} s → {out}")
+
+
+# ---------------------------------------------------------------------------- forget
+@app.command()
+@handle_errors
+def forget(
+    model_dir: Annotated[Path, typer.Option(help="Model directory (from `trustrec train`).")],
+    users: Annotated[str | None, typer.Option(
+        help="Comma-separated raw user ids to forget entirely.")] = None,
+    users_file: Annotated[Path | None, typer.Option(
+        help="File of raw user ids, one per line.")] = None,
+    pairs: Annotated[Path | None, typer.Option(
+        help="CSV/TSV file of raw (user, item) interactions to forget, one per line.")
+    ] = None,
+    items: Annotated[str | None, typer.Option(
+        help="Comma-separated raw item ids to forget entirely.")] = None,
+    out: Annotated[Path | None, typer.Option(
+        help="Write the updated model directory here (default: update in place).")] = None,
+) -> None:
+    """Forget users, interactions or items (raw ids) and write a receipt.
+
+    The ids are checked first: an unknown or already-forgotten id is an error and nothing
+    is written. The unlearner then removes the rows and retrains what they touched; the
+    updated directory (with forget_report.json: counts, what was retrained, seconds,
+    sha256 of the remaining training data, and a check that none of the requested rows
+    remain) replaces the old one atomically, or is written to --out.
+    """
+    from trustrec.modeldir import forget_in_model_dir, read_id_file, read_pairs_file
+
+    if users is not None and users_file is not None:
+        raise ConfigError("give either --users or --users-file, not both")
+    user_ids = _split_list(users) if users is not None else (
+        read_id_file(users_file) if users_file is not None else None)
+    pair_ids = read_pairs_file(pairs) if pairs is not None else None
+    item_ids = _split_list(items)
+    if not (user_ids or pair_ids or item_ids):
+        raise ConfigError("nothing to forget: give --users, --users-file, --pairs or --items")
+    report = forget_in_model_dir(model_dir, users=user_ids, pairs=pair_ids, items=item_ids,
+                                 out=out)
+    removed = report["removed"]
+    typer.echo(f"forgot {removed['training_rows']} training rows "
+               f"({removed['users_affected']} users affected), retrained "
+               f"{', '.join(report['retrained'])} in {report['seconds']:.1f} s; "
+               f"verified: {report['verification']['passed']}")
+    typer.echo(f"receipt: {Path(report['model_dir']) / 'forget_report.json'}")
+
+
+# ---------------------------------------------------------------------------- evaluate
+@app.command()
+@handle_errors
+def evaluate(
+    model_dir: Annotated[Path, typer.Option(help="Model directory (from `trustrec train`).")],
+    out: Annotated[Path | None, typer.Option(
+        help="Also write the JSON result to this file.")] = None,
+) -> None:
+    """Evaluate a model directory on its stored test split: utility and A-IGF (JSON).
+
+    Ranks every item a user has not trained on (full ranking) and reports NDCG, Recall,
+    HitRate, MRR and Precision at 10 and 20, and A-IGF (NDCG@20 gap between the 5 % most
+    active users and the rest).
+    """
+    from trustrec.bench.files import write_atomic
+    from trustrec.modeldir import evaluate_model_dir, to_json_text
+
+    result = evaluate_model_dir(model_dir)
+    if out is not None:
+        write_atomic(out, to_json_text(result))
+    _echo_json(result)
+
+
+def main() -> None:  # pragma: no cover  (python -m trustrec.cli)
+    """Entry point for ``python -m trustrec.cli``."""
+    app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

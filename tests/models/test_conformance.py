@@ -1,0 +1,177 @@
+"""Conformance tests every registered Recommender must pass (a new model gets them for free).
+
+Each model is trained with a small per-model config from :data:`FAST` (structure tests) and
+:data:`LEARN` (the learning test on real MovieLens-100K); a model without an entry gets
+the defaults below. Add an entry when you add a model and these defaults are too slow.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+
+import trustrec.models  # noqa: F401  (registers every model)
+from trustrec.errors import ConfigError, DataFormatError
+from trustrec.evaluate.ranking import evaluate_ranking
+from trustrec.models import MODELS, load_model, make_model
+from trustrec.models.base import MODEL_JSON, MODEL_TENSORS
+
+# Small, fast settings for the structural tests (shapes, determinism, persistence).
+FAST_DEFAULT: dict[str, Any] = {"epochs": 2, "dim": 8}
+FAST: dict[str, dict[str, Any]] = {
+    "bpr": {"epochs": 3, "dim": 8},
+    "wmf": {"epochs": 2, "dim": 8},
+    "lightgcn": {"epochs": 2, "dim": 8},
+    "neumf": {"epochs": 2, "gmf_dim": 8, "mlp_dim": 8, "layers": [16, 8]},
+}
+# Settings under which the model must clearly beat popularity on ML-100K test NDCG@20.
+LEARN_DEFAULT: dict[str, Any] = {"epochs": 10, "dim": 32}
+LEARN: dict[str, dict[str, Any]] = {
+    "bpr": {"epochs": 20, "dim": 32},  # ~0.24 vs popularity 0.134
+    "wmf": {"epochs": 5, "dim": 32},  # ~0.30
+    "lightgcn": {"epochs": 10, "dim": 32},  # ~0.22
+    "neumf": {"epochs": 3, "gmf_dim": 16, "mlp_dim": 16, "layers": [16, 8]},  # ~0.20
+}
+
+NAMES = MODELS.names()
+
+
+def fast_config(name: str) -> dict[str, Any]:
+    """The structural-test config of model ``name``."""
+    return dict(FAST.get(name, FAST_DEFAULT))
+
+
+@pytest.fixture(scope="module")
+def fitted(ml100k_split):
+    """``fitted(name)`` → the model trained once with its fast config, seed 0 (cached)."""
+    cache: dict[str, Any] = {}
+
+    def get(name: str):
+        if name not in cache:
+            cache[name] = make_model(name, **fast_config(name)).fit(
+                ml100k_split.train, ml100k_split.valid, seed=0)
+        return cache[name]
+
+    return get
+
+
+def _params_equal(a, b) -> bool:
+    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_models_are_registered():
+    assert {"bpr", "wmf"} <= set(NAMES)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_fit_returns_self_and_records_training(name, ml100k_split):
+    cfg = fast_config(name)
+    model = make_model(name, **cfg)
+    out = model.fit(ml100k_split.train, ml100k_split.valid, seed=0)
+    assert out is model
+    info = model.fit_info_
+    for key in ("epochs_run", "best_epoch", "train_seconds"):
+        assert key in info, f"fit_info_ lacks {key!r}"
+    assert 1 <= info["epochs_run"] <= cfg.get("epochs", info["epochs_run"])
+    assert 1 <= info["best_epoch"] <= info["epochs_run"]
+    assert info["train_seconds"] >= 0
+    json.dumps(info)  # JSON-ready
+    assert (model.n_users_, model.n_items_) == (ml100k_split.train.n_users,
+                                                ml100k_split.train.n_items)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_score_shape_and_dtype(name, fitted, ml100k_split):
+    model = fitted(name)
+    users = np.array([0, 5, 17, 942])
+    s = model.score(users)
+    assert isinstance(s, np.ndarray)
+    assert s.shape == (len(users), ml100k_split.train.n_items)
+    assert s.dtype == np.float32
+    assert np.isfinite(s).all()
+    # A user's row does not depend on which other users are scored with it.
+    np.testing.assert_allclose(model.score(np.array([17]))[0], s[2], rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_embedding_shapes(name, fitted, ml100k_split):
+    model = fitted(name)
+    u, v = model.user_embeddings(), model.item_embeddings()
+    assert u.ndim == 2 and v.ndim == 2
+    assert u.shape[0] == ml100k_split.train.n_users
+    assert v.shape[0] == ml100k_split.train.n_items
+    assert u.shape[1] == v.shape[1] >= 1
+    assert u.dtype == np.float32 and v.dtype == np.float32
+    assert np.isfinite(u).all() and np.isfinite(v).all()
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_same_seed_gives_identical_parameters(name, fitted, ml100k_split):
+    first = fitted(name)
+    again = make_model(name, **fast_config(name)).fit(ml100k_split.train, ml100k_split.valid,
+                                                      seed=0)
+    assert _params_equal(first.params_, again.params_)
+    other = make_model(name, **fast_config(name)).fit(ml100k_split.train, ml100k_split.valid,
+                                                      seed=1)
+    assert first.params_.keys() == other.params_.keys()
+    assert not _params_equal(first.params_, other.params_)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_save_load_round_trip(name, fitted, tmp_path: Path):
+    model = fitted(name)
+    model.save(tmp_path / "m")
+    files = sorted(p.name for p in (tmp_path / "m").iterdir())
+    assert files == sorted([MODEL_JSON, MODEL_TENSORS])  # nothing else, no pickle
+    assert not (tmp_path / "m" / MODEL_TENSORS).read_bytes().startswith(b"\x80")
+    meta = json.loads((tmp_path / "m" / MODEL_JSON).read_text())
+    assert meta["model"] == name
+    loaded = load_model(tmp_path / "m")
+    assert type(loaded) is type(model)
+    assert loaded.config == model.config
+    assert _params_equal(loaded.params_, model.params_)
+    users = np.arange(0, 943, 7)
+    np.testing.assert_array_equal(loaded.score(users), model.score(users))
+    np.testing.assert_array_equal(loaded.user_embeddings(), model.user_embeddings())
+    np.testing.assert_array_equal(loaded.item_embeddings(), model.item_embeddings())
+    assert loaded.fit_info_["best_epoch"] == model.fit_info_["best_epoch"]
+
+
+@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("corrupt", ['{"model": "', "[1, 2]", "{}"])
+def test_load_corrupted_json_is_a_format_error(name, corrupt, fitted, tmp_path: Path):
+    fitted(name).save(tmp_path / "m")
+    (tmp_path / "m" / MODEL_JSON).write_text(corrupt)
+    with pytest.raises(DataFormatError, match=MODEL_JSON):
+        load_model(tmp_path / "m")
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_config_typo_is_a_config_error(name):
+    with pytest.raises(ConfigError, match="did you mean 'epochs'"):
+        make_model(name, epoch=3)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_unfitted_model_refuses_to_score(name):
+    with pytest.raises(RuntimeError, match="not fitted"):
+        make_model(name).score(np.array([0]))
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_learns_better_than_popularity(name, ml100k_split):
+    train, valid, test = ml100k_split.train, ml100k_split.valid, ml100k_split.test
+    counts = train.item_counts().astype(np.float32)
+
+    def popularity(users: np.ndarray) -> np.ndarray:
+        return np.tile(counts, (len(users), 1))
+
+    pop = evaluate_ranking(popularity, train, test, ks=(20,))["ndcg@20"].mean()
+    model = make_model(name, **LEARN.get(name, LEARN_DEFAULT)).fit(train, valid, seed=0)
+    got = evaluate_ranking(model, train, test, ks=(20,))["ndcg@20"].mean()
+    assert got > 1.2 * pop, f"{name}: test NDCG@20 {got:.4f} vs popularity {pop:.4f}"

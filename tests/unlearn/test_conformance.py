@@ -1,0 +1,273 @@
+"""Conformance tests every registered unlearning method must pass (new methods get them free).
+
+Each method wraps the real BPR-MF on real MovieLens-100K with a fast config (see
+``conftest.FAST_MODEL`` / ``FAST_METHOD``; add an entry there when a new method needs one).
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from trustrec.data.selection import (
+    select_forget_interactions,
+    select_forget_items,
+    select_forget_users,
+)
+from trustrec.errors import ConfigError, InvalidRequestError, UnsupportedRequestError
+from trustrec.unlearn import UNLEARNERS, ForgetReport, ForgetRequest, Retrain, Unlearner
+
+from .conftest import build, fit, reachable_datasets, same_snapshot, snapshot
+
+METHODS = UNLEARNERS.names()
+GRAINS = ("user", "interaction", "item")
+
+
+def test_methods_are_registered():
+    assert {"retrain", "sisa"} <= set(METHODS)
+
+
+def request_for(grain: str, train, seed: int = 0) -> ForgetRequest:
+    """A realistic request of one grain, chosen by the CURE4Rec selection rules."""
+    if grain == "user":
+        return ForgetRequest(users=select_forget_users(train, "random", 0.05, seed))
+    if grain == "interaction":
+        return ForgetRequest(pairs=select_forget_interactions(train, 0.01, seed))
+    return ForgetRequest(items=select_forget_items(train, 0.01, seed))
+
+
+def assert_unchanged(u, before: dict) -> None:
+    assert u.train_ is before["train"] and u.valid_ is before["valid"]
+    assert same_snapshot(u, before["params"])
+    assert len(u.history_) == before["history"]
+    np.testing.assert_array_equal(u.score(np.arange(20)), before["scores"])
+
+
+def state_of(u) -> dict:
+    return {"train": u.train_, "valid": u.valid_, "params": snapshot(u),
+            "history": len(u.history_), "scores": u.score(np.arange(20))}
+
+
+# ---------------------------------------------------------------------------- basics
+@pytest.mark.parametrize("method", METHODS)
+def test_class_contract(method):
+    cls = UNLEARNERS.get(method)
+    assert cls.name == method
+    assert isinstance(cls.exact, bool)
+    assert cls.supports <= set(GRAINS) and cls.supports
+    u = build(method)
+    assert isinstance(u, Unlearner)
+    with pytest.raises(RuntimeError, match="not fitted"):
+        u.score(np.arange(3))
+    with pytest.raises(RuntimeError, match="not fitted"):
+        u.forget(ForgetRequest(users=[0]))
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_config_typo_is_an_error(method):
+    with pytest.raises(ConfigError, match="unknown option"):
+        build(method, not_an_option=1)
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_fit_then_score(method, split):
+    u = fit(method, split)
+    assert u.train_ is split.train and u.valid_ is split.valid and u.seed_ == 0
+    users = np.array([0, 5, 942, 5])
+    s = u.score(users)
+    assert s.shape == (4, split.train.n_items) and s.dtype == np.float32
+    assert np.isfinite(s).all()
+    np.testing.assert_array_equal(s[1], s[3])
+    assert u.score(np.zeros(0, np.int64)).shape == (0, split.train.n_items)
+    with pytest.raises(IndexError, match="out of range"):
+        u.score(np.array([split.train.n_users]))
+    assert [h["event"] for h in u.history_] == ["fit"]
+    json.dumps(u.history_)
+
+
+# ---------------------------------------------------------------------------- forgetting
+def check_report(rep: ForgetReport, u, method: str, train_before, removed: np.ndarray):
+    assert rep.method == method and rep.exact == type(u).exact
+    assert rep.rows_removed == int(removed.sum()) > 0
+    assert rep.users_affected == np.unique(train_before.users[removed]).tolist()
+    assert rep.retrained and all(isinstance(r, str) for r in rep.retrained)
+    assert rep.seconds > 0
+    assert rep.rows_remaining == train_before.n_interactions - rep.rows_removed
+    assert rep.rows_remaining == u.train_.n_interactions
+    assert "valid_rows_removed" in rep.details
+    text = json.dumps(rep.to_json())
+    assert json.loads(text)["rows_removed"] == rep.rows_removed
+
+
+@pytest.mark.parametrize("method", METHODS)
+@pytest.mark.parametrize("grain", GRAINS)
+def test_forget_one_grain(method, grain, split):
+    u = fit(method, split)
+    train, valid = split.train, split.valid
+    req = request_for(grain, train)
+    if grain not in type(u).supports:
+        before = state_of(u)
+        with pytest.raises(UnsupportedRequestError):
+            u.forget(req)
+        assert_unchanged(u, before)
+        return
+    removed = req.row_mask(train)
+    valid_removed = req.match_rows(valid)
+    rep = u.forget(req)
+    check_report(rep, u, method, train, removed)
+    assert rep.details["valid_rows_removed"] == int(valid_removed.sum())
+    # the remaining data is exactly the old data minus the named rows, in order
+    np.testing.assert_array_equal(u.train_.pair_keys(), train.pair_keys()[~removed])
+    np.testing.assert_array_equal(u.valid_.pair_keys(), valid.pair_keys()[~valid_removed])
+    if grain == "user":
+        assert not np.isin(u.train_.users, req.users).any()
+        assert not np.isin(u.valid_.users, req.users).any()
+        assert rep.users_affected == req.users.tolist()
+    elif grain == "item":
+        assert not np.isin(u.train_.items, req.items).any()
+        assert not np.isin(u.valid_.items, req.items).any()
+    else:
+        keys = req.pairs[:, 0] * train.n_items + req.pairs[:, 1]
+        assert not np.isin(u.train_.pair_keys(), keys).any()
+        # other rows of the same users stay
+        assert np.isin(u.train_.users, req.pairs[:, 0]).any()
+    assert u.score(np.arange(10)).shape == (10, train.n_items)
+    assert [h["event"] for h in u.history_] == ["fit", "forget"]
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_forgotten_rows_are_gone_from_every_internal_copy(method, split):
+    u = fit(method, split)
+    forgotten = []
+    for grain, seed in (("user", 1), ("interaction", 2), ("item", 3)):
+        if grain not in type(u).supports:
+            continue
+        req = request_for(grain, u.train_, seed)  # chosen among the rows still there
+        forgotten.append(split.train.pair_keys()[req.match_rows(split.train)])
+        forgotten.append(split.valid.pair_keys()[req.match_rows(split.valid)])
+        u.forget(req)
+    forgotten = np.unique(np.concatenate(forgotten))
+    assert len(forgotten) > 0
+    found = reachable_datasets(u)
+    assert any(d is u.train_ for d in found) and any(d is u.valid_ for d in found)
+    for ds in found:
+        hits = np.isin(ds.pair_keys(), forgotten)
+        assert not hits.any(), f"{ds!r} still holds {int(hits.sum())} forgotten rows"
+    # the history keeps counts only, never the ids
+    for rec in u.history_:
+        assert not {"users", "pairs", "items", "users_affected", "request"} & set(rec)
+        for v in rec.values():
+            assert not (isinstance(v, list) and v and all(isinstance(x, int) for x in v)
+                        and rec["event"] == "forget")
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_sequence_of_requests(method, split):
+    u = fit(method, split)
+    train = split.train
+    users = select_forget_users(train, "random", 0.04, seed=0)
+    a, b = users[: len(users) // 2], users[len(users) // 2:]
+    ra = u.forget(ForgetRequest(users=a))
+    rb = u.forget(ForgetRequest(users=b))
+    assert ra.rows_removed + rb.rows_removed == int(np.isin(train.users, users).sum())
+    assert rb.rows_remaining == train.n_interactions - ra.rows_removed - rb.rows_removed
+    assert not np.isin(u.train_.users, users).any()
+    before = state_of(u)
+    with pytest.raises(InvalidRequestError, match="not in the training data"):
+        u.forget(ForgetRequest(users=a[:1]))
+    assert_unchanged(u, before)
+    # a pair of a forgotten user is no longer a training interaction
+    row = int(np.flatnonzero(train.users == a[0])[0])
+    with pytest.raises(InvalidRequestError, match="not in"):
+        u.forget(ForgetRequest(pairs=[[a[0], train.items[row]]]))
+    assert_unchanged(u, before)
+    if "interaction" in type(u).supports:
+        # forgetting an interaction, then the rest of that user, then its item
+        keep_user = int(np.setdiff1d(train.active_users(), users)[0])
+        item = int(u.train_.items[np.flatnonzero(u.train_.users == keep_user)[0]])
+        u.forget(ForgetRequest(pairs=[[keep_user, item]]))
+        u.forget(ForgetRequest(users=[keep_user]))
+        assert not (u.train_.users == keep_user).any()
+    if "item" in type(u).supports:
+        item = int(np.argmax(u.train_.item_counts()))
+        u.forget(ForgetRequest(items=[item]))
+        with pytest.raises(InvalidRequestError, match="not in the training data"):
+            u.forget(ForgetRequest(items=[item]))
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_bad_requests_raise_and_change_nothing(method, split):
+    u = fit(method, split)
+    train = split.train
+    before = state_of(u)
+    with pytest.raises(InvalidRequestError, match="empty"):
+        ForgetRequest(users=[])
+    with pytest.raises(InvalidRequestError, match="duplicate"):
+        ForgetRequest(users=[3, 3])
+    with pytest.raises(InvalidRequestError, match="duplicate"):
+        ForgetRequest(pairs=[[0, 1], [0, 1]])
+    absent = int(np.setdiff1d(np.arange(train.n_items), train.items[train.users == 0])[0])
+    bad = [
+        ForgetRequest(users=[train.n_users]),                 # unknown user
+        ForgetRequest(users=[0, train.n_users + 5]),          # one known, one unknown
+        ForgetRequest(items=[train.n_items]),                 # unknown item
+        ForgetRequest(pairs=[[0, absent]]),                   # pair not in the data
+        ForgetRequest(pairs=[[train.n_users, 0]]),            # pair outside the id space
+        ForgetRequest(users=[1], pairs=[[0, absent]]),        # valid part + bad part
+    ]
+    for req in bad:
+        with pytest.raises(InvalidRequestError):
+            u.forget(req)
+        assert_unchanged(u, before)
+    with pytest.raises(InvalidRequestError, match="ForgetRequest"):
+        u.forget({"users": [0]})
+    assert_unchanged(u, before)
+
+
+def test_unsupported_grain_is_a_specific_error(split):
+    class UsersOnly(Retrain):  # not registered: a method that supports users only
+        supports = frozenset({"user"})
+
+    u = UsersOnly("bpr", {"epochs": 2, "dim": 8}).fit(split.train, split.valid)
+    before = state_of(u)
+    for req in (request_for("item", split.train), request_for("interaction", split.train),
+                ForgetRequest(users=[0], items=[0])):
+        with pytest.raises(UnsupportedRequestError, match="cannot forget"):
+            u.forget(req)
+        assert_unchanged(u, before)
+    assert isinstance(UnsupportedRequestError("x"), NotImplementedError)
+    u.forget(ForgetRequest(users=[0]))
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_determinism(method, split):
+    req = request_for("user", split.train)
+    a, b = fit(method, split, seed=3), fit(method, split, seed=3)
+    users = np.arange(split.train.n_users)
+    np.testing.assert_array_equal(a.score(users), b.score(users))
+    ra, rb = a.forget(req), b.forget(req)
+    np.testing.assert_array_equal(a.score(users), b.score(users))
+    ja, jb = ra.to_json(), rb.to_json()
+    for j in (ja, jb):
+        j.pop("seconds")
+        j["details"].pop("shard_seconds", None)
+    assert ja == jb
+    c = fit(method, split, seed=4)
+    assert not np.array_equal(a.score(users[:50]), c.score(users[:50]))
+
+
+def test_report_to_json_converts_numpy():
+    rep = ForgetReport(method="x", exact=True, request={"users": np.array([1, 2])},
+                       rows_removed=np.int64(3), users_affected=[np.int32(1), np.int64(2)],
+                       retrained=["full"], seconds=np.float64(0.5),
+                       rows_remaining=np.int64(7),
+                       details={"shards": np.array([0, 2]), "flag": np.bool_(True),
+                                "nested": {1: (np.int16(4),)}})
+    out = json.loads(json.dumps(rep.to_json()))
+    assert out["users_affected"] == [1, 2] and out["details"]["shards"] == [0, 2]
+    assert out["details"]["nested"] == {"1": [4]} and out["details"]["flag"] is True
+    s = rep.summary()
+    assert s["n_users"] == 2 and s["n_users_affected"] == 2 and "users" not in s
+    json.dumps(s)
