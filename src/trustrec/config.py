@@ -46,3 +46,28 @@ def suggest(name: str, choices: list[str]) -> str:
     """`` (did you mean 'x'?)`` or a list of valid choices, for error messages."""
     close = difflib.get_close_matches(name, choices, n=1)
     return f" (did you mean {close[0]!r}?)" if close else f"; available: {', '.join(choices)}"
+
+
+def check_ranges(cfg: object, *, at_least_one: tuple[str, ...] = (),
+                 non_negative: tuple[str, ...] = (), positive: tuple[str, ...] = (),
+                 unit_interval: tuple[str, ...] = ()) -> None:
+    """Check numeric fields of a config dataclass; the first bad one raises ConfigError.
+
+    The message names the class and field, e.g. ``BPRConfig.lr must be > 0, got -1``.
+
+    Args:
+        cfg: the config instance (typically ``self`` in ``__post_init__``).
+        at_least_one: fields that must be ``>= 1``.
+        non_negative: fields that must be ``>= 0``.
+        positive: fields that must be ``> 0``.
+        unit_interval: fields that must lie in ``(0, 1]``.
+    """
+    rules = ((at_least_one, ">= 1", lambda v: v >= 1),
+             (non_negative, ">= 0", lambda v: v >= 0),
+             (positive, "> 0", lambda v: v > 0),
+             (unit_interval, "in (0, 1]", lambda v: 0 < v <= 1))
+    for names, text, ok in rules:
+        for name in names:
+            value = getattr(cfg, name)
+            if not ok(value):
+                raise ConfigError(f"{type(cfg).__name__}.{name} must be {text}, got {value}")

@@ -23,7 +23,6 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import os
 import shutil
 import tempfile
 import time
@@ -39,6 +38,7 @@ import pandas as pd
 from trustrec import __version__
 from trustrec.data.dataset import Dataset
 from trustrec.errors import DataFormatError, InvalidRequestError, TrustrecError
+from trustrec.fileio import swap_into_place, to_jsonable
 
 META_JSON = "trustrec.json"
 UNLEARNER_DIR = "unlearner"
@@ -79,57 +79,16 @@ def ids_sha256(ids: Sequence[str]) -> str:
 
 
 # ---------------------------------------------------------------------------- files
-def _write_rows(ds: Dataset, path: Path) -> None:
-    frame = pd.DataFrame({"user": ds.user_ids[ds.users].astype(str),
-                          "item": ds.item_ids[ds.items].astype(str),
-                          "timestamp": ds.timestamps})
-    frame.to_parquet(path, index=False)
-
-
 def _read_rows(path: Path, like: Dataset, name: str) -> Dataset:
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: missing from the model directory")
-    try:
-        frame = pd.read_parquet(path)
-    except Exception as exc:  # pyarrow raises many types for corrupt files
-        raise DataFormatError(f"{path}: not a readable Parquet file: {exc}") from None
-    missing = [c for c in ("user", "item", "timestamp") if c not in frame.columns]
-    if missing:
-        raise DataFormatError(f"{path}: missing column(s) {missing}")
-    codes = {}
-    for col, ids in (("user", like.user_ids), ("item", like.item_ids)):
-        c = pd.Index(np.asarray(ids, dtype=str)).get_indexer(frame[col].astype(str))
-        if (c < 0).any():
-            r = int(np.argmax(c < 0))
-            raise DataFormatError(f"{path}: row {r + 1}, field {col!r}: raw id "
-                                  f"{frame[col].iloc[r]!r} is not in the model's id map")
-        codes[col] = c
-    from dataclasses import replace
+    """Rows of a Parquet file of this directory, in ``like``'s id space (no ratings)."""
+    from trustrec.unlearn.persist import read_rows
 
-    return replace(like, name=name, users=codes["user"], items=codes["item"],
-                   timestamps=frame["timestamp"].to_numpy(dtype=np.int64), ratings=None)
+    return read_rows(path, name, like.user_ids, like.item_ids, like.user_attributes,
+                     like.item_attributes, ratings=False, where="the model directory")
 
 
 def _write_json(path: Path, obj: Any) -> None:
-    from trustrec.unlearn.base import jsonable
-
-    path.write_text(json.dumps(jsonable(obj), indent=2) + "\n", encoding="utf-8")
-
-
-def _swap_into_place(tmp: Path, target: Path) -> None:
-    """Rename the complete ``tmp`` to ``target``; an old ``target`` goes only after that."""
-    if not target.exists():
-        os.replace(tmp, target)
-        return
-    old = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.old-"))
-    os.replace(target, old / "dir")
-    try:
-        os.replace(tmp, target)
-    except BaseException:
-        os.replace(old / "dir", target)
-        shutil.rmtree(old, ignore_errors=True)
-        raise
-    shutil.rmtree(old, ignore_errors=True)
+    path.write_text(json.dumps(to_jsonable(obj), indent=2) + "\n", encoding="utf-8")
 
 
 def _check_target(target: Path, replace_ok: bool) -> None:
@@ -147,7 +106,7 @@ def _write_dir(target: Path, meta: dict[str, Any], unlearner: Any, test: Dataset
                report: dict[str, Any] | None = None,
                verify: Any = None) -> None:
     """Write a complete model directory into a temporary sibling and swap it into place."""
-    from trustrec.unlearn.persist import save_unlearner
+    from trustrec.unlearn.persist import save_unlearner, write_rows
 
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.tmp-"))
@@ -158,14 +117,14 @@ def _write_dir(target: Path, meta: dict[str, Any], unlearner: Any, test: Dataset
         if len(models) == 1:
             next(iter(models.values())).save(tmp / MODEL_DIR)
             model_dirs.insert(0, MODEL_DIR)
-        _write_rows(test, tmp / TEST_PARQUET)
+        write_rows(test, tmp / TEST_PARQUET, ratings=False)
         meta = {**meta, "model_dirs": model_dirs, "updated": _now()}
         _write_json(tmp / META_JSON, meta)
         if verify is not None:
             report = {**(report or {}), "verification": verify(tmp)}
         if report is not None:
             _write_json(tmp / REPORT_JSON, report)
-        _swap_into_place(tmp, target)
+        swap_into_place(tmp, target)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -333,15 +292,7 @@ def _remaining(ds: Dataset | None, request: Any) -> int:
     """How many rows of ``ds`` the request still names (0 after a correct forget)."""
     if ds is None or ds.n_interactions == 0:
         return 0
-    mask = np.zeros(ds.n_interactions, dtype=bool)
-    if len(request.users):
-        mask |= np.isin(ds.users, request.users)
-    if len(request.items):
-        mask |= np.isin(ds.items, request.items)
-    if len(request.pairs):
-        keys = request.pairs[:, 0] * ds.n_items + request.pairs[:, 1]
-        mask |= np.isin(ds.pair_keys(), keys)
-    return int(mask.sum())
+    return int(request.match_rows(ds).sum())
 
 
 def forget_in_model_dir(model_dir: str | Path, *, users: Sequence[str] | None = None,
@@ -394,16 +345,8 @@ def forget_in_model_dir(model_dir: str | Path, *, users: Sequence[str] | None = 
     unl.check_request(request)
     before_rows, before_sha = unl.train_.n_interactions, data_sha256(unl.train_)
     report = unl.forget(request)
-    test_mask = np.zeros(md.test.n_interactions, dtype=bool)
-    if md.test.n_interactions:
-        probe = md.test
-        if len(request.users):
-            test_mask |= np.isin(probe.users, request.users)
-        if len(request.items):
-            test_mask |= np.isin(probe.items, request.items)
-        if len(request.pairs):
-            keys = request.pairs[:, 0] * probe.n_items + request.pairs[:, 1]
-            test_mask |= np.isin(probe.pair_keys(), keys)
+    test_mask = (request.match_rows(md.test) if md.test.n_interactions
+                 else np.zeros(0, dtype=bool))
     test = md.test.select(~test_mask)
     after_sha = data_sha256(unl.train_)
 
@@ -485,8 +428,6 @@ def evaluate_model_dir(model_dir: str | Path, ks: Sequence[int] = (10, 20),
 
 def to_json_text(obj: Any) -> str:
     """Indented JSON text of a JSON-ready object (non-finite floats become null)."""
-    from trustrec.bench.files import _clean
-
     buf = io.StringIO()
-    json.dump(_clean(obj), buf, indent=2)
+    json.dump(to_jsonable(obj, finite=True), buf, indent=2)
     return buf.getvalue() + "\n"

@@ -6,7 +6,6 @@ import numpy as np
 import pytest
 from scipy.stats import spearmanr
 
-from trustrec.data.dataset import Dataset
 from trustrec.errors import ConfigError
 from trustrec.evaluate.completeness import (
     agreement_report,
@@ -15,15 +14,7 @@ from trustrec.evaluate.completeness import (
     topk_overlap,
 )
 
-
-def make_ds(pairs: list[tuple[int, int]], n_users: int, n_items: int) -> Dataset:
-    arr = np.asarray(pairs, dtype=np.int64).reshape(-1, 2)
-    return Dataset(
-        name="toy", users=arr[:, 0], items=arr[:, 1], timestamps=np.zeros(len(arr)),
-        n_users=n_users, n_items=n_items,
-        user_ids=np.array([str(u) for u in range(n_users)]),
-        item_ids=np.array([str(i) for i in range(n_items)]),
-    )
+from .conftest import make_ds
 
 
 def lookup(matrix: np.ndarray):

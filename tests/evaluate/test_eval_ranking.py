@@ -20,16 +20,7 @@ from trustrec.evaluate.ranking import (
     summarize,
 )
 
-
-def make_ds(pairs: list[tuple[int, int]], n_users: int, n_items: int) -> Dataset:
-    arr = np.asarray(pairs, dtype=np.int64).reshape(-1, 2)
-    return Dataset(
-        name="toy", users=arr[:, 0], items=arr[:, 1], timestamps=np.zeros(len(arr)),
-        n_users=n_users, n_items=n_items,
-        user_ids=np.array([str(u) for u in range(n_users)]),
-        item_ids=np.array([str(i) for i in range(n_items)]),
-    )
-
+from .conftest import make_ds
 
 # 4 users × 6 items. Scores are fixed; the "model" is a lookup into this matrix.
 SCORES = np.array([

@@ -22,6 +22,7 @@ from trustrec import __version__
 from trustrec.config import build_config, to_dict
 from trustrec.data.dataset import Dataset
 from trustrec.errors import DataFormatError
+from trustrec.fileio import atomic_write_bytes
 from trustrec.registry import Registry
 
 MODEL_JSON = "model.json"
@@ -59,17 +60,20 @@ def make_model(name: str, **config: Any) -> EmbeddingRecommender:
     return cls(build_config(cls.Config, config, where=f"model {name!r}"))
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` atomically (temporary file in the same folder + rename)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+def normal_tables(gen: np.random.Generator, n_users: int, n_items: int, dim: int,
+                  scale: float) -> dict[str, torch.Tensor]:
+    """``{"user": (n_users, dim), "item": (n_items, dim)}`` float32 tables drawn from
+    ``N(0, scale²)`` by ``gen`` (users first, then items).
+
+    Args:
+        gen: the seeded generator of the fit's initialisation.
+        n_users: rows of the user table.
+        n_items: rows of the item table.
+        dim: width of both tables.
+        scale: standard deviation.
+    """
+    return {name: torch.from_numpy((gen.standard_normal((n, dim)) * scale).astype(np.float32))
+            for name, n in (("user", n_users), ("item", n_items))}
 
 
 class EmbeddingRecommender:

@@ -18,9 +18,9 @@ import numba
 import numpy as np
 import torch
 
+from trustrec.config import check_ranges
 from trustrec.data.dataset import Dataset
-from trustrec.errors import ConfigError
-from trustrec.models.base import MODELS, EmbeddingRecommender
+from trustrec.models.base import MODELS, EmbeddingRecommender, normal_tables
 from trustrec.seeding import rng
 from trustrec.train.loop import train_epochs
 from trustrec.train.sampling import sample_negatives
@@ -55,18 +55,9 @@ class BPRConfig:
     eval_every: int = 5
 
     def __post_init__(self) -> None:
-        if self.dim < 1:
-            raise ConfigError(f"BPRConfig.dim must be >= 1, got {self.dim}")
-        if self.lr <= 0:
-            raise ConfigError(f"BPRConfig.lr must be > 0, got {self.lr}")
-        if not 0 < self.lr_decay <= 1:
-            raise ConfigError(f"BPRConfig.lr_decay must be in (0, 1], got {self.lr_decay}")
-        for name in ("reg", "bias_reg", "init_scale"):
-            if getattr(self, name) < 0:
-                raise ConfigError(f"BPRConfig.{name} must be >= 0, got {getattr(self, name)}")
-        for name in ("epochs", "patience", "eval_every"):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"BPRConfig.{name} must be >= 1, got {getattr(self, name)}")
+        check_ranges(self, at_least_one=("dim", "epochs", "patience", "eval_every"),
+                     positive=("lr",), unit_interval=("lr_decay",),
+                     non_negative=("reg", "bias_reg", "init_scale"))
 
 
 @numba.njit(cache=True, nogil=True, fastmath=True)
@@ -152,15 +143,9 @@ class BPR(EmbeddingRecommender):
              progress: bool) -> None:
         cfg: BPRConfig = self.config
         init = rng(seed, "bpr", "init")
-        self.params_ = {
-            "user": torch.from_numpy(
-                (init.standard_normal((train.n_users, cfg.dim)) * cfg.init_scale)
-                .astype(np.float32)),
-            "item": torch.from_numpy(
-                (init.standard_normal((train.n_items, cfg.dim)) * cfg.init_scale)
-                .astype(np.float32)),
-            "item_bias": torch.zeros(train.n_items, dtype=torch.float32),
-        }
+        self.params_ = normal_tables(init, train.n_users, train.n_items, cfg.dim,
+                                     cfg.init_scale)
+        self.params_["item_bias"] = torch.zeros(train.n_items, dtype=torch.float32)
         users = train.users.astype(np.int64)
         items = train.items.astype(np.int64)
         keys = np.unique(train.pair_keys())

@@ -37,8 +37,8 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
+from trustrec.config import check_ranges
 from trustrec.data.dataset import Dataset
-from trustrec.errors import ConfigError
 from trustrec.models.base import MODELS, EmbeddingRecommender
 from trustrec.seeding import child_seed, rng
 from trustrec.train.loop import train_epochs
@@ -78,21 +78,10 @@ class LightGCNConfig:
     eval_every: int = 5
 
     def __post_init__(self) -> None:
-        for name in ("dim", "batch_size", "n_neg", "epochs", "patience", "eval_every"):
-            if getattr(self, name) < 1:
-                raise ConfigError(
-                    f"LightGCNConfig.{name} must be >= 1, got {getattr(self, name)}")
-        if self.n_layers < 0:
-            raise ConfigError(f"LightGCNConfig.n_layers must be >= 0, got {self.n_layers}")
-        if self.lr <= 0:
-            raise ConfigError(f"LightGCNConfig.lr must be > 0, got {self.lr}")
-        if not 0 < self.lr_decay <= 1:
-            raise ConfigError(
-                f"LightGCNConfig.lr_decay must be in (0, 1], got {self.lr_decay}")
-        for name in ("reg", "init_scale"):
-            if getattr(self, name) < 0:
-                raise ConfigError(
-                    f"LightGCNConfig.{name} must be >= 0, got {getattr(self, name)}")
+        check_ranges(self, at_least_one=("dim", "batch_size", "n_neg", "epochs", "patience",
+                                         "eval_every"),
+                     non_negative=("n_layers", "reg", "init_scale"), positive=("lr",),
+                     unit_interval=("lr_decay",))
 
 
 def normalized_adjacency(train: Dataset) -> sp.csr_matrix:

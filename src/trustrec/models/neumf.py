@@ -43,6 +43,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from trustrec.config import check_ranges
 from trustrec.data.dataset import Dataset
 from trustrec.errors import ConfigError
 from trustrec.models.base import MODELS, EmbeddingRecommender
@@ -90,10 +91,8 @@ class NeuMFConfig:
     num_threads: int = 1
 
     def __post_init__(self) -> None:
-        for name in ("gmf_dim", "mlp_dim", "n_neg", "batch_size", "epochs", "patience",
-                     "eval_every"):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"NeuMFConfig.{name} must be >= 1, got {getattr(self, name)}")
+        check_ranges(self, at_least_one=("gmf_dim", "mlp_dim", "n_neg", "batch_size", "epochs",
+                                         "patience", "eval_every"))
         if isinstance(self.layers, (str, bytes)) or not hasattr(self.layers, "__iter__"):
             raise ConfigError(f"NeuMFConfig.layers must be a list of sizes, got {self.layers!r}")
         layers = tuple(self.layers)
@@ -102,13 +101,7 @@ class NeuMFConfig:
             raise ConfigError(f"NeuMFConfig.layers must be a non-empty list of positive "
                               f"integers, got {list(layers)}")
         self.layers = layers
-        if self.lr <= 0:
-            raise ConfigError(f"NeuMFConfig.lr must be > 0, got {self.lr}")
-        if self.num_threads < 0:
-            raise ConfigError(f"NeuMFConfig.num_threads must be >= 0, got {self.num_threads}")
-        for name in ("reg", "init_scale"):
-            if getattr(self, name) < 0:
-                raise ConfigError(f"NeuMFConfig.{name} must be >= 0, got {getattr(self, name)}")
+        check_ranges(self, positive=("lr",), non_negative=("num_threads", "reg", "init_scale"))
 
 
 class _Gather(torch.autograd.Function):

@@ -20,11 +20,10 @@ from dataclasses import dataclass
 import numba
 import numpy as np
 import scipy.sparse as sp
-import torch
 
+from trustrec.config import check_ranges
 from trustrec.data.dataset import Dataset
-from trustrec.errors import ConfigError
-from trustrec.models.base import MODELS, EmbeddingRecommender
+from trustrec.models.base import MODELS, EmbeddingRecommender, normal_tables
 from trustrec.seeding import rng
 from trustrec.train.loop import train_epochs
 
@@ -54,14 +53,8 @@ class WMFConfig:
     eval_every: int = 1
 
     def __post_init__(self) -> None:
-        if self.dim < 1:
-            raise ConfigError(f"WMFConfig.dim must be >= 1, got {self.dim}")
-        for name in ("alpha", "reg", "init_scale"):
-            if getattr(self, name) < 0:
-                raise ConfigError(f"WMFConfig.{name} must be >= 0, got {getattr(self, name)}")
-        for name in ("epochs", "cg_steps", "patience", "eval_every"):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"WMFConfig.{name} must be >= 1, got {getattr(self, name)}")
+        check_ranges(self, at_least_one=("dim", "epochs", "cg_steps", "patience", "eval_every"),
+                     non_negative=("alpha", "reg", "init_scale"))
 
 
 @numba.njit(cache=True, nogil=True, fastmath=True)
@@ -190,14 +183,8 @@ class WMF(EmbeddingRecommender):
              progress: bool) -> None:
         cfg: WMFConfig = self.config
         init = rng(seed, "wmf", "init")
-        self.params_ = {
-            "user": torch.from_numpy(
-                (init.standard_normal((train.n_users, cfg.dim)) * cfg.init_scale)
-                .astype(np.float32)),
-            "item": torch.from_numpy(
-                (init.standard_normal((train.n_items, cfg.dim)) * cfg.init_scale)
-                .astype(np.float32)),
-        }
+        self.params_ = normal_tables(init, train.n_users, train.n_items, cfg.dim,
+                                     cfg.init_scale)
         ui = train.to_csr()
         ui.sort_indices()
         iu = sp.csr_matrix(ui.T)

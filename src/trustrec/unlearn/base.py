@@ -21,6 +21,7 @@ import numpy as np
 from trustrec.config import build_config
 from trustrec.data.dataset import Dataset
 from trustrec.errors import DataFormatError, InvalidRequestError, UnsupportedRequestError
+from trustrec.fileio import to_jsonable
 from trustrec.registry import Registry
 from trustrec.unlearn.request import ForgetRequest
 
@@ -85,19 +86,7 @@ class ForgetReport:
 
 def jsonable(obj: Any) -> Any:
     """``obj`` with numpy scalars/arrays (also nested in dicts, lists, tuples) made JSON-ready."""
-    if isinstance(obj, dict):
-        return {str(k): jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [jsonable(v) for v in obj]
-    if isinstance(obj, np.ndarray):
-        return jsonable(obj.tolist())
-    if isinstance(obj, np.bool_):
-        return bool(obj)
-    if isinstance(obj, np.integer):
-        return int(obj)
-    if isinstance(obj, np.floating):
-        return float(obj)
-    return obj
+    return to_jsonable(obj)
 
 
 @runtime_checkable

@@ -25,7 +25,6 @@ one renamed into place and the old one deleted.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import tempfile
 from datetime import UTC, datetime
@@ -39,7 +38,8 @@ from safetensors.numpy import load_file, save_file
 from trustrec import __version__
 from trustrec.data.dataset import Dataset
 from trustrec.errors import DataFormatError
-from trustrec.models.base import atomic_write_bytes, load_model
+from trustrec.fileio import atomic_write_bytes, swap_into_place
+from trustrec.models.base import load_model
 from trustrec.unlearn.base import jsonable, make_unlearner
 
 UNLEARNER_JSON = "unlearner.json"
@@ -49,11 +49,18 @@ FORMAT_VERSION = 1
 
 
 # ---------------------------------------------------------------------------- data
-def _write_rows(ds: Dataset, path: Path) -> None:
+def write_rows(ds: Dataset, path: Path, *, ratings: bool = True) -> None:
+    """Write ``ds``'s rows to Parquet: raw ``user``, ``item``, ``timestamp`` [, ``rating``].
+
+    Args:
+        ds: the rows.
+        path: the Parquet file.
+        ratings: also write the ratings, when ``ds`` has them.
+    """
     frame = pd.DataFrame({"user": ds.user_ids[ds.users].astype(str),
                           "item": ds.item_ids[ds.items].astype(str),
                           "timestamp": ds.timestamps})
-    if ds.ratings is not None:
+    if ratings and ds.ratings is not None:
         frame["rating"] = ds.ratings
     frame.to_parquet(path, index=False)
 
@@ -61,9 +68,9 @@ def _write_rows(ds: Dataset, path: Path) -> None:
 def _write_data(u: Any, folder: Path) -> dict[str, Any]:
     folder.mkdir()
     train, valid = u.train_, u.valid_
-    _write_rows(train, folder / "train.parquet")
+    write_rows(train, folder / "train.parquet")
     if valid is not None:
-        _write_rows(valid, folder / "valid.parquet")
+        write_rows(valid, folder / "valid.parquet")
     pd.DataFrame({"raw_id": train.user_ids.astype(str)}).to_parquet(
         folder / "user_ids.parquet", index=False)
     pd.DataFrame({"raw_id": train.item_ids.astype(str)}).to_parquet(
@@ -79,9 +86,9 @@ def _write_data(u: Any, folder: Path) -> dict[str, Any]:
             "ratings": train.ratings is not None}
 
 
-def _read_parquet(path: Path) -> pd.DataFrame:
+def _read_parquet(path: Path, where: str = "the saved unlearner") -> pd.DataFrame:
     if not path.is_file():
-        raise FileNotFoundError(f"{path}: missing from the saved unlearner")
+        raise FileNotFoundError(f"{path}: missing from {where}")
     try:
         return pd.read_parquet(path)
     except Exception as exc:  # pyarrow raises many types for corrupt files
@@ -98,20 +105,38 @@ def _ids(path: Path) -> np.ndarray:
     return ids
 
 
-def _read_rows(path: Path, name: str, user_ids: np.ndarray, item_ids: np.ndarray,
-               user_attrs: pd.DataFrame, item_attrs: pd.DataFrame, ratings: bool) -> Dataset:
-    frame = _read_parquet(path)
+def read_rows(path: Path, name: str, user_ids: np.ndarray, item_ids: np.ndarray,
+              user_attrs: pd.DataFrame, item_attrs: pd.DataFrame, ratings: bool, *,
+              where: str = "the saved unlearner") -> Dataset:
+    """Read rows written by :func:`write_rows` into a Dataset over the given id maps.
+
+    Args:
+        path: the Parquet file.
+        name: the dataset's name.
+        user_ids: raw id per user index (the id space of the result).
+        item_ids: raw id per item index.
+        user_attrs: user attribute table of the result.
+        item_attrs: item attribute table of the result.
+        ratings: read the ``rating`` column (it must be there).
+        where: what the file belongs to, for error messages.
+
+    Raises:
+        FileNotFoundError: ``path`` is missing.
+        DataFormatError: unreadable file, missing column, or a raw id not in the id maps
+            (names the file, row and field).
+    """
+    frame = _read_parquet(path, where)
     need = ["user", "item", "timestamp"] + (["rating"] if ratings else [])
     missing = [c for c in need if c not in frame.columns]
     if missing:
         raise DataFormatError(f"{path}: missing column(s) {missing}")
     index = {}
     for col, ids in (("user", user_ids), ("item", item_ids)):
-        codes = pd.Index(ids).get_indexer(frame[col].astype(str))
+        codes = pd.Index(np.asarray(ids, dtype=str)).get_indexer(frame[col].astype(str))
         if (codes < 0).any():
             r = int(np.argmax(codes < 0))
             raise DataFormatError(f"{path}: row {r + 1}, field {col!r}: raw id "
-                                  f"{frame[col].iloc[r]!r} is not in the saved id map")
+                                  f"{frame[col].iloc[r]!r} is not in the id map of {where}")
         index[col] = codes
     return Dataset(name=name, users=index["user"], items=index["item"],
                    timestamps=frame["timestamp"].to_numpy(dtype=np.int64),
@@ -124,11 +149,11 @@ def _read_data(folder: Path, meta: dict[str, Any]) -> tuple[Dataset, Dataset | N
     user_ids, item_ids = _ids(folder / "user_ids.parquet"), _ids(folder / "item_ids.parquet")
     attrs = {k: _read_parquet(folder / f"{k}_attributes.parquet") for k in ("user", "item")}
     ratings = bool(meta.get("ratings", False))
-    train = _read_rows(folder / "train.parquet", meta["name"], user_ids, item_ids,
+    train = read_rows(folder / "train.parquet", meta["name"], user_ids, item_ids,
                        attrs["user"], attrs["item"], ratings)
     valid = None
     if meta.get("valid_rows") is not None:
-        valid = _read_rows(folder / "valid.parquet", meta["valid_name"], user_ids, item_ids,
+        valid = read_rows(folder / "valid.parquet", meta["valid_name"], user_ids, item_ids,
                            attrs["user"], attrs["item"], ratings)
     for what, ds, key in (("training", train, "train_rows"), ("validation", valid,
                                                               "valid_rows")):
@@ -139,22 +164,6 @@ def _read_data(folder: Path, meta: dict[str, Any]) -> tuple[Dataset, Dataset | N
 
 
 # ---------------------------------------------------------------------------- save
-def _swap_into_place(tmp: Path, target: Path) -> None:
-    """Rename ``tmp`` to ``target``; an existing ``target`` is kept until that succeeded."""
-    if not target.exists():
-        os.replace(tmp, target)
-        return
-    old = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.old-"))
-    os.replace(target, old / "dir")
-    try:
-        os.replace(tmp, target)
-    except BaseException:
-        os.replace(old / "dir", target)
-        shutil.rmtree(old, ignore_errors=True)
-        raise
-    shutil.rmtree(old, ignore_errors=True)
-
-
 def save_unlearner(u: Any, path: str | Path) -> None:
     """Write a fitted unlearner to directory ``path`` (replacing a saved unlearner there).
 
@@ -193,7 +202,7 @@ def save_unlearner(u: Any, path: str | Path) -> None:
             "history": u.history_,
         }
         atomic_write_bytes(tmp / UNLEARNER_JSON, json.dumps(jsonable(meta), indent=2).encode())
-        _swap_into_place(tmp, target)
+        swap_into_place(tmp, target)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
