@@ -175,3 +175,33 @@ def test_learns_better_than_popularity(name, ml100k_split):
     model = make_model(name, **LEARN.get(name, LEARN_DEFAULT)).fit(train, valid, seed=0)
     got = evaluate_ranking(model, train, test, ks=(20,))["ndcg@20"].mean()
     assert got > 1.2 * pop, f"{name}: test NDCG@20 {got:.4f} vs popularity {pop:.4f}"
+
+
+# ---------------------------------------------------------------------------- warm start, hooks
+@pytest.mark.parametrize("name", NAMES)
+def test_warm_start_and_epoch_callback(name, fitted, ml100k_split):
+    """``fit(init=...)`` starts from the given tensors; ``callback`` runs once per epoch."""
+    tr = ml100k_split.train
+    other = make_model(name, **fast_config(name)).fit(tr, seed=1)
+    seen: list[tuple[int, dict[str, torch.Tensor]]] = []
+
+    def record(model, epoch):
+        seen.append((epoch, {k: v.detach().clone() for k, v in model.params_.items()}))
+
+    def one_epoch(init=None):
+        seen.clear()
+        make_model(name, **{**fast_config(name), "epochs": 1}).fit(
+            tr, seed=0, init=init, callback=record)
+        assert [e for e, _ in seen] == [1]
+        return seen[0][1]
+
+    fresh = one_epoch()
+    warm = one_epoch(other.params_)
+    warm_again = one_epoch(other.params_)
+    assert all(torch.equal(warm[k], warm_again[k]) for k in warm)  # deterministic
+    assert not torch.equal(fresh["user"] if "user" in fresh else fresh["user_gmf"],
+                           warm["user"] if "user" in warm else warm["user_gmf"])
+    assert other.params_ and all(not v.requires_grad for v in other.params_.values())
+    bad = {k: v[:-1] for k, v in other.params_.items()}
+    with pytest.raises(ValueError, match="warm-start"):
+        make_model(name, **fast_config(name)).fit(tr, seed=0, init=bad)

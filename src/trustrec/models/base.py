@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, ClassVar, Protocol, Self, runtime_checkable
 
@@ -52,6 +53,9 @@ class Recommender(Protocol):
 
 
 MODELS: Registry[type[EmbeddingRecommender]] = Registry("model")
+
+#: ``callback(model, epoch)`` run after each training epoch (see ``EmbeddingRecommender.fit``).
+EpochCallback = Callable[["EmbeddingRecommender", int], None]
 
 
 def make_model(name: str, **config: Any) -> EmbeddingRecommender:
@@ -102,13 +106,16 @@ class EmbeddingRecommender:
         self.n_users_ = 0
         self.n_items_ = 0
         self.fit_info_: dict[str, Any] = {}
+        self._warm: dict[str, torch.Tensor] | None = None
+        self._callback: EpochCallback | None = None
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.config})"
 
     # ------------------------------------------------------------------ learning
     def fit(self, train: Dataset, valid: Dataset | None = None, *, seed: int = 0,
-            progress: bool = False) -> Self:
+            progress: bool = False, init: dict[str, torch.Tensor] | None = None,
+            callback: EpochCallback | None = None) -> Self:
         """Learn from ``train``; early-stop on ``valid`` NDCG when given.
 
         Args:
@@ -116,11 +123,47 @@ class EmbeddingRecommender:
             valid: validation interactions for early stopping and model selection.
             seed: root seed of this fit; the same seed gives bitwise-equal parameters.
             progress: show a progress bar.
+            init: warm start: start from these parameters (copied; the same names and
+                shapes as this model's ``params_``) instead of the seeded initialisation.
+                Everything else (sampling, order) still follows ``seed``.
+            callback: called as ``callback(model, epoch)`` after every training epoch,
+                before validation; it may change ``model.params_`` tensors *in place*
+                (in-training defenses and regularisers use this).
         """
         self.n_users_, self.n_items_ = train.n_users, train.n_items
         self.fit_info_ = {"seed": int(seed)}
-        self._fit(train, valid, seed=int(seed), progress=progress)
+        if init is not None:
+            self.fit_info_["warm_start"] = True
+        self._warm, self._callback = init, callback
+        try:
+            self._fit(train, valid, seed=int(seed), progress=progress)
+        finally:
+            self._warm = self._callback = None
         return self
+
+    def _initial(self, fresh: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """``fresh`` (the seeded initialisation), or copies of ``fit(init=...)`` when given.
+
+        Raises:
+            ValueError: the warm-start tensors do not have ``fresh``'s names and shapes.
+        """
+        warm = getattr(self, "_warm", None)
+        if warm is None:
+            return fresh
+        if not set(fresh) <= set(warm) or any(tuple(warm[k].shape) != tuple(v.shape)
+                                         for k, v in fresh.items()):
+            want = {k: tuple(v.shape) for k, v in fresh.items()}
+            got = {k: tuple(v.shape) for k, v in warm.items()}
+            raise ValueError(f"{self.name}: warm-start parameters {got} do not match the "
+                             f"model's {want}")
+        return {k: warm[k].detach().clone().to(v.dtype).contiguous()
+                for k, v in fresh.items()}
+
+    def after_epoch(self, epoch: int) -> None:
+        """Run the ``fit(callback=...)`` hook, if any (the training loop calls this)."""
+        cb = getattr(self, "_callback", None)
+        if cb is not None:
+            cb(self, epoch)
 
     def _fit(self, train: Dataset, valid: Dataset | None, *, seed: int,
              progress: bool) -> None:

@@ -143,9 +143,9 @@ class BPR(EmbeddingRecommender):
              progress: bool) -> None:
         cfg: BPRConfig = self.config
         init = rng(seed, "bpr", "init")
-        self.params_ = normal_tables(init, train.n_users, train.n_items, cfg.dim,
-                                     cfg.init_scale)
-        self.params_["item_bias"] = torch.zeros(train.n_items, dtype=torch.float32)
+        fresh = normal_tables(init, train.n_users, train.n_items, cfg.dim, cfg.init_scale)
+        fresh["item_bias"] = torch.zeros(train.n_items, dtype=torch.float32)
+        self.params_ = self._initial(fresh)
         users = train.users.astype(np.int64)
         items = train.items.astype(np.int64)
         keys = np.unique(train.pair_keys())

@@ -238,6 +238,9 @@ class LightGCN(EmbeddingRecommender):
         gen = torch.Generator().manual_seed(child_seed(seed, "lightgcn", "init"))
         base = (torch.randn(n_users + n_items, cfg.dim, generator=gen, dtype=torch.float32)
                 * cfg.init_scale).numpy()
+        start = self._initial({"user": torch.from_numpy(base[:n_users]),
+                               "item": torch.from_numpy(base[n_users:])})
+        base = np.concatenate([start["user"].numpy(), start["item"].numpy()])
         adj = normalized_adjacency(train)
         k = cfg.n_layers
 

@@ -199,7 +199,8 @@ class NeuMF(EmbeddingRecommender):
              progress: bool) -> None:
         cfg: NeuMFConfig = self.config
         self.params_ = {k: v.requires_grad_() for k, v in
-                        self._init_params(train.n_users, train.n_items, seed).items()}
+                        self._initial(self._init_params(train.n_users, train.n_items,
+                                                        seed)).items()}
         opt = torch.optim.Adam(list(self.params_.values()), lr=cfg.lr)
         users = train.users.astype(np.int64)
         items = train.items.astype(np.int64)

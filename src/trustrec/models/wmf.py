@@ -183,8 +183,8 @@ class WMF(EmbeddingRecommender):
              progress: bool) -> None:
         cfg: WMFConfig = self.config
         init = rng(seed, "wmf", "init")
-        self.params_ = normal_tables(init, train.n_users, train.n_items, cfg.dim,
-                                     cfg.init_scale)
+        self.params_ = self._initial(normal_tables(init, train.n_users, train.n_items,
+                                                   cfg.dim, cfg.init_scale))
         ui = train.to_csr()
         ui.sort_indices()
         iu = sp.csr_matrix(ui.T)

@@ -27,10 +27,12 @@ def train_epochs(
 ) -> None:
     """Run ``epoch_fn(epoch)`` up to ``epochs`` times with early stopping on validation NDCG@k.
 
-    Every ``eval_every`` epochs the model is scored on ``valid`` (training items masked);
-    the best parameters seen are restored at the end, and training stops after ``patience``
-    evaluations without improvement. Without ``valid`` every epoch runs and the last state
-    is kept. Model selection never looks at the test split.
+    After each epoch the model's ``after_epoch(epoch)`` hook runs (when it has one; see
+    ``EmbeddingRecommender.fit(callback=...)``). Every ``eval_every`` epochs the model is
+    scored on ``valid`` (training items masked); the best parameters seen are restored at
+    the end, and training stops after ``patience`` evaluations without improvement. Without
+    ``valid`` every epoch runs and the last state is kept. Model selection never looks at
+    the test split.
 
     Args:
         model: an ``EmbeddingRecommender`` (``params_`` and ``fit_info_`` are used).
@@ -51,6 +53,9 @@ def train_epochs(
     for epoch in bar:
         t0 = time.perf_counter()
         loss = float(epoch_fn(epoch))
+        after = getattr(model, "after_epoch", None)
+        if after is not None:
+            after(epoch)
         t_train += time.perf_counter() - t0
         rec: dict[str, float] = {"epoch": epoch, "loss": loss}
         if valid is not None and valid.n_interactions and (
