@@ -317,6 +317,15 @@ class UnlearnerBase:
         """Scores ``(len(users), n_items)`` from the current state."""
         raise NotImplementedError
 
+    def user_shards(self) -> np.ndarray | None:
+        """Shard (or group) per user index, for shard fairness; None for unsharded methods.
+
+        Methods that split data into parts served by different sub-models return an int64
+        array of length ``n_users`` (``-1`` for a user no part serves); CURE4Rec's shard
+        fairness is the variance of NDCG across these parts (0 for an unsharded method).
+        """
+        return None
+
     # ------------------------------------------------------------------ persistence hooks
     def persistent_models(self) -> dict[str, EmbeddingRecommender]:
         """The models to save, keyed by their relative directory (e.g. ``"model"``)."""

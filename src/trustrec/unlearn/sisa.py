@@ -196,6 +196,11 @@ class SISA(UnlearnerBase):
         self._check_fitted()
         return AGGREGATIONS.get(self.config.aggregation)(self, self._check_users(users))
 
+    def user_shards(self) -> np.ndarray:
+        """The shard owning each user (the fixed partition)."""
+        self._check_fitted()
+        return np.asarray(self.assignment_, dtype=np.int64)
+
     # ------------------------------------------------------------------ persistence
     def persistent_models(self) -> dict[str, EmbeddingRecommender]:
         """``{"shards/000": model 0, ...}``."""

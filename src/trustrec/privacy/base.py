@@ -1,0 +1,214 @@
+"""What every attribute-privacy method shares: labels, the released user table, registries.
+
+* **Labels.** :func:`attribute_labels` turns a user-attribute column of a
+  :class:`~trustrec.data.dataset.Dataset` into integer classes (``-1`` = unknown): gender
+  as is, age binned into the seven MovieLens-1M age groups, occupation as is.
+* **The released user table.** Attackers read, and post-training methods change, one
+  tensor of the model: the user representation the model scores with
+  (:data:`USER_TABLE`): ``user`` for BPR-MF and WMF, ``user_final`` (the propagated
+  embeddings) for LightGCN, ``user_gmf`` for NeuMF (as in the PoT-AU companion code, whose
+  NCF attack reads the GMF table). :func:`user_table` reads it, :func:`with_user_table`
+  returns a copy of the model with it replaced, and :func:`scores_with` gives differentiable
+  scores for a candidate table (for ranking-preserving regularisers).
+* **Registries.** :data:`PROTECTORS` holds post-training methods (change a trained
+  model's user table: PoT-AU, LEGO, output perturbation); :data:`DEFENSES` holds
+  in-training defenses (train a model with a defensive objective: RAID, adversarial
+  training). Both are found by name, like models and unlearners.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Mapping, Sequence
+from typing import Any, ClassVar, Protocol, runtime_checkable
+
+import numpy as np
+import pandas as pd
+import torch
+
+from trustrec.config import build_config
+from trustrec.data.dataset import Dataset
+from trustrec.errors import ConfigError, DataFormatError, UnknownNameError
+from trustrec.models.base import EmbeddingRecommender
+from trustrec.registry import Registry
+
+#: The ``params_`` tensor each model scores users with (what is released and attacked).
+USER_TABLE: dict[str, str] = {"bpr": "user", "wmf": "user", "lightgcn": "user_final",
+                              "neumf": "user_gmf"}
+
+#: Age groups of MovieLens-1M (lower bounds): <18, 18-24, 25-34, 35-44, 45-49, 50-55, 56+.
+AGE_BOUNDS: tuple[int, ...] = (0, 18, 25, 35, 45, 50, 56)
+AGE_NAMES: tuple[str, ...] = ("<18", "18-24", "25-34", "35-44", "45-49", "50-55", "56+")
+
+
+# ---------------------------------------------------------------------------- labels
+def attribute_labels(ds: Dataset, attribute: str) -> tuple[np.ndarray, list[str]]:
+    """Integer class per user index for one user attribute, and the class names.
+
+    ``age`` is binned into the MovieLens-1M age groups (:data:`AGE_BOUNDS`); ML-1M's own
+    age codes (1, 18, 25, 35, 45, 50, 56) fall into the same groups. Any other attribute
+    is categorical: its distinct values, sorted, are the classes. Missing or empty values
+    get class ``-1`` (left out of attacks and losses).
+
+    Args:
+        ds: a dataset with a ``user_attributes`` table (one row per user index).
+        attribute: a column of that table, e.g. ``"gender"``, ``"age"``, ``"occupation"``.
+
+    Returns:
+        ``(labels, classes)``: int64 labels of length ``ds.n_users`` and class names.
+
+    Raises:
+        UnknownNameError: the dataset has no such user attribute.
+        DataFormatError: ``age`` values that are not numbers, or fewer than two classes.
+    """
+    table: pd.DataFrame = ds.user_attributes
+    if attribute not in table.columns:
+        have = ", ".join(map(str, table.columns)) or "none"
+        raise UnknownNameError(f"dataset {ds.name!r} has no user attribute {attribute!r} "
+                               f"(it has: {have})")
+    col = table[attribute].reindex(range(ds.n_users))
+    raw = col.astype("string").str.strip()
+    known = raw.notna() & (raw != "")
+    labels = np.full(ds.n_users, -1, dtype=np.int64)
+    if attribute == "age":
+        ages = pd.to_numeric(raw[known], errors="coerce")
+        if ages.isna().any():
+            bad = raw[known][ages.isna()].iloc[0]
+            raise DataFormatError(f"user attribute 'age' of {ds.name!r}: {bad!r} is not a "
+                                  "number")
+        labels[np.flatnonzero(known.to_numpy())] = (
+            np.searchsorted(AGE_BOUNDS, ages.to_numpy(), side="right") - 1)
+        present = sorted(set(labels[labels >= 0].tolist()))
+        remap = np.full(len(AGE_BOUNDS), -1, dtype=np.int64)
+        remap[present] = np.arange(len(present))
+        labels[labels >= 0] = remap[labels[labels >= 0]]
+        classes = [AGE_NAMES[g] for g in present]
+    else:
+        classes = sorted(set(raw[known].tolist()))
+        index = {c: k for k, c in enumerate(classes)}
+        labels[np.flatnonzero(known.to_numpy())] = [index[v] for v in raw[known].tolist()]
+    if len(classes) < 2:
+        raise DataFormatError(f"user attribute {attribute!r} of {ds.name!r} has "
+                              f"{len(classes)} class(es); an attack needs at least two")
+    return labels, classes
+
+
+def labels_for(ds: Dataset, attributes: Sequence[str]) -> dict[str, np.ndarray]:
+    """``{attribute: labels}`` for several attributes (see :func:`attribute_labels`)."""
+    if isinstance(attributes, str):
+        attributes = [a for a in attributes.split(",") if a.strip()]
+    names = [a.strip() for a in attributes]
+    if not names:
+        raise ConfigError("no attribute given (e.g. gender,age)")
+    dup = sorted({a for a in names if names.count(a) > 1})
+    if dup:
+        raise ConfigError(f"attribute {dup[0]!r} is given twice")
+    return {a: attribute_labels(ds, a)[0] for a in names}
+
+
+# ---------------------------------------------------------------------------- user table
+def user_table_key(model: EmbeddingRecommender) -> str:
+    """Name of the ``params_`` tensor holding the released user table of ``model``."""
+    try:
+        return USER_TABLE[model.name]
+    except KeyError:
+        raise UnknownNameError(f"no released user table is known for model {model.name!r} "
+                               f"(known: {', '.join(sorted(USER_TABLE))})") from None
+
+
+def user_table(model: EmbeddingRecommender) -> np.ndarray:
+    """The released ``(n_users, d)`` float32 user table of a fitted model (a view)."""
+    model._check_fitted()
+    return model.params_[user_table_key(model)].detach().numpy()
+
+
+def with_user_table(model: EmbeddingRecommender, table: np.ndarray | torch.Tensor
+                    ) -> EmbeddingRecommender:
+    """A copy of ``model`` whose released user table is ``table``; nothing else changes.
+
+    The copy shares no tensor with ``model`` (the original stays as it was).
+    """
+    key = user_table_key(model)
+    table = torch.as_tensor(np.asarray(table, dtype=np.float32)).clone()
+    if tuple(table.shape) != tuple(model.params_[key].shape):
+        raise ValueError(f"user table of shape {tuple(table.shape)} does not match the "
+                         f"model's {tuple(model.params_[key].shape)}")
+    out = copy.copy(model)
+    out.params_ = {k: (table if k == key else v.detach().clone())
+                   for k, v in model.params_.items()}
+    out.fit_info_ = copy.deepcopy(model.fit_info_)
+    return out
+
+
+def scores_with(model: EmbeddingRecommender, table: torch.Tensor, users: torch.Tensor,
+                items: torch.Tensor | None = None) -> torch.Tensor:
+    """Differentiable scores of ``users`` (rows of ``table``) for ``items`` (default all).
+
+    Args:
+        model: a fitted model; only its user table is replaced by ``table``.
+        table: ``(n_users, d)`` candidate user table (may require grad).
+        users: int64 user indices.
+        items: int64 item indices, or None for every item.
+
+    Returns:
+        ``(len(users), len(items))`` scores, exactly ``model.score`` when ``table`` is the
+        model's own table.
+    """
+    p = model.params_
+    key = user_table_key(model)
+    if model.name == "neumf":
+        n_items = p["item_gmf"].shape[0]
+        it = torch.arange(n_items) if items is None else items
+        uu = users.repeat_interleave(len(it))
+        ii = it.repeat(len(users))
+        params = {**{k: v.detach() for k, v in p.items()}, key: table}
+        logits, _ = model._pair_logits(uu, ii, params)
+        return logits.reshape(len(users), len(it))
+    item_key = "item_final" if model.name == "lightgcn" else "item"
+    item = p[item_key].detach()
+    if items is not None:
+        item = item[items]
+    s = table[users] @ item.T
+    if model.name == "bpr" and model.config.use_bias and "item_bias" in p:
+        b = p["item_bias"].detach()
+        s = s + (b if items is None else b[items])
+    return s
+
+
+# ---------------------------------------------------------------------------- registries
+@runtime_checkable
+class Protector(Protocol):
+    """A post-training method: returns a copy of a trained model with a new user table."""
+
+    name: ClassVar[str]
+
+    def protect(self, model: EmbeddingRecommender, train: Dataset,
+                labels: Mapping[str, np.ndarray], *, seed: int = 0,
+                progress: bool = False) -> EmbeddingRecommender: ...
+
+
+@runtime_checkable
+class Defense(Protocol):
+    """An in-training defense: trains a registered model with a defensive objective."""
+
+    name: ClassVar[str]
+
+    def fit(self, model: str, model_config: Mapping[str, Any], train: Dataset,
+            valid: Dataset | None, labels: Mapping[str, np.ndarray], *, seed: int = 0,
+            progress: bool = False) -> EmbeddingRecommender: ...
+
+
+PROTECTORS: Registry[type] = Registry("post-training privacy method")
+DEFENSES: Registry[type] = Registry("in-training privacy defense")
+
+
+def make_protector(name: str, **config: Any) -> Protector:
+    """Build a registered post-training method; unknown names or options are errors."""
+    cls = PROTECTORS.get(name)
+    return cls(build_config(cls.Config, config, where=f"method {name!r}"))
+
+
+def make_defense(name: str, **config: Any) -> Defense:
+    """Build a registered in-training defense; unknown names or options are errors."""
+    cls = DEFENSES.get(name)
+    return cls(build_config(cls.Config, config, where=f"defense {name!r}"))
