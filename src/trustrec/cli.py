@@ -102,6 +102,12 @@ def bench(
         help="Grid spec file (.toml or .yaml); command-line options override it.")] = None,
     data_dir: Annotated[Path | None, typer.Option(
         help="Dataset cache folder (default: $TRUSTREC_DATA or ~/.cache/trustrec).")] = None,
+    engine: Annotated[str | None, typer.Option(
+        help="Where parallel work runs: local (processes, the default) or ray (needs "
+             "pip install 'trustrec[ray]').")] = None,
+    workers: Annotated[int | None, typer.Option(
+        help="Tasks run at once (default: one per CPU; 1 runs every cell in this "
+             "process).")] = None,
     quiet: Annotated[bool, typer.Option(
         "--quiet", "-q", help="No progress bar and no per-cell lines.")] = False,
 ) -> None:
@@ -112,7 +118,28 @@ def bench(
     (agreement with retraining) and efficiency (forget time, speed-up). Finished cells
     are skipped on a rerun, so an interrupted run resumes. With no options it runs the
     default grid on MovieLens-100K (fetched into the cache on first use).
+
+    A spec file with `kind = "privacy"` runs the attribute-privacy grid instead (dataset x
+    model x method x attribute set x seed: attack metrics, NDCG/Recall, seconds and a
+    privacy-vs-utility plot); --selections and --ratios do not apply to it.
     """
+    from trustrec.bench.privacy import load_privacy_spec_if_privacy, run_privacy_bench
+
+    privacy = load_privacy_spec_if_privacy(spec, {
+        "datasets": datasets, "models": models, "methods": methods, "seeds": seeds,
+        "selections": selections, "ratios": ratios, "out": out, "data_dir": data_dir,
+        "engine": engine, "workers": workers})
+    if privacy is not None:
+        res = run_privacy_bench(privacy, quiet=quiet)
+        typer.echo(f"cells: {res.count('done')} run, {res.count('skipped')} already done, "
+                   f"{len(res.failed)} failed\nresults: {res.paths['results']}\n"
+                   f"report:  {res.paths['html']}\n         {res.paths['markdown']}")
+        for bad in res.failed:
+            typer.echo(f"failed: {bad.cell.id}: {bad.error} (traceback in "
+                       f"{res.out / bad.cell.id / 'run.json'})", err=True)
+        if res.failed:
+            raise typer.Exit(1)
+        return
     from trustrec.bench.runner import run_bench
     from trustrec.bench.spec import load_spec, spec_from_mapping
 
@@ -123,7 +150,8 @@ def bench(
                  "methods": _split_list(methods), "selections": _split_list(selections),
                  "ratios": _split_list(ratios), "seeds": _split_list(seeds),
                  "out": str(out) if out is not None else None,
-                 "data_dir": str(data_dir) if data_dir is not None else None}
+                 "data_dir": str(data_dir) if data_dir is not None else None,
+                 "engine": engine, "workers": workers}
     values.update({k: v for k, v in overrides.items() if v is not None})
     where = f"{spec} with command-line options" if spec is not None else "command line"
     bench_spec = spec_from_mapping(values, where=where)
@@ -281,6 +309,86 @@ def evaluate(
     if out is not None:
         write_atomic(out, to_json_text(result))
     _echo_json(result)
+
+
+# ---------------------------------------------------------------------------- audit
+@app.command()
+@handle_errors
+def audit(
+    model_dir: Annotated[Path, typer.Option(help="Model directory (from `trustrec train`).")],
+    attributes: Annotated[str, typer.Option(
+        help="Comma-separated user attributes to attack, e.g. gender,age,occupation.")],
+    attackers: Annotated[str, typer.Option(
+        help="Comma-separated attackers: lr (logistic regression), mlp, gbt "
+             "(gradient-boosted trees).")] = "lr,mlp,gbt",
+    folds: Annotated[int, typer.Option(help="Stratified cross-validation folds.")] = 5,
+    seed: Annotated[int, typer.Option(help="Root seed (folds, attackers).")] = 0,
+    out: Annotated[Path | None, typer.Option(
+        help="Also write the table as CSV: attribute,attacker,metric,value.")] = None,
+) -> None:
+    """Attribute-inference audit: how well can attackers read user attributes off the
+    model's released user embeddings?
+
+    Each attacker is trained on the user table with balanced class weights and scored by
+    stratified, seeded K-fold cross-validation over users: balanced accuracy, macro-F1 and
+    AUC (one-vs-rest for more than two classes), beside the chance level (1/classes) and
+    the majority-class baseline. Age is binned into the MovieLens-1M age groups.
+    """
+    import warnings
+
+    from trustrec.fileio import write_atomic
+    from trustrec.privacy.attack import audit_model_dir, audit_wide
+
+    if _split_list(attributes) == []:
+        raise ConfigError("--attributes is empty; give e.g. gender,age")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        table = audit_model_dir(model_dir, attributes, attackers=_split_list(attackers) or [],
+                                folds=folds, seed=seed)
+    wide = audit_wide(table)
+    typer.echo(wide.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+    for attribute, note in table.attrs.get("notes", {}).items():
+        typer.echo(f"note: {attribute}: {note}")
+    if out is not None:
+        write_atomic(out, table.to_csv(index=False, float_format="%.6g"))
+        typer.echo(f"written: {out}")
+
+
+# ---------------------------------------------------------------------------- protect
+@app.command()
+@handle_errors
+def protect(
+    model_dir: Annotated[Path, typer.Option(help="Model directory (from `trustrec train`).")],
+    method: Annotated[str, typer.Option(
+        help="Post-training method: pot-au-d2d, pot-au-u2u or lego.")],
+    attributes: Annotated[str, typer.Option(
+        help="Comma-separated user attributes to unlearn, e.g. gender,age.")],
+    out: Annotated[Path, typer.Option(help="Model directory to write (the protected model).")],
+    config: Annotated[list[str] | None, typer.Option(
+        "--config", help="Method option KEY=VALUE (repeatable), e.g. --config steps=300.")
+    ] = None,
+    seed: Annotated[int, typer.Option(help="Root seed of the method.")] = 0,
+    overwrite: Annotated[bool, typer.Option(
+        help="Replace an existing model directory at --out.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
+) -> None:
+    """Unlearn user attributes from a trained model's user embeddings (post-training).
+
+    Only the released user table changes; the result is a model directory like any other
+    (`trustrec evaluate` and `trustrec audit` work on it) plus protect_report.json
+    (method, options, seconds, losses). LEGO also keeps its per-attribute calibrations,
+    so protecting its output again with attributes added or dropped reuses them.
+    """
+    from trustrec.privacy.protect import protect_model_dir
+
+    report = protect_model_dir(model_dir, method, attributes, out,
+                               config=parse_assignments(config), seed=seed,
+                               overwrite=overwrite, progress=not quiet)
+    reused = report.get("reused_calibrations") or []
+    typer.echo(f"protected {', '.join(report['attributes'])} with {report['method']} in "
+               f"{report['seconds']:.1f} s → {out}"
+               + (f" (reused calibrations: {', '.join(reused)})" if reused else ""))
+    typer.echo(f"report: {Path(out) / 'protect_report.json'}")
 
 
 def main() -> None:  # pragma: no cover  (python -m trustrec.cli)

@@ -104,8 +104,12 @@ def _check_target(target: Path, replace_ok: bool) -> None:
 
 def _write_dir(target: Path, meta: dict[str, Any], unlearner: Any, test: Dataset,
                report: dict[str, Any] | None = None,
-               verify: Any = None) -> None:
-    """Write a complete model directory into a temporary sibling and swap it into place."""
+               verify: Any = None, extra: Any = None) -> None:
+    """Write a complete model directory into a temporary sibling and swap it into place.
+
+    ``extra(tmp)``, when given, runs on the complete temporary directory before the swap
+    (to add files, e.g. ``trustrec.privacy.protect``'s report; raising aborts the write).
+    """
     from trustrec.unlearn.persist import save_unlearner, write_rows
 
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -120,6 +124,8 @@ def _write_dir(target: Path, meta: dict[str, Any], unlearner: Any, test: Dataset
         write_rows(test, tmp / TEST_PARQUET, ratings=False)
         meta = {**meta, "model_dirs": model_dirs, "updated": _now()}
         _write_json(tmp / META_JSON, meta)
+        if extra is not None:
+            extra(tmp)
         if verify is not None:
             report = {**(report or {}), "verification": verify(tmp)}
         if report is not None:

@@ -4,12 +4,20 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pandas as pd
 import pytest
 from scipy import stats
 
-from trustrec.bench.collect import RESULT_COLUMNS, collect
-from trustrec.bench.report import format_cell, headline_k, mean_ci, write_report
+from trustrec.bench import run_bench, spec_from_mapping
+from trustrec.bench.collect import RESULT_COLUMNS, collect, read_results
+from trustrec.bench.report import (
+    format_cell,
+    headline_k,
+    mean_ci,
+    summary_frame,
+    write_report,
+)
 
 
 def test_mean_ci_is_a_student_t_interval():
@@ -26,6 +34,8 @@ def test_one_seed_shows_the_value_only():
     assert format_cell([float("nan"), 0.5], "score") == "0.5000"
     assert " ± " in format_cell([0.3, 0.4], "score")
     assert format_cell([2.5], "ratio") == "2.50×"
+    assert format_cell([47.0, 47.0], "count") == "47"  # identical seeds: no "± 0"
+    assert format_cell([2.1234e-5], "small") == "2.12e-05"
 
 
 def _frame(seeds=(0, 1, 2)):
@@ -38,8 +48,8 @@ def _frame(seeds=(0, 1, 2)):
                  "rank_corr_vs_retrain": 1.0 if method == "retrain" else 0.7}
             for k, v in m.items():
                 rows.append({"dataset": "ml-100k", "model": "bpr", "method": method,
-                             "selection": "core", "ratio": 0.05, "seed": seed,
-                             "metric": k, "value": v})
+                             "grain": "user", "selection": "core", "ratio": 0.05,
+                             "seed": seed, "metric": k, "value": v})
     return pd.DataFrame(rows, columns=RESULT_COLUMNS)
 
 
@@ -47,13 +57,35 @@ def test_report_tables_with_intervals(tmp_path):
     paths = write_report(tmp_path, _frame())
     md = paths["markdown"].read_text()
     # NDCG@20 of retrain over seeds 0, 1, 2: 0.30, 0.31, 0.32 → 0.3100 ± t(0.975, 2)·0.01/√3
+    # CURE4Rec-style columns: MIA user, MIA interaction (not measured here: "–"), overlap
+    # (identical over seeds: the value alone), then NDCG@20 and Recall@20
     h = stats.t.ppf(0.975, 2) * 0.01 / math.sqrt(3)
-    assert f"| bpr | retrain | 0.3100 ± {h:.4f} |" in md
+    assert f"| bpr | retrain | – | – | 1.0000 | 0.3100 ± {h:.4f} | 0.2000 |" in md
     assert "5.00×" in md  # sisa speed-up
     assert "seeds: 0, 1, 2" in md
-    assert len(list((tmp_path / "plots").glob("*.png"))) == 3
+    # one overview plot, then one figure per aspect of the one selection
+    assert len(list((tmp_path / "plots").glob("*.png"))) == 5
     html = paths["html"].read_text()
-    assert html.count("<img") == 3 and "<table>" in html
+    assert html.count("<img") == 5 and "<table>" in html
+    assert '<th colspan="3" class="aspect">Completeness</th>' in html
+    summary = pd.read_csv(paths["summary"])
+    row = summary[(summary["method"] == "retrain") & (summary["metric"] == "ndcg@20")]
+    assert row["ci_high"].item() - row["mean"].item() == pytest.approx(h)
+
+
+def test_summary_frame_is_mean_and_student_t_interval():
+    frame = _frame()
+    frame.loc[(frame["method"] == "sisa") & (frame["metric"] == "a_igf"), "value"] = \
+        [0.01, 0.04, 0.10]
+    s = summary_frame(frame).set_index(["method", "metric"])
+    vals = np.array([0.01, 0.04, 0.10])
+    h = stats.t.ppf(0.975, 2) * vals.std(ddof=1) / math.sqrt(3)
+    row = s.loc[("sisa", "a_igf")]
+    assert row["n"] == 3 and row["mean"] == pytest.approx(vals.mean())
+    assert (row["ci_low"], row["ci_high"]) == pytest.approx((vals.mean() - h, vals.mean() + h))
+    one = summary_frame(_frame(seeds=(0,))).set_index(["method", "metric"])
+    assert one.loc[("sisa", "a_igf"), "n"] == 1
+    assert np.isnan(one.loc[("sisa", "a_igf"), "ci_low"])
 
 
 def test_headline_k_falls_back_to_largest():
@@ -67,3 +99,32 @@ def test_collect_of_empty_folder_writes_header_only(tmp_path):
     frame = collect(tmp_path)
     assert frame.empty
     assert (tmp_path / "results.csv").read_text().strip() == ",".join(RESULT_COLUMNS)
+
+
+def test_real_two_seed_grid_has_intervals_figures_and_table(ml100k_dir, tmp_path):
+    fast = {"bpr": {"epochs": 2, "dim": 8, "eval_every": 1, "patience": 1}}
+    spec = spec_from_mapping({
+        "datasets": [str(ml100k_dir)], "models": ["bpr"], "methods": ["retrain", "sisa"],
+        "selections": ["edge"], "ratios": [0.05], "seeds": [0, 1], "out": str(tmp_path),
+        "model_configs": fast, "method_configs": {"sisa": {"n_shards": 2}}, "workers": 1})
+    result = run_bench(spec, quiet=True, stop_on_error=True)
+    assert [c.status for c in result.cells] == ["done"] * 4
+    frame = read_results(tmp_path / "results.csv")
+    summary = pd.read_csv(result.paths["summary"])
+    # every (group, metric) of results.csv is summarised over its two seeds
+    assert len(summary) == len(frame.drop_duplicates(["method", "metric"]))
+    for metric in ("mia_auc_user", "mia_auc_interaction", "ndcg@20", "shard_fairness",
+                   "forget_seconds"):
+        vals = frame[(frame["method"] == "sisa") & (frame["metric"] == metric)]["value"]
+        row = summary[(summary["method"] == "sisa") & (summary["metric"] == metric)]
+        h = stats.t.ppf(0.975, 1) * vals.std(ddof=1) / math.sqrt(2)
+        assert row["n"].item() == 2 and row["mean"].item() == pytest.approx(vals.mean())
+        assert row["ci_high"].item() == pytest.approx(vals.mean() + h)
+    md = result.paths["markdown"].read_text()
+    assert "### edge users" in md and "| bpr | sisa |" in md
+    sisa_row = next(line for line in md.splitlines() if line.startswith("| bpr | sisa |"))
+    assert sisa_row.count(" ± ") >= 5  # intervals over the two seeds
+    pngs = sorted(p.name for p in (tmp_path / "plots").glob("*.png"))
+    assert pngs == [f"{a}_ml-100k_p0.05_edge.png" for a in
+                    ("completeness", "efficiency", "fairness", "utility")] + [
+                        "utility_vs_time_ml-100k_p0.05.png"]

@@ -19,7 +19,8 @@ def tiny_spec(ml100k_dir, out, **extra):
     values = {"datasets": [str(ml100k_dir)], "models": ["bpr"],
               "methods": ["retrain", "sisa"], "selections": ["core"], "ratios": [0.05],
               "seeds": [0], "out": str(out), "model_configs": FAST,
-              "method_configs": {"sisa": {"n_shards": 2}}}
+              "method_configs": {"sisa": {"n_shards": 2}},
+              "workers": 1}  # in-process: the parallel engines have their own tests
     values.update(extra)
     return spec_from_mapping(values)
 
@@ -59,14 +60,18 @@ def test_results_csv_long_format(bench_run):
     frame = read_results(result.out / "results.csv")
     assert list(frame.columns) == RESULT_COLUMNS
     assert (result.out / "results.csv").read_text().splitlines()[0] == \
-        "dataset,model,method,selection,ratio,seed,metric,value"
+        "dataset,model,method,grain,selection,ratio,seed,metric,value"
     assert set(frame["method"]) == {"retrain", "sisa"}
     assert set(frame["dataset"]) == {"ml-100k"}
+    assert set(frame["grain"]) == {"user"}
     metrics = set(frame["metric"])
     for m in ("ndcg@20", "recall@20", "hit@20", "mrr@20", "precision@20", "ndcg@10",
               "ndcg@20_before", "a_igf", "forget_seconds", "learn_seconds",
               "speedup_vs_retrain", "overlap@20_vs_retrain", "rank_corr_vs_retrain",
-              "forgotten_item_pct_gap"):
+              "forgotten_item_pct_gap", "mia_auc_user", "mia_auc_interaction",
+              "mia_auc_user_se", "mia_auc_interaction_se", "mia_auc_user_before",
+              "mia_auc_interaction_before", "mia_n_users", "shard_fairness",
+              "shard_fairness_before"):
         assert m in metrics, m
     v = frame.set_index(["method", "metric"])["value"]
     # the retrain cell is the reference: it agrees with itself
@@ -83,6 +88,18 @@ def test_results_csv_long_format(bench_run):
     assert v[("sisa", "n_eval_users")] == v[("sisa", "n_eval_users_before")] - 47
     for m in ("ndcg@20", "a_igf"):
         assert np.isfinite(v[("sisa", m)])
+    # membership inference on the 47 core users: all have test rows; AUCs are in [0, 1]
+    # with a positive bootstrap standard error
+    for meth in ("retrain", "sisa"):
+        assert v[(meth, "mia_n_users")] == 47
+        for m in ("mia_auc_user", "mia_auc_interaction", "mia_auc_user_before"):
+            assert 0.0 <= v[(meth, m)] <= 1.0
+        assert 0.0 < v[(meth, "mia_auc_interaction_se")] < 0.2
+    # the members are the forgotten training rows; retrain and sisa see the same ones
+    assert v[("sisa", "mia_n_members")] == v[("sisa", "rows_removed")]
+    # shard fairness: 0 for the unsharded reference, a variance across 2 shards for sisa
+    assert v[("retrain", "shard_fairness")] == 0.0
+    assert v[("sisa", "shard_fairness")] > 0.0
 
 
 def test_per_user_table_phases(bench_run):
@@ -106,7 +123,11 @@ def test_report_and_plots(bench_run):
     assert "NDCG@20" in md and "A-IGF" in md and "Speed-up" in md
     assert html.startswith("<!DOCTYPE html>") and "data:image/png;base64," in html
     pngs = sorted(p.name for p in (result.out / "plots").glob("*.png"))
-    assert len(pngs) == 3
+    # one overview, then one figure per aspect for the one selection (core)
+    assert pngs == ["completeness_ml-100k_p0.05_core.png", "efficiency_ml-100k_p0.05_core.png",
+                    "fairness_ml-100k_p0.05_core.png", "utility_ml-100k_p0.05_core.png",
+                    "utility_vs_time_ml-100k_p0.05.png"]
+    assert "Completeness: MIA user" in md and "Fairness: Shard var" in md
     for p in (result.out / "plots").glob("*.png"):
         assert p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
@@ -171,3 +192,55 @@ def test_sisa_without_retrain_in_grid_still_gets_reference(ml100k_dir, tmp_path)
     metrics = json.loads((tmp_path / "run" / SISA / "metrics.json").read_text())
     assert metrics["retrain_forget_seconds"] > 0
     assert np.isfinite(metrics["overlap@20_vs_retrain"])
+
+
+def test_shard_fairness_is_the_variance_of_shard_means():
+    from trustrec.bench.runner import _shard_fairness
+
+    per_user = pd.DataFrame({"user": [0, 1, 2, 3, 4], "ndcg@20": [0.2, 0.4, 0.5, 0.1, 0.9]})
+    shards = np.array([0, 0, 1, 1, -1])  # user 4 belongs to no shard
+    # shard means 0.3 and 0.3 → 0; then 0.3 and 0.5 → population variance 0.01
+    assert _shard_fairness(per_user, shards, "ndcg@20") == pytest.approx(0.0)
+    per_user.loc[3, "ndcg@20"] = 0.5
+    assert _shard_fairness(per_user, shards, "ndcg@20") == pytest.approx(0.01)
+    assert _shard_fairness(per_user, None, "ndcg@20") == 0.0
+
+
+def test_interaction_and_item_grains(ml100k_dir, tmp_path):
+    spec = tiny_spec(ml100k_dir, tmp_path / "g", methods=["sisa"], selections=["random"],
+                     grains=["interaction", "item"])
+    result = run_bench(spec, quiet=True, stop_on_error=True)
+    assert [c.status for c in result.cells] == ["done", "done"]
+    ids = {c.cell.grain: c.cell.id for c in result.cells}
+    assert ids == {"interaction": "ml-100k/bpr/sisa/interaction/random/p0.05/seed0",
+                   "item": "ml-100k/bpr/sisa/item/random/p0.05/seed0"}
+    for grain in ("interaction", "item"):
+        ref = tmp_path / "g" / "_reference" / "ml-100k" / "bpr" / grain / "random"
+        assert (ref / "p0.05" / "seed0" / "state.json").is_file()
+    frame = read_results(tmp_path / "g" / "results.csv")
+    v = frame.set_index(["grain", "metric"])["value"]
+    # 5 % of the distinct training pairs; 5 % of the items with training rows
+    assert v[("interaction", "n_forget_pairs")] == v[("interaction", "rows_removed")] > 3000
+    assert 50 <= v[("item", "n_forget_items")] <= 90
+    for grain in ("interaction", "item"):
+        assert v[(grain, "mia_n_users")] > 100
+        assert 0.0 <= v[(grain, "mia_auc_interaction")] <= 1.0
+        # utility after covers every test user for these grains (none is forgotten)
+        assert v[(grain, "n_eval_users")] >= v[(grain, "n_eval_users_before")] - 5
+    cfg = json.loads((tmp_path / "g" / ids["item"] / "config.json").read_text())
+    assert cfg["cell"]["grain"] == "item" and cfg["forget_request"] == "items"
+
+
+def test_grain_axis_is_checked(ml100k_dir, tmp_path):
+    from trustrec.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="grain 'interaction'"):
+        tiny_spec(ml100k_dir, tmp_path, grains=["user", "interaction"],
+                  selections=["core", "random"])
+    with pytest.raises(ConfigError, match="unknown grain 'items'"):
+        tiny_spec(ml100k_dir, tmp_path, grains=["items"])
+    # item grain: core / edge mean the most / least popular items
+    spec = tiny_spec(ml100k_dir, tmp_path, grains=["user", "item"], selections=["core"])
+    assert [c.id for c in spec.cells()] == [
+        "ml-100k/bpr/retrain/core/p0.05/seed0", "ml-100k/bpr/sisa/core/p0.05/seed0",
+        "ml-100k/bpr/retrain/item/core/p0.05/seed0", "ml-100k/bpr/sisa/item/core/p0.05/seed0"]

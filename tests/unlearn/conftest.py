@@ -25,6 +25,14 @@ FAST_MODEL_DEFAULT: dict[str, Any] = {"epochs": 2}
 #: Small method configs (a method without an entry gets its defaults).
 FAST_METHOD: dict[str, dict[str, Any]] = {
     "sisa": {"n_shards": 3},
+    "receraser": {"n_shards": 3, "pretrain_config": {"dim": 8, "epochs": 2},
+                  "agg_epochs": 2, "agg_batch_size": 40000},
+    "ultrare": {"n_shards": 3, "pretrain_config": {"dim": 8, "epochs": 2}},
+    "laser": {"n_groups": 3, "embed_dim": 8},
+    "scif": {"hessian_rows": 5000, "iterations": 3, "probes": 1, "negatives": 2},
+    "ifru": {"hessian_rows": 5000, "iterations": 3, "probes": 1, "negatives": 2},
+    "finetune": {"epochs": 1},
+    "neggrad": {"steps": 2},
 }
 
 

@@ -133,6 +133,17 @@ def test_owner_aggregation_scores_with_the_owning_shard(split):
     assert "owner" in AGGREGATIONS
 
 
+def test_average_aggregation_is_the_mean_of_all_shard_models(split):
+    u = fit("sisa", split, aggregation="average")
+    users = np.array([5, 0, 942, 100])
+    mean = np.mean([m.score(users) for m in u.models_], axis=0)
+    np.testing.assert_allclose(u.score(users), mean, rtol=1e-5, atol=1e-6)
+    # the owner's model alone ranks differently: the average is not the owner in disguise
+    owner = fit("sisa", split)
+    assert not np.allclose(owner.score(users), u.score(users))
+    assert "average" in AGGREGATIONS
+
+
 def test_forgotten_user_keeps_its_shard_and_is_scored(split):
     u = fit("sisa", split)
     a = u.assignment_.copy()
@@ -148,7 +159,7 @@ def test_config_errors(split):
         build("sisa", n_shards=2.5)
     with pytest.raises(ConfigError, match="did you mean 'n_shards'"):
         build("sisa", n_shard=3)
-    with pytest.raises(ConfigError, match="aggregation.*available: owner"):
+    with pytest.raises(ConfigError, match="aggregation.*available: average, owner"):
         build("sisa", aggregation="mean")
     with pytest.raises(ConfigError, match="exceeds the number of users"):
         build("sisa", n_shards=split.train.n_users + 1).fit(split.train, split.valid)

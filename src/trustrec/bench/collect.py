@@ -2,7 +2,9 @@
 
 Every finished cell folder (its ``run.json`` says ``"status": "done"``) contributes one row
 per metric of its ``metrics.json``, with the cell's axes taken from its ``config.json``.
-Unfinished or half-written cells are skipped.
+Unfinished or half-written cells are skipped. The ``grain`` column (what the forget request
+named: ``user``, ``interaction`` or ``item``) is ``user`` for cells written before grains
+existed, and a ``results.csv`` without that column reads back with it.
 """
 
 from __future__ import annotations
@@ -20,9 +22,11 @@ from trustrec.bench.spec import Cell
 from trustrec.errors import DataFormatError
 
 #: Columns of ``results.csv``, in order.
-RESULT_COLUMNS = ["dataset", "model", "method", "selection", "ratio", "seed", "metric",
-                  "value"]
-AXES = RESULT_COLUMNS[:6]
+RESULT_COLUMNS = ["dataset", "model", "method", "grain", "selection", "ratio", "seed",
+                  "metric", "value"]
+AXES = RESULT_COLUMNS[:7]
+#: Columns of a ``results.csv`` written before the ``grain`` axis existed.
+LEGACY_COLUMNS = [c for c in RESULT_COLUMNS if c != "grain"]
 RUN_JSON, CONFIG_JSON, METRICS_JSON, PER_USER = ("run.json", "config.json", "metrics.json",
                                                  "per_user.parquet")
 #: Folders under the output folder that hold shared state, not cells.
@@ -64,8 +68,9 @@ def cell_rows(folder: Path) -> list[dict[str, Any]]:
     cfg = read_json(folder / CONFIG_JSON)
     metrics = read_json(folder / METRICS_JSON)
     try:
-        axes = {a: cfg["cell"][a] for a in AXES}
-    except (KeyError, TypeError) as exc:
+        axes = {a: cfg["cell"].get(a, "user") if a == "grain" else cfg["cell"][a]
+                for a in AXES}
+    except (KeyError, TypeError, AttributeError) as exc:
         raise DataFormatError(f"{folder / CONFIG_JSON}: no cell axes ({exc})") from None
     rows = []
     for name, value in metrics.items():
@@ -96,7 +101,7 @@ def collect(out: str | Path, cells: Iterable[Cell] | None = None,
         path: where to write (default ``<out>/results.csv``).
 
     Returns:
-        The table: columns exactly ``dataset,model,method,selection,ratio,seed,metric,
+        The table: columns exactly ``dataset,model,method,grain,selection,ratio,seed,metric,
         value``; NaN values are written as empty fields.
     """
     frame = results_frame(out, cells)
@@ -108,12 +113,15 @@ def collect(out: str | Path, cells: Iterable[Cell] | None = None,
 
 
 def read_results(path: str | Path) -> pd.DataFrame:
-    """Read a ``results.csv`` back, checking its columns."""
+    """Read a ``results.csv`` back, checking its columns (a file without ``grain`` gets
+    ``grain = "user"``)."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: results file not found")
     frame = pd.read_csv(path, dtype={"dataset": str, "model": str, "method": str,
-                                     "selection": str, "metric": str})
+                                     "grain": str, "selection": str, "metric": str})
+    if list(frame.columns) == LEGACY_COLUMNS:
+        frame.insert(RESULT_COLUMNS.index("grain"), "grain", "user")
     if list(frame.columns) != RESULT_COLUMNS:
         raise DataFormatError(f"{path}: columns are {list(frame.columns)}, expected "
                               f"{RESULT_COLUMNS}")

@@ -1,11 +1,24 @@
-"""Turn ``results.csv`` into ``report.md``, ``report.html`` and PNG plots.
+"""Turn ``results.csv`` into ``summary.csv``, ``report.md``, ``report.html`` and PNG plots.
 
-The report has, per dataset and forget ratio, one table per forget-set selection (rows =
-model × method; columns = utility, fairness, efficiency and completeness at the headline
-cut-off), a second table of supporting metrics, and three plots: utility against forget
-time, fairness per method × selection, and completeness (top-k overlap with the retrained
-reference). With several seeds a cell shows ``mean ± h`` where ``[mean − h, mean + h]`` is
-the 95 % Student-t interval of the mean; with one seed just the value.
+Aggregation: every metric of every group (dataset, model, method, grain, selection, ratio)
+is averaged over its seeds, with the 95 % Student-t interval of the mean (n − 1 degrees of
+freedom; a single seed has no interval). ``summary.csv`` holds these figures (``mean``,
+``ci_low``, ``ci_high``, ``n`` per group × metric); the report shows ``mean ± h``, where
+``[mean − h, mean + h]`` is that interval, or the value alone for one seed.
+
+Layout: per dataset, request grain and forget ratio, one overview plot (utility against
+forget time), then per forget-set selection (core / edge / random):
+
+- a CURE4Rec-style table: rows = methods grouped by model; columns grouped by aspect —
+  completeness (membership-inference AUC, user- and interaction-level, and top-k overlap
+  with the retrained model), utility (NDCG@k, Recall@k), efficiency (forget seconds,
+  speed-up over retraining) and fairness (A-IGF, shard fairness);
+- a table of supporting metrics (values before forgetting, counts, other agreement
+  measures);
+- one figure per aspect, with a panel per metric, a bar per method and model, and the
+  95 % intervals as error bars: completeness (the 0.5 line is chance; the learned model's
+  AUC before forgetting is marked on each bar), utility, efficiency (log scale) and
+  fairness.
 
 The HTML page is self-contained (plots embedded as data URIs); the PNGs are also written
 to ``<out>/plots/`` and linked from the Markdown report.
@@ -15,6 +28,7 @@ from __future__ import annotations
 
 import base64
 import html
+import io
 import math
 import re
 from collections.abc import Sequence
@@ -34,38 +48,88 @@ if TYPE_CHECKING:  # pragma: no cover
 
 PLOTS_DIR = "plots"
 REFERENCE = "retrain"
+#: Columns identifying a group of cells that differ only by seed.
+GROUP = ["dataset", "model", "method", "grain", "selection", "ratio"]
+SUMMARY_COLUMNS = [*GROUP, "metric", "mean", "ci_low", "ci_high", "n"]
+SELECTION_ORDER = ["core", "edge", "random"]
+GRAIN_ORDER = ["user", "interaction", "item"]
+GRAIN_UNITS = {"user": "users", "interaction": "interactions", "item": "items"}
 
 
 @dataclass(frozen=True)
 class Column:
-    """A report column: metric name template, header, and how to format it."""
+    """A report column: metric name template, header, how to format it, and its plot.
+
+    Attributes:
+        metric: metric name, ``{k}`` standing for the headline cut-off.
+        header: column header (``{k}`` likewise).
+        kind: ``"score"``, ``"seconds"``, ``"ratio"`` or ``"count"``.
+        reference: a value to draw as a dashed line in plots (chance, or retrain's).
+        log: plot on a log scale.
+        before: metric of the learned model to mark on the bar (e.g. the AUC before
+            forgetting).
+        baseline: where bars start (0.5 for an AUC: bars show the distance from chance).
+        bounds: the metric's range, to clip the plot's y axis (e.g. ``(0, 1)``).
+    """
 
     metric: str
     header: str
-    kind: str = "score"  # "score", "seconds" or "ratio"
+    kind: str = "score"
+    reference: float | None = None
+    log: bool = False
+    before: str | None = None
+    baseline: float = 0.0
+    bounds: tuple[float, float] | None = None
 
     def name(self, k: int) -> str:
         """The metric name at cut-off ``k``."""
         return self.metric.format(k=k)
 
+    def title(self, k: int) -> str:
+        """The header at cut-off ``k``."""
+        return self.header.format(k=k)
 
-MAIN_COLUMNS = (
-    Column("ndcg@{k}", "NDCG@{k}"),
-    Column("recall@{k}", "Recall@{k}"),
-    Column("hit@{k}", "HR@{k}"),
-    Column("a_igf", "A-IGF ↓"),
-    Column("forget_seconds", "Forget s", "seconds"),
-    Column("speedup_vs_retrain", "Speed-up", "ratio"),
-    Column("overlap@{k}_vs_retrain", "Overlap@{k} vs retrain"),
-    Column("rank_corr_vs_retrain", "Rank corr vs retrain"),
-)
+
+#: The four aspects of CURE4Rec, in table and figure order.
+ASPECTS: dict[str, tuple[Column, ...]] = {
+    "completeness": (
+        Column("mia_auc_user", "MIA user (0.5 = forgotten)", reference=0.5,
+               before="mia_auc_user_before", baseline=0.5, bounds=(0.0, 1.0)),
+        Column("mia_auc_interaction", "MIA interaction", reference=0.5,
+               before="mia_auc_interaction_before", baseline=0.5, bounds=(0.0, 1.0)),
+        Column("overlap@{k}_vs_retrain", "Overlap@{k} vs retrain", reference=1.0,
+               bounds=(0.0, 1.0)),
+    ),
+    "utility": (
+        Column("ndcg@{k}", "NDCG@{k}"),
+        Column("recall@{k}", "Recall@{k}"),
+    ),
+    "efficiency": (
+        Column("forget_seconds", "Forget s", "seconds", log=True),
+        Column("speedup_vs_retrain", "Speed-up", "ratio", reference=1.0, log=True),
+    ),
+    "fairness": (
+        Column("a_igf", "A-IGF ↓"),
+        Column("shard_fairness", "Shard var ↓", "small"),
+    ),
+}
+MAIN_COLUMNS = tuple(c for cols in ASPECTS.values() for c in cols)
 EXTRA_COLUMNS = (
     Column("ndcg@{k}_before", "NDCG@{k} before"),
-    Column("a_igf_before", "A-IGF before"),
-    Column("learn_seconds", "Learn s", "seconds"),
+    Column("hit@{k}", "HR@{k}"),
+    Column("mia_auc_user_before", "MIA user before"),
+    Column("mia_auc_interaction_before", "MIA interaction before"),
+    Column("mia_auc_user_se", "MIA user SE"),
+    Column("mia_n_users", "MIA users", "count"),
+    Column("rank_corr_vs_retrain", "Rank corr vs retrain"),
     Column("forgotten_overlap@{k}_vs_retrain", "Forgotten users overlap@{k}"),
     Column("forgotten_item_pct_gap", "Forgotten item pct gap"),
+    Column("a_igf_before", "A-IGF before"),
+    Column("shard_fairness_before", "Shard var before", "small"),
+    Column("learn_seconds", "Learn s", "seconds"),
     Column("n_forget_users", "Users forgotten", "count"),
+    Column("n_forget_pairs", "Pairs forgotten", "count"),
+    Column("n_forget_items", "Items forgotten", "count"),
     Column("rows_removed", "Rows removed", "count"),
 )
 
@@ -74,8 +138,8 @@ EXTRA_COLUMNS = (
 def mean_ci(values: Sequence[float], level: float = 0.95) -> tuple[float, float | None, int]:
     """Mean, half-width of the Student-t interval, and the count of finite values.
 
-    The half-width is None with fewer than two values (no interval: the value is shown as
-    is), NaN-free otherwise.
+    The half-width is ``t(0.5 + level/2, n − 1) · s / √n`` (``s`` the sample standard
+    deviation); None with fewer than two values (no interval: the value is shown as is).
     """
     from scipy import stats
 
@@ -88,6 +152,35 @@ def mean_ci(values: Sequence[float], level: float = 0.95) -> tuple[float, float 
         return mean, None, n
     sem = float(v.std(ddof=1)) / math.sqrt(n)
     return mean, float(stats.t.ppf(0.5 + level / 2, n - 1) * sem), n
+
+
+def _with_grain(results: pd.DataFrame) -> pd.DataFrame:
+    if "grain" in results.columns:
+        return results
+    out = results.copy()
+    out.insert(out.columns.get_loc("selection"), "grain", "user")
+    return out
+
+
+def summary_frame(results: pd.DataFrame, level: float = 0.95) -> pd.DataFrame:
+    """Per group (:data:`GROUP`) and metric: mean over seeds, interval bounds and count.
+
+    Args:
+        results: the long results table.
+        level: confidence level of the Student-t interval.
+
+    Returns:
+        Columns :data:`SUMMARY_COLUMNS`; ``ci_low`` / ``ci_high`` are NaN for a group with
+        one finite value, ``n`` counts the finite values (seeds).
+    """
+    results = _with_grain(results)
+    rows = []
+    for key, g in results.groupby([*GROUP, "metric"], sort=False):
+        mean, h, n = mean_ci(g["value"].tolist(), level)
+        lo, hi = (float("nan"), float("nan")) if h is None else (mean - h, mean + h)
+        rows.append({**dict(zip([*GROUP, "metric"], key, strict=True)), "mean": mean,
+                     "ci_low": lo, "ci_high": hi, "n": n})
+    return pd.DataFrame(rows, columns=SUMMARY_COLUMNS)
 
 
 def headline_k(results: pd.DataFrame) -> int:
@@ -108,13 +201,21 @@ def _fmt(x: float, kind: str) -> str:
         return f"{x:.2f}×"
     if kind == "count":
         return f"{x:.0f}"
+    if kind == "small":
+        return "0" if x == 0 else f"{x:.3g}"
     return f"{x:.4f}"
 
 
 def format_cell(values: Sequence[float], kind: str) -> str:
-    """``mean ± h`` (several seeds) or the value (one seed); ``–`` when missing."""
+    """``mean ± h`` (several seeds) or the value (one seed, or identical values); ``–``
+    when missing.
+
+    Kinds: ``score`` (4 decimals), ``seconds`` (3 significant digits), ``ratio``
+    (``2.50×``), ``count`` (integer), ``small`` (3 significant digits, for variances).
+    """
     mean, h, _ = mean_ci(values)
-    if h is None:
+    finite = [x for x in values if x is not None and math.isfinite(x)]
+    if h is None or min(finite) == max(finite):
         return _fmt(mean, kind)
     return f"{_fmt(mean, kind)} ± {_fmt(h, kind).rstrip('×')}"
 
@@ -128,12 +229,17 @@ def _methods(frame: pd.DataFrame) -> list[str]:
     return _order(frame["method"].unique().tolist(), [REFERENCE])
 
 
-def table(results: pd.DataFrame, columns: Sequence[Column], k: int) -> pd.DataFrame:
+def table(results: pd.DataFrame, columns: Sequence[Column], k: int,
+          drop_empty: bool = False) -> pd.DataFrame:
     """Formatted table: one row per model × method, one column per ``columns`` entry.
 
-    ``results`` must already be restricted to one dataset, ratio and selection.
+    ``results`` must already be restricted to one dataset, grain, ratio and selection.
+    With ``drop_empty``, columns without any measured value are left out.
     """
     rows = []
+    present = set(results["metric"])
+    if drop_empty:
+        columns = [c for c in columns if c.name(k) in present]
     models = list(dict.fromkeys(results["model"]))
     for model in models:
         for method in _methods(results[results["model"] == model]):
@@ -141,9 +247,21 @@ def table(results: pd.DataFrame, columns: Sequence[Column], k: int) -> pd.DataFr
             row = {"Model": model, "Method": method}
             for col in columns:
                 vals = sub.loc[sub["metric"] == col.name(k), "value"].tolist()
-                row[col.header.format(k=k)] = format_cell(vals, col.kind)
+                row[col.title(k)] = format_cell(vals, col.kind)
             rows.append(row)
-    return pd.DataFrame(rows)
+    return pd.DataFrame(rows, columns=["Model", "Method", *[c.title(k) for c in columns]])
+
+
+def cure4rec_table(results: pd.DataFrame, k: int) -> tuple[pd.DataFrame, list[tuple[str, int]]]:
+    """The CURE4Rec-style table of one selection and its column groups.
+
+    Returns:
+        The formatted table (rows = methods grouped by model; columns = the metrics of
+        :data:`ASPECTS`) and the aspect spans ``[(aspect, n_columns), ...]`` for a
+        two-level header.
+    """
+    spans = [(aspect, len(cols)) for aspect, cols in ASPECTS.items()]
+    return table(results, MAIN_COLUMNS, k), spans
 
 
 # ---------------------------------------------------------------------------- plots
@@ -157,6 +275,13 @@ def _agg(frame: pd.DataFrame, metric: str, by: list[str]) -> pd.DataFrame:
         key = key if isinstance(key, tuple) else (key,)
         out.append({**dict(zip(by, key, strict=True)), "mean": mean, "h": h or 0.0})
     return pd.DataFrame(out)
+
+
+def _lookup(frame: pd.DataFrame, metric: str) -> dict[tuple[str, str], tuple[float, float]]:
+    """(model, method) → (mean over seeds, interval half-width or 0) of one metric."""
+    agg = _agg(frame, metric, ["model", "method"])
+    return {(r["model"], r["method"]): (float(r["mean"]), float(r["h"]))
+            for _, r in agg.iterrows()}
 
 
 def _style():
@@ -185,7 +310,7 @@ def _colors(names: Sequence[str]) -> dict[str, tuple]:
 def plot_utility_vs_time(frame: pd.DataFrame, k: int, path: Path, title: str) -> Path:
     """NDCG@k after forgetting against forget seconds (log x), one panel per selection."""
     plt = _style()
-    selections = _order(frame["selection"].unique().tolist(), ["core", "edge", "random"])
+    selections = _order(frame["selection"].unique().tolist(), SELECTION_ORDER)
     methods, models = _methods(frame), list(dict.fromkeys(frame["model"]))
     colors = _colors(methods)
     marker = {m: _MARKERS[i % len(_MARKERS)] for i, m in enumerate(models)}
@@ -210,7 +335,7 @@ def plot_utility_vs_time(frame: pd.DataFrame, k: int, path: Path, title: str) ->
         ax.xaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
         ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
         ax.xaxis.set_minor_formatter(NullFormatter())
-        ax.set_title(f"{sel} users")
+        ax.set_title(sel)
         ax.set_xlabel("forget time (s, log scale)")
     axes[0][0].set_ylabel(f"NDCG@{k} after forgetting")
     from matplotlib.lines import Line2D
@@ -225,49 +350,81 @@ def plot_utility_vs_time(frame: pd.DataFrame, k: int, path: Path, title: str) ->
     return _save(fig, path)
 
 
-def plot_bars(frame: pd.DataFrame, metric: str, ylabel: str, path: Path, title: str,
-              methods: Sequence[str] | None = None, reference_line: float | None = None,
-              lower_is_better: bool = False) -> Path:
-    """Grouped bars of ``metric``: one panel per model, selections on x, one bar per method."""
+def plot_aspect(frame: pd.DataFrame, columns: Sequence[Column], k: int, path: Path,
+                title: str, methods: Sequence[str] | None = None) -> Path:
+    """One figure for one aspect of one selection: a panel per metric.
+
+    In each panel the models are on x and each method has a bar (mean over seeds) with
+    its 95 % interval as an error bar. A column's ``reference`` is a dashed line, its
+    ``before`` metric a black tick on the bar (the learned model's value before
+    forgetting), and ``log`` columns use a log scale.
+
+    Args:
+        frame: results of one dataset, grain, ratio and selection.
+        columns: the aspect's metrics (panels).
+        k: headline cut-off.
+        path: PNG to write.
+        title: figure title.
+        methods: methods to show, in order (default: every method, ``retrain`` first).
+    """
     plt = _style()
-    selections = _order(frame["selection"].unique().tolist(), ["core", "edge", "random"])
+    from matplotlib.lines import Line2D
+
     models = list(dict.fromkeys(frame["model"]))
     methods = list(methods) if methods is not None else _methods(frame)
     colors = _colors(_methods(frame))
-    agg = _agg(frame, metric, ["model", "selection", "method"])
-    fig, axes = plt.subplots(1, len(models), figsize=(3.4 * len(models) + 1.6, 3.6),
-                             sharey=True, squeeze=False)
-    width = min(0.8 / max(len(methods), 1), 0.4)
-    x = np.arange(len(selections))
-    for ax, model in zip(axes[0], models, strict=True):
+    fig, axes = plt.subplots(1, len(columns), figsize=(3.5 * len(columns) + 1.8, 3.6),
+                             squeeze=False)
+    width = min(0.8 / max(len(methods), 1), 0.35)
+    x = np.arange(len(models))
+    marked_before = False
+    for ax, col in zip(axes[0], columns, strict=True):
+        stat = _lookup(frame, col.name(k))
+        before = _lookup(frame, col.before) if col.before else {}
         for j, meth in enumerate(methods):
-            a = agg[(agg["model"] == model) & (agg["method"] == meth)].set_index("selection")
-            means = [a["mean"].get(s, np.nan) for s in selections]
-            errs = [a["h"].get(s, 0.0) for s in selections]
-            ax.bar(x + (j - (len(methods) - 1) / 2) * width, means, width * 0.92,
-                   yerr=errs if any(errs) else None, color=colors[meth], label=meth,
+            means = np.array([stat.get((m, meth), (np.nan, 0.0))[0] for m in models])
+            errs = np.array([stat.get((m, meth), (np.nan, 0.0))[1] for m in models])
+            if col.log:
+                means = np.where(means > 0, means, np.nan)
+            pos = x + (j - (len(methods) - 1) / 2) * width
+            base = 0.0 if col.log else col.baseline
+            ax.bar(pos, means - base, width * 0.92, bottom=base,
+                   yerr=errs if errs.any() else None, color=colors[meth], label=meth,
                    capsize=3)
-        if reference_line is not None:
-            ax.axhline(reference_line, color="0.2", ls="--", lw=1)
-        ax.set_xticks(x, selections)
-        ax.set_title(model)
-        ax.grid(axis="x", visible=False)
-    axes[0][0].set_ylabel(ylabel + (" (lower is fairer)" if lower_is_better else ""))
-    handles, labels = axes[0][0].get_legend_handles_labels()
-    if reference_line is not None:
-        from matplotlib.lines import Line2D
+            bm = np.array([before.get((m, meth), (np.nan, 0.0))[0] for m in models])
+            if np.isfinite(bm).any():
+                ax.scatter(pos, bm, marker="_", s=220, linewidths=2.2, color="black",
+                           zorder=4)
+                marked_before = True
+        if col.reference is not None:
+            ax.axhline(col.reference, color="0.25", ls="--", lw=1)
+        if col.log:
+            from matplotlib.ticker import FuncFormatter, NullFormatter
 
-        handles.append(Line2D([], [], color="0.2", ls="--", lw=1))
-        labels.append(f"{REFERENCE} (reference)")
-    fig.legend(handles, labels, loc="center right", title="method")
+            ax.set_yscale("log")
+            ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+            ax.yaxis.set_minor_formatter(NullFormatter())
+        if col.bounds is not None:
+            lo, hi = ax.get_ylim()
+            ax.set_ylim(max(lo, col.bounds[0]), min(hi, col.bounds[1]))
+        ax.set_xticks(x, models)
+        ax.set_title(col.title(k))
+        ax.grid(axis="x", visible=False)
+    handles = [Line2D([], [], ls="", marker="s", ms=9, color=colors[m], label=m)
+               for m in methods]
+    if marked_before:
+        handles.append(Line2D([], [], ls="", marker="_", ms=14, mew=2.2, color="black",
+                              label="learned model\n(before forgetting)"))
+    if any(c.reference is not None for c in columns):
+        handles.append(Line2D([], [], color="0.25", ls="--", lw=1,
+                              label="chance / retrain level"))
+    fig.legend(handles=handles, loc="center right", title="method")
     fig.suptitle(title)
-    fig.tight_layout(rect=(0, 0, 1 - 1.6 / fig.get_figwidth(), 1))
+    fig.tight_layout(rect=(0, 0, 1 - 1.9 / fig.get_figwidth(), 1))
     return _save(fig, path)
 
 
 def _save(fig, path: Path) -> Path:
-    import io
-
     import matplotlib.pyplot as plt
 
     buf = io.BytesIO()
@@ -281,60 +438,90 @@ def _slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9.]+", "-", text).strip("-")
 
 
-def make_plots(results: pd.DataFrame, out: Path, k: int) -> dict[tuple[str, float], list[Path]]:
-    """Write the three plots per (dataset, ratio) into ``out/plots``; paths per pair."""
-    plots: dict[tuple[str, float], list[Path]] = {}
-    for (ds, ratio), frame in results.groupby(["dataset", "ratio"], sort=False):
-        tag = f"{_slug(ds)}_p{format(ratio, 'g')}"
-        where = f"{ds}, forget ratio {format(ratio, 'g')}"
-        folder = out / PLOTS_DIR
-        paths = [plot_utility_vs_time(frame, k, folder / f"utility_vs_time_{tag}.png",
-                                      f"Utility vs forget time — {where}")]
-        paths.append(plot_bars(frame, "a_igf", "A-IGF",
-                               folder / f"fairness_{tag}.png",
-                               f"Fairness after forgetting — {where}", lower_is_better=True))
-        others = [m for m in _methods(frame) if m != REFERENCE] or _methods(frame)
-        paths.append(plot_bars(frame, f"overlap@{k}_vs_retrain",
-                               f"top-{k} overlap with retrain", folder / f"completeness_{tag}.png",
-                               f"Completeness (agreement with retrain) — {where}",
-                               methods=others, reference_line=1.0))
-        plots[(ds, ratio)] = paths
+def _sections(results: pd.DataFrame):
+    """(dataset, grain, ratio, frame) in report order."""
+    results = _with_grain(results)
+    for ds in dict.fromkeys(results["dataset"]):
+        d = results[results["dataset"] == ds]
+        for grain in _order(d["grain"].unique().tolist(), GRAIN_ORDER):
+            g = d[d["grain"] == grain]
+            for ratio in sorted(g["ratio"].unique()):
+                yield ds, grain, float(ratio), g[g["ratio"] == ratio]
+
+
+def _tag(ds: str, grain: str, ratio: float) -> str:
+    grain_tag = "" if grain == "user" else f"_{grain}"
+    return f"{_slug(ds)}{grain_tag}_p{format(ratio, 'g')}"
+
+
+def make_plots(results: pd.DataFrame, out: Path, k: int
+               ) -> dict[tuple[str, str, float], dict[str, list[Path]]]:
+    """Write the plots into ``out/plots``.
+
+    Returns:
+        Per (dataset, grain, ratio): ``{"overview": [path], "<selection>": [one path per
+        aspect]}``.
+    """
+    plots: dict[tuple[str, str, float], dict[str, list[Path]]] = {}
+    folder = out / PLOTS_DIR
+    for ds, grain, ratio, frame in _sections(results):
+        tag = _tag(ds, grain, ratio)
+        where = f"{ds}, {GRAIN_UNITS.get(grain, grain)}, forget ratio {format(ratio, 'g')}"
+        entry = {"overview": [plot_utility_vs_time(
+            frame, k, folder / f"utility_vs_time_{tag}.png",
+            f"Utility vs forget time — {where}")]}
+        units = GRAIN_UNITS.get(grain, grain)
+        for sel in _order(frame["selection"].unique().tolist(), SELECTION_ORDER):
+            sub = frame[frame["selection"] == sel]
+            entry[sel] = [
+                plot_aspect(sub, cols, k, folder / f"{aspect}_{tag}_{_slug(sel)}.png",
+                            f"{aspect.capitalize()} — {sel} {units}, {ds}, forget ratio "
+                            f"{format(ratio, 'g')}")
+                for aspect, cols in ASPECTS.items()]
+        plots[(ds, grain, ratio)] = entry
     return plots
 
 
 # ---------------------------------------------------------------------------- documents
 NOTES = [
-    "Utility after forgetting is measured on the test split of the *retained* users only: "
-    "forgotten users are excluded (the model is no longer meant to serve them). "
-    "\"before\" metrics cover every test user of the learned model.",
-    "A-IGF = |mean NDCG@20(active) − mean NDCG@20(inactive)|, active = top 5 % of users "
-    "by remaining training interactions; lower is fairer.",
-    "Completeness compares each method with the model retrained from scratch on the "
-    "remaining data (same seed): top-{k} overlap and Spearman rank correlation over the "
-    "retained users; retrain is the reference (1 by construction).",
-    "Speed-up = retrain's forget seconds / the method's forget seconds for the same "
-    "dataset, model, selection, ratio and seed. Times are wall-clock on the machine that "
-    "ran the bench.",
-    "With several seeds, a cell reads mean ± half-width of the 95 % Student-t interval.",
+    "Completeness: membership inference (MIA) asks whether the forgotten training rows can "
+    "be told from held-out rows of the same users (items, for item requests) by the rank "
+    "the model gives them; AUC 0.5 = indistinguishable (what retraining achieves), above "
+    "0.5 = the model still remembers. \"before\" is the learned model on the same rows. "
+    "Overlap@{k}: share of top-{k} lists in common with the model retrained from scratch "
+    "on the remaining data (same seed), over the retained users; retrain is the reference "
+    "(1 by construction).",
+    "Utility after forgetting is measured on the test split; for user requests on the "
+    "*retained* users only (the model is no longer meant to serve the forgotten ones), for "
+    "interaction and item requests on every user, without the test rows the request "
+    "names. \"before\" metrics cover every test user of the learned model.",
+    "Efficiency: speed-up = retrain's forget seconds / the method's forget seconds for the "
+    "same dataset, model, grain, selection, ratio and seed. Times are wall-clock on the "
+    "machine that ran the bench.",
+    "Fairness: A-IGF = |mean NDCG@{k}(active) − mean NDCG@{k}(inactive)|, active = top 5 % "
+    "of users by remaining training interactions; shard var = variance across a method's "
+    "shards of their users' mean NDCG@{k} (0 for unsharded methods). Lower is fairer.",
+    "With several seeds, a cell reads mean ± half-width of the 95 % Student-t interval "
+    "(n − 1 degrees of freedom); error bars show the same interval. summary.csv has the "
+    "figures for every metric.",
 ]
 
 
 def _grid_lines(results: pd.DataFrame, spec: BenchSpec | None) -> list[str]:
+    results = _with_grain(results)
+
     def vals(col: str) -> str:
         v = list(dict.fromkeys(results[col]))
         if col == "ratio":
             return ", ".join(format(x, "g") for x in v)
         return ", ".join(str(x) for x in v)
 
-    lines = [f"{col}s: {vals(col)}" if col != "dataset" else f"datasets: {vals(col)}"
-             for col in ("dataset", "model", "method", "selection", "ratio", "seed")]
-    n_cells = len(results.drop_duplicates(
-        ["dataset", "model", "method", "selection", "ratio", "seed"]))
+    lines = [f"{col}s: {vals(col)}" for col in ("dataset", "model", "method", "grain",
+                                                "selection", "ratio", "seed")]
+    n_cells = len(results.drop_duplicates([*GROUP, "seed"]))
     lines.append(f"finished cells: {n_cells}")
     if spec is not None:
-        expected = (len(spec.datasets) * len(spec.models) * len(spec.methods)
-                    * len(spec.selections) * len(spec.ratios) * len(spec.seeds))
-        lines[-1] += f" of {expected}"
+        lines[-1] += f" of {len(spec.cells())}"
         lines.append("split (train/valid/test): "
                      + "/".join(format(x, "g") for x in spec.split_ratios))
         for name, cfgs in (("model", spec.model_configs), ("method", spec.method_configs)):
@@ -353,8 +540,25 @@ def _md_table(df: pd.DataFrame) -> str:
     return "\n".join(out)
 
 
-def _html_table(df: pd.DataFrame) -> str:
+def _md_grouped_table(df: pd.DataFrame, spans: list[tuple[str, int]]) -> str:
+    """Markdown table whose headers name their aspect (``Completeness: MIA user``)."""
+    renamed = list(df.columns[:2])
+    i = 2
+    for aspect, n in spans:
+        renamed += [f"{aspect.capitalize()}: {c}" for c in df.columns[i:i + n]]
+        i += n
+    return _md_table(df.set_axis(renamed, axis=1))
+
+
+def _html_table(df: pd.DataFrame, spans: list[tuple[str, int]] | None = None) -> str:
     head = "".join(f"<th>{html.escape(str(c))}</th>" for c in df.columns)
+    if spans:
+        top = '<th colspan="2"></th>' + "".join(
+            f'<th colspan="{n}" class="aspect">{html.escape(a.capitalize())}</th>'
+            for a, n in spans)
+        head = f"<tr>{top}</tr><tr>{head}</tr>"
+    else:
+        head = f"<tr>{head}</tr>"
     body = []
     prev_model = None
     for _, r in df.iterrows():
@@ -362,8 +566,7 @@ def _html_table(df: pd.DataFrame) -> str:
         prev_model = r["Model"]
         cells = "".join(f"<td>{html.escape(str(r[c]))}</td>" for c in df.columns)
         body.append(f"<tr{cls}>{cells}</tr>")
-    return (f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody>"
-            "</table>")
+    return f"<table><thead>{head}</thead><tbody>{''.join(body)}</tbody></table>"
 
 
 _CSS = """
@@ -375,7 +578,7 @@ padding-bottom:.2em}h3{margin-top:1.3em;font-size:1.1em}
 table{border-collapse:collapse;margin:.6em 0 1.2em;font-size:.9em;
 font-variant-numeric:tabular-nums}
 th,td{padding:.35em .7em;border-bottom:1px solid #e4e4e4;text-align:right;white-space:nowrap}
-th{background:#f5f6f8;border-bottom:2px solid #ccc}
+th{background:#f5f6f8;border-bottom:2px solid #ccc}th.aspect{text-align:center}
 td:first-child,td:nth-child(2),th:first-child,th:nth-child(2){text-align:left}
 tr.group td{border-top:2px solid #ccc}tbody tr:hover{background:#fafbff}
 img{max-width:100%;margin:.5em 0 1.2em;border:1px solid #eee}
@@ -383,10 +586,18 @@ img{max-width:100%;margin:.5em 0 1.2em;border:1px solid #eee}
 """
 
 
+def _img(path: Path, out: Path) -> tuple[str, str]:
+    rel = path.relative_to(out).as_posix()
+    alt = path.stem.replace("_", " ")
+    data = base64.b64encode(path.read_bytes()).decode()
+    return (f"![{alt}]({rel})",
+            f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{data}">')
+
+
 def write_report(out: str | Path, results: pd.DataFrame | None = None,
                  spec: BenchSpec | None = None, title: str = "trustrec unlearning benchmark"
                  ) -> dict[str, Path]:
-    """Write ``report.md``, ``report.html`` and the plots for a benchmark folder.
+    """Write ``summary.csv``, ``report.md``, ``report.html`` and the plots.
 
     Args:
         out: the benchmark's output folder.
@@ -395,11 +606,16 @@ def write_report(out: str | Path, results: pd.DataFrame | None = None,
         title: the report's title.
 
     Returns:
-        Paths: ``"markdown"``, ``"html"`` and ``"plots"`` (the plots folder).
+        Paths: ``"summary"``, ``"markdown"``, ``"html"`` and ``"plots"`` (the plots folder).
     """
     out = Path(out)
     if results is None:
         results = read_results(out / "results.csv")
+    results = _with_grain(results)
+    summary = summary_frame(results)
+    buf = io.StringIO()
+    summary.to_csv(buf, index=False, float_format="%.10g")
+    write_atomic(out / "summary.csv", buf.getvalue().encode())
     k = headline_k(results) if len(results) else 20
     plots = make_plots(results, out, k) if len(results) else {}
     now = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
@@ -407,34 +623,39 @@ def write_report(out: str | Path, results: pd.DataFrame | None = None,
     notes = [n.format(k=k) for n in NOTES]
 
     md = [f"# {title}", "", f"Generated {now} from `results.csv` (long format: one row per "
-          "cell × metric).", "", "## Grid", ""]
+          "cell × metric); `summary.csv` has the mean and 95 % interval of every metric.",
+          "", "## Grid", ""]
     md += [f"- {line}" for line in grid]
     hb = [f"<h1>{html.escape(title)}</h1>",
           f'<p class="meta">Generated {now} from <code>results.csv</code> (long format: one '
-          "row per cell × metric).</p>", "<h2>Grid</h2>", '<ul class="grid">']
+          "row per cell × metric); <code>summary.csv</code> has the mean and 95 % interval "
+          "of every metric.</p>", "<h2>Grid</h2>", '<ul class="grid">']
     hb += [f"<li>{html.escape(line)}</li>" for line in grid] + ["</ul>"]
 
-    for (ds, ratio), frame in results.groupby(["dataset", "ratio"], sort=False):
-        head = f"{ds} — forget ratio {format(ratio, 'g')}"
+    for ds, grain, ratio, frame in _sections(results):
+        units = GRAIN_UNITS.get(grain, grain)
+        head = f"{ds} — forgetting {units}, ratio {format(ratio, 'g')}"
         md += ["", f"## {head}"]
         hb += [f"<h2>{html.escape(head)}</h2>"]
-        selections = _order(frame["selection"].unique().tolist(), ["core", "edge", "random"])
-        for sel in selections:
+        entry = plots.get((ds, grain, ratio), {})
+        for p in entry.get("overview", []):
+            m, h = _img(p, out)
+            md += ["", m]
+            hb += [h]
+        for sel in _order(frame["selection"].unique().tolist(), SELECTION_ORDER):
             sub = frame[frame["selection"] == sel]
-            main, extra = table(sub, MAIN_COLUMNS, k), table(sub, EXTRA_COLUMNS, k)
-            md += ["", f"### {sel} users", "", _md_table(main), "", "Supporting metrics:", "",
-                   _md_table(extra)]
-            hb += [f"<h3>{html.escape(sel)} users</h3>", _html_table(main),
+            main, spans = cure4rec_table(sub, k)
+            extra = table(sub, EXTRA_COLUMNS, k, drop_empty=True)
+            md += ["", f"### {sel} {units}", "", _md_grouped_table(main, spans), "",
+                   "Supporting metrics:", "", _md_table(extra), ""]
+            hb += [f"<h3>{html.escape(sel)} {html.escape(units)}</h3>",
+                   _html_table(main, spans),
                    "<details><summary>Supporting metrics</summary>", _html_table(extra),
                    "</details>"]
-        md += ["", "### Plots", ""]
-        hb += ["<h3>Plots</h3>"]
-        for p in plots.get((ds, ratio), []):
-            rel = p.relative_to(out).as_posix()
-            alt = p.stem.replace("_", " ")
-            md += [f"![{alt}]({rel})", ""]
-            data = base64.b64encode(p.read_bytes()).decode()
-            hb += [f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{data}">']
+            for p in entry.get(sel, []):
+                m, h = _img(p, out)
+                md += [m, ""]
+                hb += [h]
 
     md += ["", "## How to read this", ""] + [f"- {n}" for n in notes] + [""]
     hb += ["<h2>How to read this</h2>", '<ul class="notes">']
@@ -445,4 +666,5 @@ def write_report(out: str | Path, results: pd.DataFrame | None = None,
     md_path, html_path = out / "report.md", out / "report.html"
     write_atomic(md_path, "\n".join(md).encode())
     write_atomic(html_path, page.encode())
-    return {"markdown": md_path, "html": html_path, "plots": out / PLOTS_DIR}
+    return {"summary": out / "summary.csv", "markdown": md_path, "html": html_path,
+            "plots": out / PLOTS_DIR}

@@ -1,6 +1,6 @@
 """Run a benchmark grid: one folder per cell, resumable, then ``results.csv`` and reports.
 
-What one cell (dataset, model, method, selection, ratio, seed) does:
+What one cell (dataset, model, method, grain, selection, ratio, seed) does:
 
 1. **Data**: load the dataset and split it per user (train / validation / test), seeded by
    the cell's seed (cached in-process, so every cell of a seed sees the same split).
@@ -9,19 +9,28 @@ What one cell (dataset, model, method, selection, ratio, seed) does:
    set, so it is computed once per (dataset, model, method, seed), saved under
    ``<out>/_learned/...`` and loaded by each cell that needs it.
 3. **Utility before**: rank the test split with the learned model (every test user).
-4. **Forget**: select the forget users on the training split (``core`` / ``edge`` /
-   ``random``, ratio p) and call ``forget``; its wall time is ``forget_seconds``.
-5. **Utility after**: rank the test split again, for the *retained* users only: forgotten
-   users are excluded from utility after forgetting (the model must no longer serve them
-   from their data, and they have no training rows left to mask).
+4. **Forget**: select the forget set on the training split by grain (``user``: core /
+   edge / random users; ``interaction``: random pairs; ``item``: popular / unpopular /
+   random items as core / edge / random; ratio p) and call ``forget``; its wall time is
+   ``forget_seconds``.
+5. **Utility after**: rank the test split again. For the user grain only the *retained*
+   users count: forgotten users are excluded from utility after forgetting (the model must
+   no longer serve them from their data, and they have no training rows left to mask). For
+   the other grains every test user counts, on the test rows the request does not name.
 6. **Fairness**: A-IGF of the after-forgetting per-user NDCG@k, with activity groups
-   taken from the remaining training data (and ``a_igf_before`` on the full training split).
+   taken from the remaining training data (and ``a_igf_before`` on the full training split);
+   shard fairness, the variance across the method's user shards of their mean NDCG@k
+   (0 for unsharded methods).
 7. **Completeness**: agreement with the reference, the ``retrain`` method's model after the
    same forget request (same dataset, model, selection, ratio and seed): top-k overlap and
    Spearman rank correlation over retained users, overlap on the forgotten users, and the
    forgotten items' percentile gap. The reference is computed once per group and saved
    under ``<out>/_reference/...``; the ``retrain`` cell stores it when it runs first (cells
-   are ordered so that it does), so its own agreement is 1 by construction.
+   are ordered so that it does), so its own agreement is 1 by construction. Membership
+   inference (:mod:`trustrec.evaluate.membership`): the AUC of telling the forgotten
+   training rows from held-out rows of the same scope, after forgetting (``mia_auc_user``,
+   ``mia_auc_interaction``, about 0.5 when forgotten) and for the learned model
+   (``*_before``), with bootstrap standard errors (``*_se``).
 8. **Efficiency**: ``learn_seconds``, ``forget_seconds`` and ``speedup_vs_retrain`` (the
    reference's forget seconds / this method's).
 
@@ -34,9 +43,11 @@ says done and whose config fingerprint matches, and a rerun skips it. A killed r
 where it stopped: half-written cells are cleared and redone. Shared state (``_learned``,
 ``_reference``) follows the same rule with its own marker file.
 
-Execution is sequential and in-process. The three stages (learned states, references,
-cells) are idempotent functions of the spec and a key, so a process pool can map them
-later without changing what a cell computes.
+Execution: with ``workers = 1`` every cell runs here, in order. Otherwise (the default:
+one worker per CPU) the three stages (learned states, references, cells), idempotent
+functions of the spec and a key, run one after the other, each stage's items in parallel
+on the spec's engine, local processes or Ray (:mod:`trustrec.bench.stages`,
+:mod:`trustrec.bench.engine`). What a cell computes does not depend on how it is run.
 """
 
 from __future__ import annotations
@@ -63,6 +74,7 @@ from trustrec.bench.collect import (
     collect,
     read_json,
 )
+from trustrec.bench.engine import default_workers, single_threaded
 from trustrec.bench.env import host_info, versions
 from trustrec.bench.files import write_json, write_parquet
 from trustrec.bench.report import write_report
@@ -73,6 +85,8 @@ from trustrec.errors import DataFormatError, TrustrecError
 
 STATE_JSON = "state.json"
 UNLEARNER_DIR = "unlearner"
+#: Bootstrap replicates of the membership-inference standard errors.
+MIA_BOOTSTRAP = 200
 
 
 def _now() -> str:
@@ -190,12 +204,22 @@ class BenchContext:
                 "method_config": self._method_cfg[method], "seed": seed}
 
     def reference_config(self, cell: Cell) -> dict[str, Any]:
-        """Everything the retrained reference of a cell's group depends on."""
+        """Everything the retrained reference of a cell's group depends on.
+
+        The grain is part of it only when it is not ``user`` (so user-grain references
+        stored before grains existed stay current).
+        """
         base = self.learned_config(cell.dataset, cell.model, REFERENCE_METHOD, cell.seed)
-        return {**base, "selection": cell.selection, "ratio": cell.ratio}
+        grain = {} if cell.grain == "user" else {"grain": cell.grain}
+        return {**base, "selection": cell.selection, "ratio": cell.ratio, **grain}
 
     def cell_config(self, cell: Cell) -> dict[str, Any]:
-        """The cell's full resolved config (written to ``config.json``)."""
+        """The cell's full resolved config (written to ``config.json``).
+
+        ``measures`` names what the cell computes beyond utility (membership inference,
+        shard fairness): a cell finished by an older version lacking them has another
+        fingerprint and is recomputed (its learned state and reference are reused).
+        """
         return {"cell": cell.axes(), "id": cell.id,
                 "data": self.data_config(cell.dataset),
                 "model_config": self._model_cfg[cell.model],
@@ -203,8 +227,13 @@ class BenchContext:
                 "reference": {"method": REFERENCE_METHOD,
                               "method_config": self._method_cfg[REFERENCE_METHOD]},
                 "ks": list(self.spec.ks), "headline_k": self.k,
-                "fairness": {"metric": f"ndcg@{self.k}", "active_share": 0.05},
-                "forget_request": "users"}
+                "fairness": {"metric": f"ndcg@{self.k}", "active_share": 0.05,
+                             "shard": "variance of per-shard mean ndcg (after)"},
+                "forget_request": {"user": "users", "interaction": "pairs",
+                                   "item": "items"}[cell.grain],
+                "measures": {"membership": {"signal": "row rank percentile",
+                                            "nonmembers": "test rows of the request scope",
+                                            "n_bootstrap": MIA_BOOTSTRAP}}}
 
     # --------------------------------------------------------------- folders
     def learned_dir(self, dataset: str, model: str, method: str, seed: int) -> Path:
@@ -212,9 +241,11 @@ class BenchContext:
         return self.out / "_learned" / dataset / model / method / f"seed{seed}"
 
     def reference_dir(self, cell: Cell) -> Path:
-        """Folder of a group's reference: ``_reference/<dataset>/<model>/<sel>/p<r>/seed<s>``."""
-        return (self.out / "_reference" / cell.dataset / cell.model / cell.selection
-                / f"p{format(cell.ratio, 'g')}" / f"seed{cell.seed}")
+        """Folder of a group's reference: ``_reference/<dataset>/<model>/<sel>/p<r>/seed<s>``
+        (with a ``<grain>/`` level before ``<sel>`` for a grain other than ``user``)."""
+        grain = () if cell.grain == "user" else (cell.grain,)
+        return (self.out.joinpath("_reference", cell.dataset, cell.model, *grain)
+                / cell.selection / f"p{format(cell.ratio, 'g')}" / f"seed{cell.seed}")
 
     # --------------------------------------------------------------- stage 1: learn
     def learned(self, dataset: str, model: str, method: str, seed: int
@@ -282,17 +313,51 @@ class BenchContext:
 
     # --------------------------------------------------------------- forget sets
     def forget_users(self, cell: Cell) -> np.ndarray:
-        """The cell's forget users (indices), selected on the training split."""
-        from trustrec.data.selection import select_forget_users
+        """The users whose training rows the cell's request removes (sorted indices).
 
+        For the ``user`` grain these are the selected users themselves (core / edge /
+        random); for the other grains, every user that loses at least one training row.
+        """
+        request = self.forget_request(cell)
+        if cell.grain == "user":
+            return np.asarray(request.users, dtype=np.int64)
         train = self.split(cell.dataset, cell.seed).train
-        return select_forget_users(train, cell.selection, cell.ratio, cell.seed)
+        return np.unique(train.users[request.match_rows(train)]).astype(np.int64)
 
     def forget_request(self, cell: Cell) -> Any:
-        """The cell's :class:`~trustrec.unlearn.request.ForgetRequest`."""
+        """The cell's :class:`~trustrec.unlearn.request.ForgetRequest`, selected on the
+        training split by grain (see :data:`trustrec.bench.spec.GRAIN_SELECTIONS`).
+
+        ``user``: ``select_forget_users(train, selection, ratio, seed)``; ``interaction``:
+        ``select_forget_interactions(train, ratio, seed)`` (selection ``random`` only);
+        ``item``: ``select_forget_items`` with core / edge / random meaning popular /
+        unpopular / random items.
+
+        Raises:
+            ConfigError: a grain or a (grain, selection) the spec does not define.
+        """
+        from trustrec.bench.spec import GRAIN_SELECTIONS
+        from trustrec.data.selection import (
+            select_forget_interactions,
+            select_forget_items,
+            select_forget_users,
+        )
+        from trustrec.errors import ConfigError
         from trustrec.unlearn.request import ForgetRequest
 
-        return ForgetRequest(users=self.forget_users(cell))
+        train = self.split(cell.dataset, cell.seed).train
+        if cell.grain == "user":
+            return ForgetRequest(users=select_forget_users(train, cell.selection, cell.ratio,
+                                                           cell.seed))
+        allowed = GRAIN_SELECTIONS.get(cell.grain)
+        if allowed is None or cell.selection not in allowed:
+            raise ConfigError(f"cell {cell.id}: selection {cell.selection!r} is not defined "
+                              f"for grain {cell.grain!r}")
+        if cell.grain == "interaction":
+            return ForgetRequest(pairs=select_forget_interactions(train, cell.ratio,
+                                                                  cell.seed))
+        return ForgetRequest(items=select_forget_items(train, cell.ratio, cell.seed,
+                                                       allowed[cell.selection]))
 
 
 # ---------------------------------------------------------------------------- one cell
@@ -305,30 +370,74 @@ def _per_user(table: pd.DataFrame, phase: str, forgotten: np.ndarray,
     return t
 
 
+def _shard_fairness(per_user: pd.DataFrame, shards: np.ndarray | None, metric: str
+                    ) -> float:
+    """Variance across shards of the mean ``metric`` of each shard's evaluated users.
+
+    ``shards`` is the unlearner's :meth:`user_shards` (None for an unsharded method: 0, as
+    CURE4Rec defines shard fairness for Retrain). Users of no shard (``-1``) and shards
+    without an evaluated user are left out; NaN when no shard has an evaluated user.
+    """
+    from trustrec.evaluate.fairness import shard_fairness
+
+    if shards is None:
+        return 0.0
+    owner = np.asarray(shards, dtype=np.int64)[per_user["user"].to_numpy(dtype=np.int64)]
+    values = per_user[metric].to_numpy(dtype=np.float64)
+    ok = owner >= 0
+    if not ok.any():
+        return float("nan")
+    _, inv = np.unique(owner[ok], return_inverse=True)
+    means = np.bincount(inv, weights=values[ok]) / np.bincount(inv)
+    return shard_fairness(means)
+
+
+def _user_shards(unl: Any) -> np.ndarray | None:
+    hook = getattr(unl, "user_shards", None)
+    return None if hook is None else hook()
+
+
 def compute_cell(ctx: BenchContext, cell: Cell) -> tuple[dict[str, float], pd.DataFrame,
                                                          dict[str, float]]:
     """Compute one cell's metrics, per-user table and timings (writes no cell files).
+
+    Besides the steps in the module docstring: membership inference
+    (:mod:`trustrec.evaluate.membership`) on the request's members (the forgotten training
+    rows) and non-members (the test rows of the request's scope), for the learned model
+    (``mia_*_before``) and after forgetting (``mia_*``); shard fairness
+    (``shard_fairness``, ``shard_fairness_before``): variance across the unlearner's user
+    shards of their users' mean NDCG@k (0 for an unsharded method). For the ``user`` grain
+    utility after forgetting covers the retained users; for the other grains every test
+    user, on the test rows the request does not name (an item request's items leave the
+    truth).
 
     Returns:
         ``(metrics, per_user, timings)``.
     """
     from trustrec.evaluate.completeness import agreement_report
     from trustrec.evaluate.fairness import a_igf
+    from trustrec.evaluate.membership import membership_report, membership_sets
     from trustrec.evaluate.ranking import evaluate_ranking, summarize
 
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
     split = ctx.split(cell.dataset, cell.seed)
     ks, k = ctx.spec.ks, ctx.k
+    request = ctx.forget_request(cell)
+    forget = ctx.forget_users(cell)
+    members, nonmembers = membership_sets(request, split.train, split.test)
     timings["data_seconds"] = time.perf_counter() - t0
 
     unl, learn_s = ctx.load_learned(cell.dataset, cell.model, cell.method, cell.seed)
     t1 = time.perf_counter()
     before = evaluate_ranking(unl, split.train, split.test, ks)
+    shards_before = _user_shards(unl)
     timings["eval_before_seconds"] = time.perf_counter() - t1
+    t1 = time.perf_counter()
+    mia_before = membership_report(unl, members, nonmembers, seed=cell.seed,
+                                   n_bootstrap=MIA_BOOTSTRAP)
+    timings["membership_before_seconds"] = time.perf_counter() - t1
 
-    forget = ctx.forget_users(cell)
-    request = ctx.forget_request(cell)
     report = unl.forget(request)
     forget_s = float(report.seconds)
     remaining = unl.train_
@@ -337,27 +446,44 @@ def compute_cell(ctx: BenchContext, cell: Cell) -> tuple[dict[str, float], pd.Da
 
     t2 = time.perf_counter()
     retained = np.setdiff1d(np.arange(split.train.n_users), forget)
-    after = evaluate_ranking(unl, remaining, split.test, ks, users=retained)
-    fairness = a_igf(after, remaining, metric=f"ndcg@{k}")
-    fairness_before = a_igf(before, split.train, metric=f"ndcg@{k}")
+    if cell.grain == "user":
+        after = evaluate_ranking(unl, remaining, split.test, ks, users=retained)
+    else:
+        truth = split.test.select(~request.match_rows(split.test))
+        after = evaluate_ranking(unl, remaining, truth, ks)
+    metric = f"ndcg@{k}"
+    fairness = a_igf(after, remaining, metric=metric)
+    fairness_before = a_igf(before, split.train, metric=metric)
+    shard_fair = _shard_fairness(after, _user_shards(unl), metric)
+    shard_fair_before = _shard_fairness(before, shards_before, metric)
     timings["eval_after_seconds"] = time.perf_counter() - t2
 
     t3 = time.perf_counter()
     ref, ref_state = ctx.reference(cell)
-    forgotten_rows = split.train.select(np.isin(split.train.users, forget))
-    agreement = agreement_report(unl, ref, remaining, forgotten_rows, retained, k=k)
+    agreement = agreement_report(unl, ref, remaining, members, retained, k=k)
+    mia = membership_report(unl, members, nonmembers, seed=cell.seed,
+                            n_bootstrap=MIA_BOOTSTRAP)
     timings["completeness_seconds"] = time.perf_counter() - t3
 
     ref_forget = float(ref_state["forget_seconds"])
+    counts = {"user": {"n_forget_users": float(len(request.users))},
+              "interaction": {"n_forget_pairs": float(len(request.pairs))},
+              "item": {"n_forget_items": float(len(request.items))}}[cell.grain]
     metrics: dict[str, float] = dict(summarize(after))
     metrics.update({f"{m}_before": v for m, v in summarize(before).items()})
     metrics.update({
         "a_igf": fairness, "a_igf_before": fairness_before,
+        "shard_fairness": shard_fair, "shard_fairness_before": shard_fair_before,
         **agreement,
+        **mia,
+        **{f"{name}_before": mia_before[name]
+           for name in ("mia_auc_user", "mia_auc_interaction", "mia_auc_user_se",
+                        "mia_auc_interaction_se")},
         "forget_seconds": forget_s, "learn_seconds": learn_s,
         "retrain_forget_seconds": ref_forget,
         "speedup_vs_retrain": ref_forget / forget_s if forget_s > 0 else float("nan"),
-        "n_forget_users": float(len(forget)),
+        **counts,
+        "n_users_affected": float(len(forget)),
         "rows_removed": float(report.rows_removed),
         "rows_remaining": float(report.rows_remaining),
         "n_retrained_parts": float(len(report.retrained)),
@@ -421,13 +547,18 @@ def summary_line(res: CellResult, k: int = 20) -> str:
     return (f"{res.cell.id}: ndcg@{k} {g(f'ndcg@{k}_before')} → {g(f'ndcg@{k}')}, "
             f"a_igf {g('a_igf')}, forget {g('forget_seconds', '.2f')} s "
             f"(×{g('speedup_vs_retrain', '.1f')}), overlap@{k} "
-            f"{g(f'overlap@{k}_vs_retrain', '.3f')}{tag}")
+            f"{g(f'overlap@{k}_vs_retrain', '.3f')}, mia user "
+            f"{g('mia_auc_user_before', '.3f')} → {g('mia_auc_user', '.3f')}{tag}")
 
 
 # ---------------------------------------------------------------------------- the grid
 def run_bench(spec: BenchSpec, *, quiet: bool = False, stop_on_error: bool = False,
               log: Callable[[str], None] | None = None) -> BenchResult:
     """Run every cell of ``spec`` (skipping finished ones), then collect and report.
+
+    With ``spec.workers`` above 1 (unset means one per CPU) or ``spec.engine = "ray"``,
+    the pending work runs in parallel, stage by stage (see
+    :func:`trustrec.bench.stages.run_parallel`); with 1 it runs here, cell by cell.
 
     Args:
         spec: the grid; validated before anything is loaded or trained.
@@ -447,8 +578,7 @@ def run_bench(spec: BenchSpec, *, quiet: bool = False, stop_on_error: bool = Fal
     write_json(out / "spec.json", spec.to_json())
     ctx = BenchContext(spec, progress=False)
     cells = spec.cells()
-    bar = tqdm(total=len(cells), desc="bench", unit="cell", disable=quiet, file=sys.stderr,
-               dynamic_ncols=True)
+    workers = spec.workers if spec.workers is not None else default_workers()
 
     def emit(line: str) -> None:
         if quiet:
@@ -458,9 +588,6 @@ def run_bench(spec: BenchSpec, *, quiet: bool = False, stop_on_error: bool = Fal
         else:
             tqdm.write(line, file=sys.stderr)
 
-    if spec.workers > 1:
-        emit(f"note: workers={spec.workers} requested; cells run sequentially in-process "
-             "for now")
     done = [c for c in cells if _is_current(out / c.id, RUN_JSON,
                                             fingerprint(ctx.cell_config(c)))]
     if done:
@@ -471,11 +598,25 @@ def run_bench(spec: BenchSpec, *, quiet: bool = False, stop_on_error: bool = Fal
     for label in dict.fromkeys(c.dataset for c in cells if c not in done):
         ctx.dataset(label)
     ctx.progress = False
+    if workers > 1 or spec.engine != "local":
+        from trustrec.bench.stages import run_parallel
+
+        finished = set(done)
+        ran = run_parallel(ctx, [c for c in cells if c not in finished], engine=spec.engine,
+                           workers=workers, emit=emit, quiet=quiet,
+                           stop_on_error=stop_on_error)
+        results = [ran.get(c) or CellResult(c, "skipped",
+                                            metrics=read_json(out / c.id / METRICS_JSON))
+                   for c in cells]
+        return _finish(out, cells, spec, results)
     results: list[CellResult] = []
+    bar = tqdm(total=len(cells), desc="bench", unit="cell", disable=quiet, file=sys.stderr,
+               dynamic_ncols=True)
     try:
         for cell in cells:
             bar.set_postfix_str(cell.id, refresh=False)
-            res = run_cell(ctx, cell)
+            with single_threaded():  # as in a worker: results do not depend on the engine
+                res = run_cell(ctx, cell)
             results.append(res)
             if res.status == "failed" and stop_on_error:
                 trace = read_json(out / cell.id / RUN_JSON).get("traceback", "")
@@ -485,6 +626,12 @@ def run_bench(spec: BenchSpec, *, quiet: bool = False, stop_on_error: bool = Fal
             bar.update(1)
     finally:
         bar.close()
+    return _finish(out, cells, spec, results)
+
+
+def _finish(out: Path, cells: list[Cell], spec: BenchSpec, results: list[CellResult]
+            ) -> BenchResult:
+    """Collect the finished cells into ``results.csv`` and write the reports."""
     frame = collect(out, cells)
     paths = {"results": out / "results.csv"}
     paths.update(write_report(out, frame, spec))

@@ -1,16 +1,18 @@
 """The benchmark grid: a :class:`BenchSpec` and the cells it expands to.
 
-A spec names the axes of the grid (datasets × models × methods × selections × ratios ×
-seeds) and the settings every cell shares (split ratios, cut-offs, per-model and per-method
-configs, where data lives). It is loaded from TOML or YAML (by file extension), built from a
-mapping with :func:`spec_from_mapping`, or built in code. Every name is checked against the
-registries before any work starts, so a typo fails in a second, not after an hour.
+A spec names the axes of the grid (datasets × models × methods × grains × selections ×
+ratios × seeds) and the settings every cell shares (split ratios, cut-offs, per-model and
+per-method configs, where data lives). It is loaded from TOML or YAML (by file extension),
+built from a mapping with :func:`spec_from_mapping`, or built in code. Every name is checked
+against the registries before any work starts, so a typo fails in a second, not after an
+hour.
 
 Example TOML::
 
     datasets = ["ml-100k"]
     models = ["bpr", "wmf"]
     methods = ["retrain", "sisa"]
+    grains = ["user"]
     selections = ["core", "edge", "random"]
     ratios = [0.05, 0.1]
     seeds = [0, 1, 2]
@@ -39,7 +41,8 @@ from typing import Any
 
 import yaml
 
-from trustrec.config import build_config, to_dict
+from trustrec.bench.engine import ENGINES
+from trustrec.config import build_config, suggest, to_dict
 from trustrec.errors import ConfigError, UnknownNameError
 
 #: The methods' reference: completeness and speed-up are measured against it.
@@ -58,8 +61,12 @@ class BenchSpec:
         datasets: known dataset names (``"ml-100k"``) or paths to dataset folders/files.
         models: registered model names (``trustrec.models.MODELS``).
         methods: registered unlearning methods (``trustrec.unlearn.base.UNLEARNERS``).
-        selections: forget-set selections (``core``, ``edge``, ``random``).
-        ratios: shares of users to forget, each in (0, 1).
+        grains: what a forget request names (:data:`GRAINS`): ``"user"`` (whole users, the
+            default), ``"interaction"`` ((user, item) pairs) or ``"item"`` (whole items).
+        selections: forget-set selections (``core``, ``edge``, ``random``); their meaning
+            per grain is :data:`GRAIN_SELECTIONS`.
+        ratios: shares of the grain's units (users, training pairs, items) to forget, each
+            in (0, 1).
         seeds: root seeds; each drives the split, training and the random selection.
         out: output folder (one sub-folder per cell, plus ``results.csv`` and reports).
         split_ratios: train / validation / test shares of the per-user random split.
@@ -69,13 +76,17 @@ class BenchSpec:
         method_configs: per method name, config values overriding the method's defaults.
         data_dir: cache folder for known datasets (default ``$TRUSTREC_DATA`` or
             ``~/.cache/trustrec``).
-        workers: number of cells run at once (only 1, in-process, is implemented yet;
-            larger values run sequentially).
+        workers: number of tasks run at once (default: the machine's CPU count); 1 runs
+            every cell in this process, one after the other.
+        engine: where parallel tasks run: ``"local"`` (a pool of local processes, the
+            default) or ``"ray"`` (Ray tasks; needs ``pip install 'trustrec[ray]'``). See
+            :mod:`trustrec.bench.engine`. Results do not depend on it, nor on ``workers``.
     """
 
     datasets: list[str] = _default(["ml-100k"])
     models: list[str] = _default(["bpr", "wmf", "lightgcn"])
     methods: list[str] = _default(["retrain", "sisa"])
+    grains: list[str] = _default(["user"])
     selections: list[str] = _default(["core", "edge", "random"])
     ratios: list[float] = _default([0.05])
     seeds: list[int] = _default([0])
@@ -85,11 +96,13 @@ class BenchSpec:
     model_configs: dict[str, dict[str, Any]] = field(default_factory=dict)
     method_configs: dict[str, dict[str, Any]] = field(default_factory=dict)
     data_dir: str | None = None
-    workers: int = 1
+    workers: int | None = None
+    engine: str = "local"
 
     def __post_init__(self) -> None:
-        for name in ("datasets", "models", "methods", "selections"):
+        for name in ("datasets", "models", "methods", "grains", "selections"):
             setattr(self, name, _str_list(name, getattr(self, name)))
+        _check_grains(self.grains, self.selections)
         self.ratios = _num_list("ratios", self.ratios, float)
         self.seeds = _num_list("seeds", self.seeds, int)
         self.ks = _num_list("ks", self.ks, int)
@@ -107,9 +120,13 @@ class BenchSpec:
         if len(sr) != 3 or min(sr) < 0 or sr[0] <= 0 or abs(sum(sr) - 1) > 1e-9:
             raise ConfigError(f"split_ratios must be three non-negative shares (train, "
                               f"validation, test) summing to 1, got {sr}")
-        if isinstance(self.workers, bool) or not isinstance(self.workers, int) \
-                or self.workers < 1:
-            raise ConfigError(f"workers must be a positive integer, got {self.workers!r}")
+        if self.workers is not None and (isinstance(self.workers, bool) or not isinstance(
+                self.workers, int) or self.workers < 1):
+            raise ConfigError(f"workers must be a positive integer (or unset for every "
+                              f"CPU), got {self.workers!r}")
+        if self.engine not in ENGINES:
+            raise ConfigError(f"engine: unknown engine {self.engine!r}"
+                              f"{suggest(str(self.engine), ENGINES.names())}")
         if not isinstance(self.out, (str, Path)) or not str(self.out):
             raise ConfigError(f"out must be a folder path, got {self.out!r}")
         self.out = str(self.out)
@@ -137,8 +154,8 @@ class BenchSpec:
 
         Raises:
             UnknownNameError: an unknown dataset, model, method or selection.
-            ConfigError: a config key that the model or method does not have, or a bad
-                value.
+            ConfigError: a config key that the model or method does not have, a bad
+                value, or a method that does not support one of the grains.
         """
         from trustrec.data.fetch import CATALOG
         from trustrec.data.selection import SELECTIONS
@@ -162,6 +179,14 @@ class BenchSpec:
         if REFERENCE_METHOD not in UNLEARNERS:
             raise UnknownNameError(f"{where}: the reference method {REFERENCE_METHOD!r} is "
                                    "not registered")
+        for method in dict.fromkeys([*self.methods, REFERENCE_METHOD]):
+            supports = UNLEARNERS.get(method).supports
+            missing = [g for g in self.grains if g not in supports]
+            if missing:
+                raise ConfigError(
+                    f"{where}: method {method!r} cannot forget {missing[0]}s (it supports "
+                    f"{', '.join(sorted(supports)) or 'nothing'}); remove it from methods or "
+                    f"{missing[0]!r} from grains")
         for axis, registry, configs in (("model_configs", MODELS, self.model_configs),
                                         ("method_configs", UNLEARNERS, self.method_configs)):
             for name, values in configs.items():
@@ -197,6 +222,7 @@ class BenchSpec:
         parts = [f"datasets: {', '.join(self.datasets)}",
                  f"models: {', '.join(self.models)}",
                  f"methods: {', '.join(self.methods)}",
+                 f"grains: {', '.join(self.grains)}",
                  f"selections: {', '.join(self.selections)}",
                  f"ratios: {', '.join(format(r, 'g') for r in self.ratios)}",
                  f"seeds: {', '.join(str(s) for s in self.seeds)}"]
@@ -212,6 +238,38 @@ def _registries() -> tuple[Any, Any]:
     return trustrec.models.MODELS, UNLEARNERS
 
 
+# ---------------------------------------------------------------------------- grains
+#: Request grains: what a forget request names.
+GRAINS = ("user", "interaction", "item")
+
+#: Per grain, the selections it accepts and what each means there. ``user``: CURE4Rec's
+#: core / edge / random users (most / least active, seeded draw; any selection registered
+#: in :data:`trustrec.data.selection.SELECTIONS`). ``item``: the most popular / least
+#: popular / random items (``select_forget_items``' ``popular`` / ``unpopular`` /
+#: ``random``), popularity being the item's activity. ``interaction``: a seeded draw of
+#: distinct (user, item) training pairs only; single interactions have no activity ranking
+#: that would make core / edge meaningful, so those are a ConfigError.
+GRAIN_SELECTIONS: dict[str, dict[str, str] | None] = {
+    "user": None,  # the user selections registry decides
+    "interaction": {"random": "random"},
+    "item": {"core": "popular", "edge": "unpopular", "random": "random"},
+}
+
+
+def _check_grains(grains: list[str], selections: list[str]) -> None:
+    for g in grains:
+        if g not in GRAINS:
+            raise ConfigError(f"grains: unknown grain {g!r}{suggest(g, GRAINS)}; use "
+                              f"{', '.join(GRAINS)}")
+        allowed = GRAIN_SELECTIONS[g]
+        bad = [s for s in selections if allowed is not None and s not in allowed]
+        if bad:
+            raise ConfigError(
+                f"selections: {bad[0]!r} is not defined for grain {g!r} (it takes "
+                f"{', '.join(allowed)}); run grain {g!r} in a spec with selections = "
+                f"{sorted(allowed)!r}")
+
+
 # ---------------------------------------------------------------------------- cells
 @dataclass(frozen=True, order=True)
 class Cell:
@@ -221,9 +279,10 @@ class Cell:
         dataset: the dataset label (a known name, or a path's last component).
         model: model name.
         method: unlearning method name.
-        selection: forget-set selection.
-        ratio: share of users forgotten.
+        selection: forget-set selection (its meaning per grain: :data:`GRAIN_SELECTIONS`).
+        ratio: share of the grain's units forgotten (users, training pairs or items).
         seed: root seed.
+        grain: what the request names: ``"user"``, ``"interaction"`` or ``"item"``.
     """
 
     dataset: str
@@ -232,20 +291,26 @@ class Cell:
     selection: str
     ratio: float
     seed: int
+    grain: str = "user"
 
     @property
     def id(self) -> str:
-        """Stable id, also the cell's folder: ``ml-100k/bpr/sisa/core/p0.05/seed0``."""
-        return (f"{self.dataset}/{self.model}/{self.method}/{self.selection}/"
+        """Stable id, also the cell's folder: ``ml-100k/bpr/sisa/core/p0.05/seed0``.
+
+        A grain other than ``user`` is a folder level before the selection
+        (``ml-100k/bpr/sisa/item/core/p0.05/seed0``), so user-grain ids are unchanged.
+        """
+        grain = "" if self.grain == "user" else f"{self.grain}/"
+        return (f"{self.dataset}/{self.model}/{self.method}/{grain}{self.selection}/"
                 f"p{format(self.ratio, 'g')}/seed{self.seed}")
 
     @property
-    def group(self) -> tuple[str, str, str, float, int]:
+    def group(self) -> tuple[str, str, str, float, int, str]:
         """Cells sharing a group share the forget set and the retrained reference."""
-        return (self.dataset, self.model, self.selection, self.ratio, self.seed)
+        return (self.dataset, self.model, self.selection, self.ratio, self.seed, self.grain)
 
     def axes(self) -> dict[str, Any]:
-        """The six axis values as a dict (the first columns of ``results.csv``)."""
+        """The axis values as a dict (the first columns of ``results.csv``)."""
         return dataclasses.asdict(self)
 
 
@@ -263,16 +328,17 @@ def dataset_label(name_or_path: str) -> str:
 def enumerate_cells(spec: BenchSpec) -> list[Cell]:
     """The cartesian product of the spec's axes.
 
-    Order: dataset, model, seed, ratio, selection, then method with the reference method
-    (``retrain``) first, so that a group's reference is produced before the cells that
-    compare against it.
+    Order: dataset, model, seed, ratio, grain, selection, then method with the reference
+    method (``retrain``) first, so that a group's reference is produced before the cells
+    that compare against it.
     """
     methods = sorted(spec.methods, key=lambda m: (m != REFERENCE_METHOD,
                                                   spec.methods.index(m)))
     out = []
-    for d, m, seed, r, sel, meth in product(spec.datasets, spec.models, spec.seeds,
-                                            spec.ratios, spec.selections, methods):
-        out.append(Cell(dataset_label(d), m, meth, sel, r, seed))
+    for d, m, seed, r, g, sel, meth in product(spec.datasets, spec.models, spec.seeds,
+                                               spec.ratios, spec.grains, spec.selections,
+                                               methods):
+        out.append(Cell(dataset_label(d), m, meth, sel, r, seed, g))
     return out
 
 

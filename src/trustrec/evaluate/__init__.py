@@ -1,4 +1,5 @@
-"""trustrec.evaluate: ranking utility, fairness and completeness metrics (per user first)."""
+"""trustrec.evaluate: ranking utility, fairness and completeness metrics (per user first),
+and membership inference on forgotten data."""
 
 from trustrec.evaluate.completeness import (
     agreement_report,
@@ -12,6 +13,11 @@ from trustrec.evaluate.fairness import (
     activity_groups,
     group_metrics,
     shard_fairness,
+)
+from trustrec.evaluate.membership import (
+    membership_report,
+    membership_sets,
+    rank_percentiles,
 )
 from trustrec.evaluate.ranking import (
     METRICS,
@@ -32,8 +38,11 @@ __all__ = [
     "evaluate_ranking",
     "forgotten_item_percentile",
     "group_metrics",
+    "membership_report",
+    "membership_sets",
     "ndcg_at",
     "rank_correlation",
+    "rank_percentiles",
     "rank_topk",
     "shard_fairness",
     "summarize",

@@ -161,12 +161,31 @@ def wmf_data_loss(x_f: np.ndarray, y_f: np.ndarray, indptr: np.ndarray, indices:
     return total
 
 
-def _gram(f: np.ndarray, reg: float) -> np.ndarray:
-    """``fᵀ f + reg·I`` in float32 (computed in float64 for accuracy)."""
-    f64 = f.astype(np.float64)
-    g = f64.T @ f64
-    g[np.diag_indices_from(g)] += reg
+@numba.njit(cache=True, nogil=True)
+def _gram_kernel(f: np.ndarray, reg: float) -> np.ndarray:
+    """``fᵀ f + reg·I`` accumulated in float64 in a fixed order (no BLAS)."""
+    n, d = f.shape
+    g = np.zeros((d, d), dtype=np.float64)
+    for r in range(n):
+        for a in range(d):
+            fa = np.float64(f[r, a])
+            for b in range(a, d):
+                g[a, b] += fa * f[r, b]
+    for a in range(d):
+        g[a, a] += reg
+        for b in range(a + 1, d):
+            g[b, a] = g[a, b]
     return g.astype(np.float32)
+
+
+def _gram(f: np.ndarray, reg: float) -> np.ndarray:
+    """``fᵀ f + reg·I`` in float32, computed in float64 for accuracy.
+
+    A compiled single-threaded loop rather than ``f.T @ f``: a multi-threaded BLAS may
+    split the sum differently from run to run (it depends on the threads it gets), which
+    made refits differ in the last bits and broke the bitwise exactness of unlearning.
+    """
+    return _gram_kernel(np.ascontiguousarray(f, dtype=np.float32), float(reg))
 
 
 @MODELS.register("wmf")

@@ -1,6 +1,9 @@
 """Unlearning: the Unlearner protocol, forget requests, methods and persistence.
 
-Registered methods: ``retrain`` (exact, full retrain) and ``sisa`` (exact, user shards).
+Registered methods: ``retrain`` (exact, full retrain), ``sisa`` (exact, user shards),
+``receraser`` and ``ultrare`` (exact, clustered shards with a learned combiner);
+``scif`` and ``ifru`` (approximate, influence functions), ``finetune`` and ``neggrad``
+(approximate baselines).
 """
 
 from trustrec.unlearn import retrain, sisa  # noqa: F401  (register methods)
@@ -11,18 +14,35 @@ from trustrec.unlearn.base import (
     UnlearnerBase,
     make_unlearner,
 )
+from trustrec.unlearn.ensemble import ShardEnsemble
+from trustrec.unlearn.finetune import FineTune, NegGrad  # (registers "finetune", "neggrad")
+from trustrec.unlearn.ifru import IFRU  # (registers "ifru")
+from trustrec.unlearn.laser import CURRICULA, LASER  # (registers "laser")
 from trustrec.unlearn.persist import load_unlearner, save_unlearner
+from trustrec.unlearn.receraser import RecEraser  # (registers "receraser")
 from trustrec.unlearn.request import ForgetRequest
 from trustrec.unlearn.retrain import Retrain
+from trustrec.unlearn.scif import SCIF, InfluenceUnlearner  # (registers "scif")
 from trustrec.unlearn.sisa import AGGREGATIONS, SISA, balanced_partition
+from trustrec.unlearn.ultrare import UltraRE  # (registers "ultrare")
 
 __all__ = [
     "AGGREGATIONS",
+    "CURRICULA",
+    "IFRU",
+    "LASER",
     "SISA",
+    "ShardEnsemble",
     "UNLEARNERS",
+    "UltraRE",
     "ForgetReport",
+    "FineTune",
     "ForgetRequest",
+    "InfluenceUnlearner",
+    "NegGrad",
+    "RecEraser",
     "Retrain",
+    "SCIF",
     "Unlearner",
     "UnlearnerBase",
     "balanced_partition",

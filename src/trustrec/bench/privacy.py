@@ -1,0 +1,450 @@
+"""Run the privacy grid: measure the attribute leak, remove it, and see what it costs.
+
+What one cell (dataset, model, method, attribute set, seed) does:
+
+1. **Data**: load the dataset and split it per user (train / validation / test), seeded by
+   the cell's seed (cached in-process: every cell of a seed sees the same split). Labels of
+   the set's attributes come from the dataset's user table
+   (:func:`~trustrec.privacy.base.labels_for`).
+2. **Base model**: per (dataset, model, seed) the undefended model is trained once on the
+   training split, early-stopping on validation, and stored under
+   ``<out>/_base/<dataset>/<model>/seed<seed>/`` (``model.safetensors`` + ``model.json``,
+   and ``state.json`` with its training seconds and test utility, written last).
+3. **Method**: ``"none"`` releases the base model as is; a post-training method
+   (``PROTECTORS``) starts from a fresh copy of the stored base model and returns a model
+   with a new user table; an in-training defense (``DEFENSES``) trains its own model from
+   the same seed. ``method_seconds`` is the wall time of ``protect`` or of the defended
+   ``fit`` (0 for ``"none"``); ``total_seconds`` adds the base training a post-training
+   method needs.
+4. **Audit**: the released user table is attacked on every attribute of the set by every
+   attacker (:func:`~trustrec.privacy.attack.audit_embeddings`: stratified k-fold
+   cross-validation on the labelled users, the cell's seed fixing the folds, so that every
+   method of a seed is attacked on the same folds).
+5. **Utility**: full-ranking NDCG/Recall/... at every cut-off on the test split
+   (:func:`~trustrec.evaluate.ranking.evaluate_ranking`, training items masked), and the
+   relative NDCG drop against the base model: ``(NDCG_none − NDCG) / NDCG_none``.
+
+Files per cell (written atomically): ``config.json`` (resolved config + fingerprint),
+``metrics.json`` (utility and seconds, flat name → value), ``audit.csv`` (long attack
+table: attribute, attacker, metric, value) and ``run.json`` (versions, host, timings,
+``"status": "done"`` written last). A rerun skips cells whose ``run.json`` says done with
+the same config fingerprint, so an interrupted run resumes and a changed method config
+reruns only that method's cells. Then ``results.csv`` (long format, :data:`RESULT_COLUMNS`)
+and ``report.md`` / ``report.html`` with privacy-vs-utility plots
+(:mod:`trustrec.bench.privacy_report`).
+
+Execution is sequential and in-process: a privacy grid has few cells (tens), each
+dominated by training or the attackers, which already use every core through numba,
+torch and scikit-learn. The stages (base model, cell) are idempotent functions of the spec
+and a key, so a process pool could map them later without changing what a cell computes.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+import traceback
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from trustrec.bench.collect import read_json
+from trustrec.bench.env import host_info, versions
+from trustrec.bench.files import write_atomic, write_json
+from trustrec.bench.privacy_collect import (
+    AUDIT_COLUMNS,
+    AUDIT_CSV,
+    CONFIG_JSON,
+    METRICS_JSON,
+    RESULT_COLUMNS,
+    RUN_JSON,
+    collect_privacy,
+    csv_bytes,
+    read_audit,
+    read_privacy_results,
+)
+from trustrec.bench.privacy_spec import (
+    NO_DEFENSE,
+    PrivacyCell,
+    PrivacySpec,
+    load_privacy_spec,
+    load_privacy_spec_if_privacy,
+    method_kind,
+    privacy_spec_from_mapping,
+)
+from trustrec.bench.runner import BenchResult, CellResult, _fresh, _is_current, _now
+from trustrec.bench.spec import dataset_label, fingerprint
+from trustrec.config import suggest
+from trustrec.data.dataset import Dataset
+from trustrec.data.split import Split
+from trustrec.errors import TrustrecError, UnknownNameError
+
+__all__ = ["RESULT_COLUMNS", "PrivacyContext", "collect_privacy", "compute_privacy_cell",
+           "load_privacy_spec", "load_privacy_spec_if_privacy", "privacy_spec_from_mapping",
+           "read_privacy_results", "run_privacy_bench", "run_privacy_cell"]
+
+STATE_JSON, MODEL_DIR = "state.json", "model"
+
+
+# ---------------------------------------------------------------------------- context
+class PrivacyContext:
+    """Shared, lazily computed state of one privacy run (datasets, splits, base models).
+
+    Every stage is keyed and idempotent: asking twice computes once (disk + memory).
+
+    Attributes:
+        spec: the grid.
+        out: its output folder.
+        k: the headline cut-off (20 when measured, else the largest).
+        model_configs: per model, the full resolved config.
+        method_configs: per method, the full resolved config (``{}`` for ``"none"``).
+        method_kinds: per method, ``"none"``, ``"post-training"`` or ``"in-training"``.
+    """
+
+    def __init__(self, spec: PrivacySpec, progress: bool = False) -> None:
+        self.spec = spec
+        self.out = Path(spec.out)
+        self.progress = progress
+        self.sources = {dataset_label(d): d for d in spec.datasets}
+        self.k = 20 if 20 in spec.ks else max(spec.ks)
+        self._datasets: dict[str, Dataset] = {}
+        self._splits: dict[tuple[str, int], Split] = {}
+        self.model_configs = {m: spec.model_config(m) for m in spec.models}
+        self.method_configs = {m: spec.method_config(m) for m in spec.methods}
+        self.method_kinds = {m: method_kind(m) for m in spec.methods}
+
+    # --------------------------------------------------------------- data
+    def dataset(self, label: str) -> Dataset:
+        """The loaded dataset of a label (loaded once)."""
+        if label not in self._datasets:
+            from trustrec.data.loaders import load_dataset
+
+            self._datasets[label] = load_dataset(self.sources[label], self.spec.data_dir,
+                                                 progress=self.progress)
+        return self._datasets[label]
+
+    def split(self, label: str, seed: int) -> Split:
+        """The seeded per-user random split of a dataset (computed once per seed)."""
+        key = (label, seed)
+        if key not in self._splits:
+            from trustrec.data.split import random_split
+
+            self._splits[key] = random_split(self.dataset(label),
+                                             tuple(self.spec.split_ratios), seed=seed)
+        return self._splits[key]
+
+    def check_attributes(self, label: str) -> None:
+        """Every attribute of the spec is a usable user attribute of the dataset.
+
+        Raises:
+            UnknownNameError: an attribute the dataset does not have (closest named).
+            DataFormatError: an attribute with fewer than two classes or bad values.
+        """
+        from trustrec.privacy.base import attribute_labels
+
+        ds = self.dataset(label)
+        have = [str(c) for c in ds.user_attributes.columns]
+        for name in dict.fromkeys(a for s in self.spec.attributes for a in s.split(",")):
+            if name not in have:
+                raise UnknownNameError(
+                    f"privacy spec: attributes: dataset {label!r} has no user attribute "
+                    f"{name!r}{suggest(name, have) if have else ' (it has none)'}")
+            attribute_labels(ds, name)
+
+    # --------------------------------------------------------------- configs
+    def data_config(self, label: str) -> dict[str, Any]:
+        """Where a dataset comes from and how it is split."""
+        return {"source": self.sources[label], "data_dir": self.spec.data_dir,
+                "split": "random_split", "split_ratios": list(self.spec.split_ratios)}
+
+    def base_config(self, dataset: str, model: str, seed: int) -> dict[str, Any]:
+        """Everything the base (undefended) model of (dataset, model, seed) depends on."""
+        return {"dataset": dataset, "data": self.data_config(dataset), "model": model,
+                "model_config": self.model_configs[model], "seed": seed,
+                "ks": list(self.spec.ks)}
+
+    def cell_config(self, cell: PrivacyCell) -> dict[str, Any]:
+        """The cell's full resolved config (written to ``config.json``)."""
+        return {"cell": cell.axes(), "id": cell.id, "kind": "privacy",
+                "data": self.data_config(cell.dataset),
+                "model_config": self.model_configs[cell.model],
+                "method_kind": self.method_kinds[cell.method],
+                "method_config": self.method_configs[cell.method],
+                "attributes": cell.attribute_list,
+                "audit": {"attackers": list(self.spec.attackers), "folds": self.spec.folds},
+                "ks": list(self.spec.ks), "headline_k": self.k,
+                "baseline": {"method": NO_DEFENSE,
+                             "fingerprint": fingerprint(self.base_config(
+                                 cell.dataset, cell.model, cell.seed))}}
+
+    def base_dir(self, dataset: str, model: str, seed: int) -> Path:
+        """Folder of a base model: ``_base/<dataset>/<model>/seed<seed>``."""
+        return self.out / "_base" / dataset / model / f"seed{seed}"
+
+    # --------------------------------------------------------------- base model
+    def base(self, dataset: str, model: str, seed: int) -> tuple[Any, dict[str, Any]]:
+        """A fresh copy of the base model (trained and stored if missing) and its record.
+
+        The record holds ``train_seconds`` and ``utility`` (the test-split summary).
+        """
+        from trustrec.evaluate.ranking import evaluate_ranking, summarize
+        from trustrec.models.base import load_model, make_model
+
+        folder = self.base_dir(dataset, model, seed)
+        cfg = self.base_config(dataset, model, seed)
+        fp = fingerprint(cfg)
+        if not _is_current(folder, STATE_JSON, fp):
+            _fresh(folder)
+            split = self.split(dataset, seed)
+            m = make_model(model, **self.model_configs[model])
+            t0 = time.perf_counter()
+            m.fit(split.train, split.valid, seed=seed, progress=self.progress)
+            seconds = time.perf_counter() - t0
+            utility = summarize(evaluate_ranking(m, split.train, split.test, self.spec.ks))
+            m.save(folder / MODEL_DIR)
+            write_json(folder / STATE_JSON, {"status": "done", "fingerprint": fp,
+                                             "config": cfg, "train_seconds": seconds,
+                                             "utility": utility, "finished": _now()})
+        return load_model(folder / MODEL_DIR), read_json(folder / STATE_JSON)
+
+
+# ---------------------------------------------------------------------------- one cell
+def released_model(ctx: PrivacyContext, cell: PrivacyCell, labels: dict[str, np.ndarray]
+                   ) -> tuple[Any, float, float]:
+    """The model a cell releases, its method seconds and the base training seconds.
+
+    ``"none"``: the base model (0 method seconds). Post-training: ``protect`` applied to
+    a fresh copy of the base model. In-training: the defense's own ``fit`` (its base
+    seconds are its own training).
+    """
+    from trustrec.privacy.base import make_defense, make_protector
+
+    split = ctx.split(cell.dataset, cell.seed)
+    kind = ctx.method_kinds[cell.method]
+    cfg = ctx.method_configs[cell.method]
+    if kind == "in-training":
+        defense = make_defense(cell.method, **cfg)
+        t0 = time.perf_counter()
+        model = defense.fit(cell.model, ctx.model_configs[cell.model], split.train,
+                            split.valid, labels, seed=cell.seed, progress=False)
+        seconds = time.perf_counter() - t0
+        return model, seconds, seconds
+    base, state = ctx.base(cell.dataset, cell.model, cell.seed)
+    train_s = float(state["train_seconds"])
+    if kind == NO_DEFENSE:
+        return base, 0.0, train_s
+    protector = make_protector(cell.method, **cfg)
+    t0 = time.perf_counter()
+    model = protector.protect(base, split.train, labels, seed=cell.seed, progress=False)
+    return model, time.perf_counter() - t0, train_s
+
+
+def audit_released(ctx: PrivacyContext, cell: PrivacyCell, model: Any
+                   ) -> tuple[pd.DataFrame, dict[str, str]]:
+    """Attack the released user table on every attribute of the cell's set.
+
+    Returns:
+        ``(audit, notes)``: the long table (:data:`AUDIT_COLUMNS`) and, per attribute,
+        a note when classes with fewer users than folds were left out of its attack.
+    """
+    from trustrec.privacy.attack import audit_model
+
+    split = ctx.split(cell.dataset, cell.seed)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        audit = audit_model(model, split.train, cell.attribute_list,
+                            attackers=tuple(ctx.spec.attackers), folds=ctx.spec.folds,
+                            seed=cell.seed)
+    notes = dict(audit.attrs.get("notes", {}))
+    audit = audit.loc[:, AUDIT_COLUMNS].reset_index(drop=True)
+    audit["value"] = audit["value"].astype(float)
+    return audit, notes
+
+
+def compute_privacy_cell(ctx: PrivacyContext, cell: PrivacyCell
+                         ) -> tuple[dict[str, float], pd.DataFrame, dict[str, Any]]:
+    """Compute one cell's metrics, audit table and timings (writes no cell files).
+
+    Returns:
+        ``(metrics, audit, record)``: utility at every cut-off, ``ndcg@{k}_rel_drop``
+        and seconds; the long audit table; for ``run.json``, ``"timings"`` (wall time of
+        each stage) and ``"audit_notes"`` (classes left out of an attack).
+    """
+    from trustrec.evaluate.ranking import evaluate_ranking, summarize
+    from trustrec.privacy.base import labels_for
+
+    timings: dict[str, float] = {}
+    split = ctx.split(cell.dataset, cell.seed)
+    labels = labels_for(split.train, cell.attribute_list)
+    model, method_s, train_s = released_model(ctx, cell, labels)
+    timings["method_seconds"] = method_s
+
+    t0 = time.perf_counter()
+    audit, notes = audit_released(ctx, cell, model)
+    timings["audit_seconds"] = time.perf_counter() - t0
+
+    t1 = time.perf_counter()
+    per_user = evaluate_ranking(model, split.train, split.test, ctx.spec.ks)
+    utility = summarize(per_user)
+    timings["eval_seconds"] = time.perf_counter() - t1
+
+    base_state = ctx.base(cell.dataset, cell.model, cell.seed)[1]
+    k = ctx.k
+    ref = float(base_state["utility"][f"ndcg@{k}"])
+    in_training = ctx.method_kinds[cell.method] == "in-training"
+    metrics: dict[str, float] = dict(utility)
+    metrics.update({
+        f"ndcg@{k}_none": ref,
+        f"ndcg@{k}_rel_drop": (ref - utility[f"ndcg@{k}"]) / ref if ref > 0 else float("nan"),
+        "method_seconds": method_s,
+        "base_train_seconds": float(base_state["train_seconds"]),
+        "total_seconds": method_s if in_training else train_s + method_s,
+        "audit_seconds": timings["audit_seconds"],
+        "n_eval_users": float(len(per_user)),
+    })
+    return metrics, audit, {"timings": timings, "audit_notes": notes}
+
+
+def run_privacy_cell(ctx: PrivacyContext, cell: PrivacyCell) -> CellResult:
+    """Run one cell into ``<out>/<cell.id>`` unless it is already finished.
+
+    A finished cell (``run.json`` done, same config fingerprint) is skipped; anything else
+    in its folder is cleared first. ``run.json`` is written last.
+    """
+    folder = ctx.out / cell.id
+    config = ctx.cell_config(cell)
+    fp = fingerprint(config)
+    if _is_current(folder, RUN_JSON, fp):
+        return CellResult(cell, "skipped", metrics=_cell_summary(folder))
+    _fresh(folder)
+    t0 = time.perf_counter()
+    run: dict[str, Any] = {"status": "running", "fingerprint": fp, "cell": cell.id,
+                           "started": _now(), "versions": versions(), "host": host_info(),
+                           "pid": os.getpid()}
+    write_json(folder / CONFIG_JSON, {**config, "fingerprint": fp})
+    write_json(folder / RUN_JSON, run)
+    try:
+        metrics, audit, record = compute_privacy_cell(ctx, cell)
+    except Exception as exc:
+        write_json(folder / RUN_JSON, {**run, "status": "failed", "finished": _now(),
+                                       "seconds": time.perf_counter() - t0,
+                                       "error": f"{type(exc).__name__}: {exc}",
+                                       "traceback": traceback.format_exc()})
+        return CellResult(cell, "failed", time.perf_counter() - t0,
+                          error=f"{type(exc).__name__}: {exc}")
+    write_json(folder / METRICS_JSON, metrics)
+    write_atomic(folder / AUDIT_CSV, csv_bytes(audit))
+    seconds = time.perf_counter() - t0
+    write_json(folder / RUN_JSON, {**run, "status": "done", "finished": _now(),
+                                   "seconds": seconds, **record})
+    return CellResult(cell, "done", seconds, _cell_summary(folder))
+
+
+def _cell_summary(folder: Path) -> dict[str, float]:
+    """metrics.json plus, per attribute, the best attacker's balanced accuracy and chance."""
+    metrics = {k: float("nan") if v is None else float(v)
+               for k, v in read_json(folder / METRICS_JSON).items()}
+    audit = read_audit(folder / AUDIT_CSV)
+    attack = audit[audit["attacker"] != "majority"]
+    for attr, g in attack.groupby("attribute", sort=False):
+        bacc = g[g["metric"] == "balanced_accuracy"]
+        chance = g.loc[g["metric"] == "chance", "value"]
+        if len(bacc):
+            metrics[f"{attr}:best_balanced_accuracy"] = float(bacc["value"].max())
+        if len(chance):
+            metrics[f"{attr}:chance"] = float(chance.iloc[0])
+    return metrics
+
+
+def summary_line(res: CellResult, k: int = 20) -> str:
+    """One line per cell: attack accuracy vs chance per attribute, utility, seconds."""
+    if res.status == "failed":
+        return f"{res.cell.id}: FAILED ({res.error})"
+    m = res.metrics
+
+    def g(name: str, fmt: str = ".3f") -> str:
+        v = m.get(name)
+        return "–" if v is None or not np.isfinite(v) else format(v, fmt)
+
+    attrs = [name.split(":")[0] for name in m if name.endswith(":best_balanced_accuracy")]
+    leak = ", ".join(f"{a} bacc {g(f'{a}:best_balanced_accuracy')} "
+                     f"(chance {g(f'{a}:chance')})" for a in attrs)
+    drop = m.get(f"ndcg@{k}_rel_drop")
+    drop_txt = ("–" if drop is None or not np.isfinite(drop)
+                else f"{0.0 - 100 * drop + 0.0:+.1f} %")
+    tag = " (already done)" if res.status == "skipped" else f" [{res.seconds:.1f} s]"
+    return (f"{res.cell.id}: {leak}; ndcg@{k} {g(f'ndcg@{k}', '.4f')} ({drop_txt}), "
+            f"method {g('method_seconds', '.2f')} s{tag}")
+
+
+# ---------------------------------------------------------------------------- the grid
+def run_privacy_bench(spec: PrivacySpec, *, quiet: bool = False, stop_on_error: bool = False,
+                      log: Callable[[str], None] | None = None) -> BenchResult:
+    """Run every cell of a privacy grid (skipping finished ones), then collect and report.
+
+    Args:
+        spec: the grid; validated before anything is loaded or trained, and its attributes
+            checked against each dataset before the first cell.
+        quiet: no progress bar and no per-cell log lines.
+        stop_on_error: re-raise the first cell error instead of recording it and going on.
+        log: where log lines go (default: above the progress bar, on stderr).
+
+    Returns:
+        A :class:`~trustrec.bench.runner.BenchResult` whose ``results`` is the privacy
+        table (:data:`RESULT_COLUMNS`) and ``paths`` hold ``results``, ``markdown``,
+        ``html`` and ``plots``; failed cells are listed (their ``run.json`` holds the
+        traceback) and are retried by the next run.
+    """
+    from tqdm.auto import tqdm
+
+    from trustrec.bench.privacy_report import write_privacy_report
+
+    spec.validate()
+    out = Path(spec.out)
+    out.mkdir(parents=True, exist_ok=True)
+    write_json(out / "spec.json", spec.to_json())
+    ctx = PrivacyContext(spec)
+    cells = spec.cells()
+
+    def emit(line: str) -> None:
+        if quiet:
+            return
+        if log is not None:
+            log(line)
+        else:
+            tqdm.write(line, file=sys.stderr)
+
+    done = {c for c in cells if _is_current(out / c.id, RUN_JSON,
+                                            fingerprint(ctx.cell_config(c)))}
+    if done:
+        emit(f"{len(done)} of {len(cells)} cells already finished in {out}; they are skipped")
+    # A dataset that cannot be loaded, or lacks an attribute, fails the run, not each cell.
+    ctx.progress = not quiet
+    for label in dict.fromkeys(c.dataset for c in cells if c not in done):
+        ctx.check_attributes(label)
+    ctx.progress = False
+    bar = tqdm(total=len(cells), desc="privacy bench", unit="cell", disable=quiet,
+               file=sys.stderr, dynamic_ncols=True)
+    results: list[CellResult] = []
+    try:
+        for cell in cells:
+            bar.set_postfix_str(cell.id, refresh=False)
+            res = run_privacy_cell(ctx, cell)
+            results.append(res)
+            if res.status == "failed" and stop_on_error:
+                trace = read_json(out / cell.id / RUN_JSON).get("traceback", "")
+                raise TrustrecError(f"cell {cell.id} failed: {res.error}\n{trace}")
+            if res.status != "skipped":
+                emit(summary_line(res, ctx.k))
+            bar.update(1)
+    finally:
+        bar.close()
+    frame = collect_privacy(out, cells)
+    paths = {"results": out / "results.csv"}
+    paths.update(write_privacy_report(out, frame, spec))
+    return BenchResult(out, results, frame, paths)

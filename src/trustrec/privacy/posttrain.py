@@ -1,0 +1,225 @@
+"""Scaffolding shared by the post-training protectors (PoT-AU, LEGO).
+
+* :func:`check_labels` validates ``{attribute: labels}`` against a model's user table.
+* :func:`class_groups` splits the labelled users of one attribute into classes.
+* :func:`original_top_k` gives each user's top-k unseen items under the *original* model.
+* :func:`pair_scores` gives differentiable scores of each user for its own list of items
+  (a gather, never the ``n_users × n_items`` matrix) for a candidate user table.
+* :class:`ProtectorBase` runs a method's ``_protect`` and returns a copy of the model with
+  the new released table and a ``fit_info_["protection"]`` record (method, config,
+  attributes, seconds, per-step losses).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+
+from trustrec.config import to_dict
+from trustrec.data.dataset import Dataset
+from trustrec.errors import ConfigError, DataFormatError
+from trustrec.evaluate.ranking import dataset_csr, rank_topk
+from trustrec.models.base import EmbeddingRecommender
+from trustrec.privacy.base import user_table, user_table_key, with_user_table
+
+
+def check_labels(model: EmbeddingRecommender, labels: Mapping[str, np.ndarray]
+                 ) -> dict[str, np.ndarray]:
+    """Checked int64 copies of ``{attribute: labels}`` (``-1`` = unknown) for ``model``.
+
+    Raises:
+        ConfigError: no attribute given.
+        DataFormatError: labels that are not one integer per row of the user table, or an
+            attribute with fewer than two classes among the labelled users.
+    """
+    if not labels:
+        raise ConfigError("no attribute labels given (e.g. labels_for(train, ['gender']))")
+    n = len(user_table(model))
+    out: dict[str, np.ndarray] = {}
+    for name, lab in labels.items():
+        arr = np.asarray(lab)
+        if arr.ndim != 1 or len(arr) != n:
+            raise DataFormatError(f"labels of {name!r} must be one integer per user ({n}), "
+                                  f"got shape {arr.shape}")
+        if not np.issubdtype(arr.dtype, np.integer):
+            raise DataFormatError(f"labels of {name!r} must be integers (-1 = unknown), got "
+                                  f"{arr.dtype}")
+        if (arr < -1).any():
+            raise DataFormatError(f"labels of {name!r} must be >= -1 (-1 = unknown)")
+        if len(np.unique(arr[arr >= 0])) < 2:
+            raise DataFormatError(f"attribute {name!r} has fewer than two classes among the "
+                                  "labelled users; nothing to protect")
+        out[str(name)] = arr.astype(np.int64)
+    return out
+
+
+def check_train(model: EmbeddingRecommender, train: Dataset) -> None:
+    """Raise DataFormatError unless ``train`` is in the model's user id space."""
+    n = len(user_table(model))
+    if train.n_users != n:
+        raise DataFormatError(f"the training data has {train.n_users} users but the model's "
+                              f"user table has {n} rows (not the model's id space)")
+
+
+def class_groups(labels: np.ndarray) -> list[torch.Tensor]:
+    """User indices of each class present in ``labels`` (>= 0), largest class first.
+
+    Ties in size are broken by the lower class label, so the order is deterministic.
+    """
+    classes, counts = np.unique(labels[labels >= 0], return_counts=True)
+    order = np.lexsort((classes, -counts))
+    return [torch.from_numpy(np.flatnonzero(labels == classes[c])) for c in order]
+
+
+def random_groups(groups: list[torch.Tensor], gen: np.random.Generator
+                  ) -> list[torch.Tensor]:
+    """The users of ``groups`` shuffled and cut into random groups of the same sizes."""
+    users = torch.cat(groups)
+    perm = torch.from_numpy(gen.permutation(len(users)))
+    return list(torch.split(users[perm], [len(g) for g in groups]))
+
+
+def group_offsets(table: torch.Tensor, groups: list[torch.Tensor]) -> torch.Tensor:
+    """``(C, d)``: each group's mean row minus the mean row of all their users."""
+    rows = table.double()
+    centre = rows[torch.cat(groups)].mean(0)
+    return torch.stack([rows[g].mean(0) - centre for g in groups]).to(table.dtype)
+
+
+def chance_offsets(table: torch.Tensor, groups: list[torch.Tensor],
+                   gen: np.random.Generator) -> torch.Tensor:
+    """Mean offsets of random groups of the classes' sizes, ``(C, d)``.
+
+    The labelled users (the union of ``groups``) are shuffled and cut into groups of the
+    same sizes (:func:`random_groups`); each offset is that random group's mean row minus
+    the mean row of all labelled users. Protectors compare the classes *after*
+    subtracting these offsets, so the classes end up as different as random groups of
+    those sizes are, rather than more alike (see :class:`trustrec.privacy.potau.PoTAU`).
+
+    Args:
+        table: ``(n_users, d)`` the original table.
+        groups: user indices per class.
+        gen: seeded generator of the relabelling.
+    """
+    return group_offsets(table, random_groups(groups, gen))
+
+
+def original_top_k(model: EmbeddingRecommender, train: Dataset, k: int,
+                   chunk_size: int = 2048) -> torch.Tensor:
+    """Each user's top-``k`` items (best first) under ``model``, training items excluded.
+
+    Args:
+        model: the original fitted model.
+        train: its training data (these items are never in a user's list).
+        k: list length (at most ``n_items``).
+        chunk_size: users scored at once.
+
+    Returns:
+        ``(n_users, min(k, n_items))`` int64 tensor.
+    """
+    check_train(model, train)
+    n_users = len(user_table(model))
+    mask = dataset_csr(train)
+    parts = []
+    for start in range(0, n_users, chunk_size):
+        rows = np.arange(start, min(start + chunk_size, n_users))
+        parts.append(rank_topk(model.score(rows), mask, rows, k))
+    return torch.from_numpy(np.concatenate(parts))
+
+
+def pair_scores(model: EmbeddingRecommender, table: torch.Tensor, users: torch.Tensor,
+                items: torch.Tensor) -> torch.Tensor:
+    """Differentiable scores of ``users[r]`` for its own items ``items[r, :]``.
+
+    The per-pair version of :func:`trustrec.privacy.base.scores_with`: equal to
+    ``model.score`` at those pairs when ``table`` is the model's own table.
+
+    Args:
+        model: a fitted model; only its released user table is replaced by ``table``.
+        table: ``(n_users, d)`` candidate user table (may require grad).
+        users: ``(r,)`` int64 user indices.
+        items: ``(r, k)`` int64 item indices.
+
+    Returns:
+        ``(r, k)`` scores.
+    """
+    p = model.params_
+    if model.name == "neumf":
+        key = user_table_key(model)
+        params = {**{k: v.detach() for k, v in p.items()}, key: table}
+        uu = users.repeat_interleave(items.shape[1])
+        logits, _ = model._pair_logits(uu, items.reshape(-1), params)
+        return logits.reshape(items.shape)
+    item_key = "item_final" if model.name == "lightgcn" else "item"
+    item = p[item_key].detach()
+    s = torch.einsum("rd,rkd->rk", table[users], item[items])
+    if model.name == "bpr" and model.config.use_bias and "item_bias" in p:
+        s = s + p["item_bias"].detach()[items]
+    return s
+
+
+class ProtectorBase:
+    """Base of the post-training protectors: checks, timing and the protection record.
+
+    Subclasses set ``name`` and a dataclass ``Config``, and implement :meth:`_protect`
+    returning the new user table and a JSON-ready ``info`` dict (per-step losses, ...).
+    """
+
+    name: ClassVar[str] = ""
+
+    class Config:  # replaced by a dataclass in every subclass
+        pass
+
+    def __init__(self, config: Any = None) -> None:
+        self.config = config if config is not None else self.Config()
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.config})"
+
+    def config_dict(self) -> dict[str, Any]:
+        """The method's config as a JSON-ready dict."""
+        return to_dict(self.config)
+
+    def protect(self, model: EmbeddingRecommender, train: Dataset,
+                labels: Mapping[str, np.ndarray], *, seed: int = 0,
+                progress: bool = False) -> EmbeddingRecommender:
+        """A copy of ``model`` whose released user table no longer reveals the attributes.
+
+        Args:
+            model: a fitted model (left unchanged).
+            train: its training data (same user and item id space).
+            labels: ``{attribute: int labels per user}``, ``-1`` = unknown (see
+                :func:`trustrec.privacy.base.labels_for`).
+            seed: root seed of the method's randomness.
+            progress: show a progress bar.
+
+        Returns:
+            The protected copy; ``fit_info_["protection"]`` records the method, its config,
+            the attributes, the seconds spent and the per-step losses.
+        """
+        checked = check_labels(model, labels)
+        check_train(model, train)
+        t0 = time.perf_counter()
+        table, info = self._protect(model, train, checked, seed=int(seed),
+                                    progress=progress)
+        return self._release(model, table, list(checked), int(seed),
+                             time.perf_counter() - t0, info)
+
+    def _release(self, model: EmbeddingRecommender, table: torch.Tensor,
+                 attributes: list[str], seed: int, seconds: float, info: dict[str, Any]
+                 ) -> EmbeddingRecommender:
+        """The copy of ``model`` with ``table`` released and the protection record."""
+        out = with_user_table(model, table.detach())
+        out.fit_info_["protection"] = {"method": self.name, "config": self.config_dict(),
+                                       "attributes": attributes, "seed": seed,
+                                       "seconds": seconds, **info}
+        return out
+
+    def _protect(self, model: EmbeddingRecommender, train: Dataset,
+                 labels: dict[str, np.ndarray], *, seed: int, progress: bool
+                 ) -> tuple[torch.Tensor, dict[str, Any]]:
+        raise NotImplementedError

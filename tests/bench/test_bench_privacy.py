@@ -1,0 +1,324 @@
+"""The privacy grid: spec parsing and typo errors, a tiny real grid on MovieLens-100K
+(files, results.csv, report with plot and table), resume, and ``trustrec bench`` dispatch."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import shutil
+
+import pytest
+from typer.testing import CliRunner
+
+from trustrec.bench.privacy import (
+    RESULT_COLUMNS,
+    load_privacy_spec,
+    load_privacy_spec_if_privacy,
+    privacy_spec_from_mapping,
+    read_privacy_results,
+    run_privacy_bench,
+)
+from trustrec.bench.privacy_spec import PrivacyCell, PrivacySpec, privacy_registries
+from trustrec.cli import app
+from trustrec.errors import ConfigError, UnknownNameError
+
+TOML = """
+kind = "privacy"
+datasets = ["ml-100k"]
+models = ["bpr"]
+methods = ["none"]
+attributes = ["gender", "gender,age", ["occupation", "age"]]
+seeds = [0, 1]
+attackers = ["lr", "gbt"]
+folds = 3
+out = "runs/p"
+
+[model_configs.bpr]
+epochs = 5
+"""
+
+YAML = """
+kind: privacy
+datasets: [ml-100k]
+models: [bpr]
+methods: [none]
+attributes: [gender, "gender,age", [occupation, age]]
+seeds: [0, 1]
+attackers: [lr, gbt]
+folds: 3
+out: runs/p
+model_configs:
+  bpr: {epochs: 5}
+"""
+
+FAST_MODEL = {"bpr": {"epochs": 8, "dim": 16, "eval_every": 2, "patience": 2}}
+#: Methods cheap enough for a unit test (with these configs), used when registered.
+FAST_METHODS = {"output-noise": {}, "pot-au-u2u": {"steps": 10}}
+
+
+def registered_fast_methods() -> dict[str, dict]:
+    methods = privacy_registries()[1]
+    return {m: cfg for m, cfg in FAST_METHODS.items() if m in methods}
+
+
+# ---------------------------------------------------------------------------- spec
+@pytest.mark.parametrize("name,text", [("p.toml", TOML), ("p.yaml", YAML)])
+def test_toml_and_yaml_give_the_same_spec(tmp_path, name, text):
+    path = tmp_path / name
+    path.write_text(text)
+    spec = load_privacy_spec(path)
+    assert spec.attributes == ["gender", "gender,age", "occupation,age"]
+    assert spec.attackers == ["lr", "gbt"] and spec.folds == 3 and spec.seeds == [0, 1]
+    assert spec.model_config("bpr")["epochs"] == 5
+    cells = spec.cells()
+    assert len(cells) == 1 * 1 * 1 * 3 * 2
+    assert cells[1] == PrivacyCell("ml-100k", "bpr", "none", "gender,age", 0)
+    assert cells[1].id == "ml-100k/bpr/none/gender+age/seed0"
+    assert cells[1].attribute_list == ["gender", "age"]
+
+
+def test_defaults_and_baseline_first():
+    spec = PrivacySpec()
+    assert spec.methods == ["none", "output-noise", "pot-au-d2d", "pot-au-u2u", "lego",
+                            "raid", "adversarial"]
+    assert spec.attributes == ["gender"] and spec.attackers == ["lr", "mlp", "gbt"]
+    assert spec.out == "runs/privacy" and spec.folds == 5
+    late = PrivacySpec(methods=["raid", "none"], seeds=[1, 0])
+    assert [c.method for c in late.cells()] == ["none", "raid", "none", "raid"]
+    assert [c.seed for c in late.cells()] == [1, 1, 0, 0]
+
+
+@pytest.mark.parametrize("values,error,match", [
+    ({"method": ["none"]}, ConfigError, "did you mean 'methods'"),
+    ({"atributes": ["gender"]}, ConfigError, "did you mean 'attributes'"),
+    ({"methods": ["nonee"]}, UnknownNameError, "methods: .*'nonee'.*did you mean 'none'"),
+    ({"models": ["bprr"]}, UnknownNameError, "models: .*did you mean 'bpr'"),
+    ({"attackers": ["lrr"]}, UnknownNameError, "attackers: .*did you mean 'lr'"),
+    ({"datasets": ["ml-100"]}, UnknownNameError, "datasets: .*did you mean 'ml-100k'"),
+    ({"model_configs": {"bpr": {"epoch": 3}}}, ConfigError, "did you mean 'epochs'"),
+    ({"method_configs": {"lgoe": {}}}, UnknownNameError, "method_configs: .*'lgoe'"),
+    ({"method_configs": {"none": {"x": 1}}}, ConfigError, "none.*no options"),
+    ({"folds": 1}, ConfigError, "folds must be an integer >= 2"),
+    ({"attributes": []}, ConfigError, "non-empty"),
+    ({"attributes": ["gender,gender"]}, ConfigError, "'gender' is given twice"),
+    ({"attributes": ["gender", "gender"]}, ConfigError, "listed twice"),
+    ({"attributes": [" , "]}, ConfigError, "names no attribute"),
+    ({"seeds": [0, 0]}, ConfigError, "listed twice"),
+    ({"kind": "unlearning"}, ConfigError, "kind must be 'privacy'"),
+    ({"split_ratios": [0.9, 0.1, 0.0]}, ConfigError, "test > 0"),
+])
+def test_bad_specs_fail_before_any_work(tmp_path, values, error, match):
+    base = {"methods": ["none"], "out": str(tmp_path / "out")}
+    with pytest.raises(error, match=match):
+        privacy_spec_from_mapping({**base, **values})
+    assert not (tmp_path / "out").exists()
+
+
+def test_model_without_released_table_is_rejected(monkeypatch):
+    from trustrec.privacy import base
+
+    monkeypatch.delitem(base.USER_TABLE, "wmf")
+    with pytest.raises(UnknownNameError, match="no released user table"):
+        privacy_spec_from_mapping({"models": ["wmf"], "methods": ["none"]})
+
+
+def test_method_config_typo_names_the_key():
+    methods = privacy_registries()[1]
+    if not methods:
+        pytest.skip("no privacy method registered yet")
+    name, cls = sorted(methods.items())[0]
+    field = dataclasses.fields(cls.Config)[0].name
+    with pytest.raises(ConfigError, match=f"did you mean '{field}'"):
+        privacy_spec_from_mapping({"methods": ["none", name],
+                                   "method_configs": {name: {field + "x": 1}}})
+
+
+def test_only_privacy_files_are_loaded_as_privacy(tmp_path):
+    unlearning = tmp_path / "u.toml"
+    unlearning.write_text('datasets = ["ml-100k"]\nmethods = ["retrain"]\n')
+    assert load_privacy_spec_if_privacy(unlearning) is None
+    assert load_privacy_spec_if_privacy(None) is None
+    privacy = tmp_path / "p.toml"
+    privacy.write_text(TOML)
+    spec = load_privacy_spec_if_privacy(privacy, {"seeds": "3,4", "models": None,
+                                                  "out": tmp_path / "o"})
+    assert spec.seeds == [3, 4] and spec.models == ["bpr"] and spec.out == str(tmp_path / "o")
+    with pytest.raises(ConfigError, match="--ratios does not apply"):
+        load_privacy_spec_if_privacy(privacy, {"ratios": "0.1"})
+    with pytest.raises(ConfigError, match="--workers does not apply.*one after another"):
+        load_privacy_spec_if_privacy(privacy, {"workers": 4, "engine": None})
+
+
+# ---------------------------------------------------------------------------- a real grid
+def grid_values(ml100k_dir, out, methods, **extra):
+    fast = registered_fast_methods()
+    values = {"kind": "privacy", "datasets": [str(ml100k_dir)], "models": ["bpr"],
+              "methods": methods, "attributes": ["gender"], "seeds": [0],
+              "attackers": ["lr"], "folds": 3, "out": str(out), "model_configs": FAST_MODEL,
+              "method_configs": {m: cfg for m, cfg in fast.items() if cfg and m in methods}}
+    values.update(extra)
+    return values
+
+
+@pytest.fixture(scope="module")
+def grid(ml100k_dir, tmp_path_factory):
+    out = tmp_path_factory.mktemp("privacy") / "run"
+    methods = ["none", *registered_fast_methods()]
+    spec = privacy_spec_from_mapping(grid_values(ml100k_dir, out, methods))
+    result = run_privacy_bench(spec, quiet=True, stop_on_error=True)
+    return spec, result
+
+
+def cell_id(method):
+    return f"ml-100k/bpr/{method}/gender/seed0"
+
+
+def cell_dir(result, method):
+    return result.out / cell_id(method)
+
+
+def test_every_file_is_written(grid):
+    spec, result = grid
+    assert [c.status for c in result.cells] == ["done"] * len(spec.methods)
+    for method in spec.methods:
+        folder = cell_dir(result, method)
+        for name in ("config.json", "metrics.json", "audit.csv", "run.json"):
+            assert (folder / name).is_file(), (method, name)
+        run = json.loads((folder / "run.json").read_text())
+        assert run["status"] == "done" and {"torch", "numpy"} <= set(run["versions"])
+        assert set(run["timings"]) >= {"method_seconds", "audit_seconds", "eval_seconds"}
+        cfg = json.loads((folder / "config.json").read_text())
+        assert cfg["cell"]["method"] == method and cfg["audit"] == {"attackers": ["lr"],
+                                                                    "folds": 3}
+        assert cfg["model_config"]["dim"] == 16
+    base = result.out / "_base" / "ml-100k" / "bpr" / "seed0"
+    for name in ("model/model.safetensors", "model/model.json", "state.json"):
+        assert (base / name).is_file(), name
+    for name in ("results.csv", "report.md", "report.html", "spec.json"):
+        assert (result.out / name).is_file(), name
+
+
+def test_results_csv_long_format(grid):
+    spec, result = grid
+    frame = read_privacy_results(result.out / "results.csv")
+    assert list(frame.columns) == RESULT_COLUMNS
+    assert (result.out / "results.csv").read_text().splitlines()[0] == ",".join(RESULT_COLUMNS)
+    assert set(frame["method"]) == set(spec.methods)
+    attack = frame[frame["attribute"] != ""]
+    assert set(attack["attribute"]) == {"gender"}
+    assert set(attack["attacker"]) == {"lr", "majority"}
+    assert set(attack["metric"]) == {"balanced_accuracy", "macro_f1", "auc", "chance"}
+    util = frame[frame["attribute"] == ""]
+    assert set(util["attacker"]) == {""}
+    for m in ("ndcg@10", "ndcg@20", "recall@20", "ndcg@20_rel_drop", "ndcg@20_none",
+              "method_seconds", "base_train_seconds", "total_seconds"):
+        assert m in set(util["metric"]), m
+    v = frame.set_index(["method", "attribute", "attacker", "metric"])["value"]
+    # gender has two classes: chance 1/2, and the majority baseline is at chance exactly
+    assert v[("none", "gender", "lr", "chance")] == 0.5
+    assert v[("none", "gender", "majority", "balanced_accuracy")] == pytest.approx(0.5)
+    assert 0.0 <= v[("none", "gender", "lr", "balanced_accuracy")] <= 1.0
+    # the undefended model is the baseline: no drop, no method time, trained once
+    assert v[("none", "", "", "ndcg@20_rel_drop")] == 0.0
+    assert v[("none", "", "", "method_seconds")] == 0.0
+    ref = v[("none", "", "", "ndcg@20")]
+    assert ref > 0.05  # BPR-MF after a few epochs on ML-100K ranks far above random (~0.01)
+    for method in spec.methods:
+        assert v[(method, "", "", "ndcg@20_none")] == pytest.approx(ref)
+        drop = (ref - v[(method, "", "", "ndcg@20")]) / ref
+        assert v[(method, "", "", "ndcg@20_rel_drop")] == pytest.approx(drop)
+
+
+def test_report_has_plot_and_table(grid):
+    spec, result = grid
+    md = (result.out / "report.md").read_text()
+    page = (result.out / "report.html").read_text()
+    plot = result.out / "plots" / "privacy_utility_ml-100k_bpr.png"
+    assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "](plots/privacy_utility_ml-100k_bpr.png)" in md
+    assert page.count("data:image/png;base64,") == 1
+    header = next(line for line in md.splitlines() if line.startswith("| Method"))
+    for col in ("BAcc lr", "BAcc best", "Macro-F1 best", "AUC best", "Chance", "NDCG@20",
+                "Recall@20", "NDCG@20 drop", "Seconds"):
+        assert col in header, col
+    assert "BAcc majority" not in header
+    rows = [line for line in md.splitlines() if line.startswith("| ")][1:]
+    assert [r.split("|")[1].strip() for r in rows] == spec.methods
+    assert "<table>" in page and "Attribute: gender" in page
+
+
+def test_rerun_skips_and_method_config_change_reruns_only_that_method(grid, ml100k_dir,
+                                                                      tmp_path):
+    spec, result = grid
+    out = tmp_path / "copy"  # a copy: the other tests keep the grid's own folder as it is
+    shutil.copytree(result.out, out)
+    spec = privacy_spec_from_mapping({**spec.to_json(), "out": str(out)})
+    stamps = {m: (out / cell_id(m) / "run.json").stat().st_mtime_ns for m in spec.methods}
+    again = run_privacy_bench(spec, quiet=True, stop_on_error=True)
+    assert [c.status for c in again.cells] == ["skipped"] * len(spec.methods)
+    assert {m: (out / cell_id(m) / "run.json").stat().st_mtime_ns
+            for m in spec.methods} == stamps
+    base_model = out / "_base/ml-100k/bpr/seed0/model/model.safetensors"
+    base_stamp = base_model.stat().st_mtime_ns
+    changed = changed_method_config(spec)
+    if changed is None:
+        pytest.skip("no fast privacy method with a numeric option is registered yet")
+    method, cfg = changed
+    configs = {**spec.method_configs, method: {**spec.method_configs.get(method, {}), **cfg}}
+    spec2 = privacy_spec_from_mapping(grid_values(ml100k_dir, out, spec.methods,
+                                                  method_configs=configs))
+    third = run_privacy_bench(spec2, quiet=True, stop_on_error=True)
+    status = {c.cell.method: c.status for c in third.cells}
+    assert status == {m: "done" if m == method else "skipped" for m in spec.methods}
+    assert base_model.stat().st_mtime_ns == base_stamp  # the base model was reused
+    saved = json.loads((out / cell_id(method) / "config.json").read_text())
+    assert all(saved["method_config"][k] == v for k, v in cfg.items())
+
+
+def changed_method_config(spec) -> tuple[str, dict] | None:
+    """A different value for one float option of a registered method in the grid."""
+    methods = privacy_registries()[1]
+    for name in spec.methods:
+        if name not in methods:
+            continue
+        for f in dataclasses.fields(methods[name].Config):
+            value = spec.method_config(name)[f.name]
+            if isinstance(value, float) and not isinstance(value, bool) and value > 0:
+                return name, {f.name: value * 0.5}
+    return None
+
+
+def test_unknown_attribute_fails_before_any_cell(ml100k_dir, tmp_path):
+    spec = privacy_spec_from_mapping(grid_values(ml100k_dir, tmp_path / "o", ["none"],
+                                                 attributes=["gendr"]))
+    with pytest.raises(UnknownNameError, match="no user attribute 'gendr'.*'gender'"):
+        run_privacy_bench(spec, quiet=True)
+    assert not (tmp_path / "o" / "_base").exists()
+    assert not (tmp_path / "o" / "ml-100k").exists()
+
+
+# ---------------------------------------------------------------------------- CLI
+def test_cli_bench_dispatches_privacy_specs(grid, ml100k_dir, tmp_path):
+    spec, result = grid
+    path = tmp_path / "privacy.toml"
+    lines = ['kind = "privacy"', f"methods = {json.dumps(spec.methods)}",
+             'attributes = ["gender"]', 'attackers = ["lr"]', "folds = 3",
+             "[model_configs.bpr]"]
+    lines += [f"{k} = {json.dumps(v)}" for k, v in FAST_MODEL["bpr"].items()]
+    for method, cfg in spec.method_configs.items():
+        lines += [f'[method_configs."{method}"]']
+        lines += [f"{k} = {json.dumps(v)}" for k, v in cfg.items()]
+    path.write_text("\n".join(lines) + "\n")
+    runner = CliRunner()
+    res = runner.invoke(app, ["bench", "--spec", str(path), "--datasets", str(ml100k_dir),
+                              "--out", str(result.out), "--seeds", "0", "--quiet"])
+    assert res.exit_code == 0, res.output
+    assert f"cells: 0 run, {len(spec.methods)} already done, 0 failed" in res.output
+    assert "report.html" in res.output
+    bad = runner.invoke(app, ["bench", "--spec", str(path), "--selections", "core"])
+    assert bad.exit_code == 2 and "--selections does not apply" in bad.output
+    typo = tmp_path / "typo.toml"
+    typo.write_text('kind = "privacy"\nmethods = ["none", "raidd"]\n')
+    bad = runner.invoke(app, ["bench", "--spec", str(typo)])
+    assert bad.exit_code == 2 and "raidd" in bad.output
+
