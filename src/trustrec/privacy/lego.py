@@ -253,7 +253,7 @@ class Lego(ProtectorBase):
                        ) -> dict[str, dict[str, Any]]:
         """Calibrate ``attributes`` (in parallel threads), storing them; returns infos."""
         todo = list(attributes)
-        infos: dict[str, dict[str, Any]] = {}
+        results: dict[str, tuple[torch.Tensor, dict[str, Any], float]] = {}
         lock = threading.Lock()
 
         def run(attr: str) -> None:
@@ -261,9 +261,7 @@ class Lego(ProtectorBase):
             table, info = self.calibrate(origin, labels[attr], attr, seed=seed,
                                          progress=progress)
             with lock:
-                self.calibrations_[attr] = table
-                self.calibration_seconds_[attr] = time.perf_counter() - t0
-                infos[attr] = info
+                results[attr] = (table, info, time.perf_counter() - t0)
 
         workers = min(self.config.workers, max(len(todo), 1))
         if workers == 1:
@@ -272,7 +270,9 @@ class Lego(ProtectorBase):
         else:
             with ThreadPoolExecutor(max_workers=workers) as pool:
                 list(pool.map(run, todo))
-        return infos
+        for attr in todo:  # stored in request order, whichever thread finished first
+            self.calibrations_[attr], _, self.calibration_seconds_[attr] = results[attr]
+        return {a: results[a][1] for a in todo}
 
     # ------------------------------------------------------------------ combination
     def combine(self, labels: Mapping[str, np.ndarray], *, seed: int

@@ -186,9 +186,10 @@ class HessianVectorProduct:
         self.calls += 1
         if not self._grads:
             return torch.zeros_like(v)
-        (hv,) = torch.autograd.grad(self._grads, self.theta,
-                                    grad_outputs=[v] * len(self._grads), retain_graph=True,
-                                    allow_unused=True)
+        # a scalar output: passing v as grad_outputs would do the same, but makes torch
+        # import its symbolic-shape machinery (sympy, ~0.4 s) on the first call
+        dot = torch.stack([(g * v).sum() for g in self._grads]).sum()
+        (hv,) = torch.autograd.grad(dot, self.theta, retain_graph=True, allow_unused=True)
         return torch.zeros_like(v) if hv is None else hv.detach()
 
 

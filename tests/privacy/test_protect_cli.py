@@ -1,0 +1,127 @@
+"""``trustrec protect``: train → protect → load / evaluate / audit, reuse of LEGO
+calibrations, and one-line errors with exit code 2 that write nothing."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from trustrec.cli import app
+from trustrec.models import load_model
+from trustrec.privacy.attack import audit_model_dir
+from trustrec.privacy.base import user_table
+
+from .test_potau import NEAR_CHANCE
+
+runner = CliRunner()
+#: The shared privacy fixture's BPR-MF config (tests/privacy/conftest.py), via the CLI.
+TRAIN = ["--model", "bpr", "--epochs", "40", "--config", "dim=32", "--quiet"]
+
+
+def invoke(*args: object):
+    return runner.invoke(app, [str(a) for a in args])
+
+
+@pytest.fixture(scope="module")
+def trained(ml100k_dir, tmp_path_factory):
+    out = tmp_path_factory.mktemp("protect") / "model"
+    res = invoke("train", "--dataset", ml100k_dir, "--out", out, *TRAIN)
+    assert res.exit_code == 0, res.output
+    return out
+
+
+@pytest.fixture(scope="module")
+def protected(trained):
+    out = trained.parent / "lego"
+    res = invoke("protect", "--model-dir", trained, "--method", "lego", "--attributes",
+                 "gender", "--out", out, "--quiet")
+    assert res.exit_code == 0, res.output
+    return out
+
+
+def test_help_names_the_options():
+    res = invoke("protect", "--help")
+    assert res.exit_code == 0, res.output
+    for word in ("--model-dir", "--method", "--attributes", "--out", "--config", "--seed",
+                 "pot-au-d2d", "pot-au-u2u", "lego"):
+        assert word in res.output, word
+
+
+def test_protected_directory_loads_evaluates_and_audits_near_chance(trained, protected):
+    original, model = load_model(trained / "model"), load_model(protected / "model")
+    assert not np.array_equal(user_table(model), user_table(original))
+    assert np.array_equal(model.params_["item"].numpy(), original.params_["item"].numpy())
+    report = json.loads((protected / "protect_report.json").read_text())
+    assert report["method"] == "lego" and report["attributes"] == ["gender"]
+    assert report["verification"]["user_table_matches"] is True
+    assert report["seconds"] > 0 and report["protection"]["losses"]["gender"]["vclub"]
+    assert (protected / "protection" / "lego.safetensors").is_file()
+    meta = json.loads((protected / "trustrec.json").read_text())
+    assert meta["history"][-1]["event"] == "protect"
+    res = invoke("evaluate", "--model-dir", protected)
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.output)["metrics"]["ndcg@20"] > 0.2
+    table = audit_model_dir(protected, "gender", seed=0)
+    ba = table[(table["metric"] == "balanced_accuracy") & (table["attacker"] != "majority")]
+    before = audit_model_dir(trained, "gender", seed=0)
+    ba0 = before[(before["metric"] == "balanced_accuracy")
+                 & (before["attacker"] != "majority")]
+    assert ba0["value"].max() > 0.5 + 2 * NEAR_CHANCE
+    # one 5-fold audit (±0.03 noise), so a little more room than the mean-of-three
+    # bound of test_lego.py
+    assert (ba["value"] - 0.5).abs().max() <= NEAR_CHANCE + 0.02, ba
+
+
+def test_adding_an_attribute_reuses_the_stored_calibration(protected):
+    out = protected.parent / "lego-age"
+    res = invoke("protect", "--model-dir", protected, "--method", "lego", "--attributes",
+                 "gender,age", "--out", out, "--quiet")
+    assert res.exit_code == 0, res.output
+    assert "reused calibrations: gender" in res.output
+    report = json.loads((out / "protect_report.json").read_text())
+    assert report["reused_calibrations"] == ["gender"]
+    assert report["protection"]["calibrated"] == ["age"]
+    assert set(report["protection"]["alpha"]) == {"gender", "age"}
+
+
+def test_pot_au_round_trip(trained, tmp_path):
+    out = tmp_path / "u2u"
+    res = invoke("protect", "--model-dir", trained, "--method", "pot-au-u2u", "--attributes",
+                 "gender", "--out", out, "--config", "steps=50", "--quiet")
+    assert res.exit_code == 0, res.output
+    report = json.loads((out / "protect_report.json").read_text())
+    assert report["config"]["steps"] == 50
+    assert len(report["protection"]["losses"]["total"]) == 50
+    assert not (out / "protection").exists()
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--method", "pot-au-x", "--attributes", "gender"], "unknown post-training method"),
+    (["--method", "lego", "--attributes", "shoe_size"], "no user attribute 'shoe_size'"),
+    (["--method", "lego", "--attributes", "gender", "--config", "epsilonn=1"],
+     "unknown option 'epsilonn'"),
+    (["--method", "lego", "--attributes", ""], "no attribute"),
+])
+def test_errors_are_one_line_exit_2_and_write_nothing(trained, tmp_path, args, message):
+    out = tmp_path / "out"
+    res = invoke("protect", "--model-dir", trained, "--out", out, *args)
+    assert res.exit_code == 2, res.output
+    assert message in res.output
+    assert len(res.output.strip().splitlines()) == 1
+    assert not out.exists() or not any(out.iterdir())
+
+
+def test_refuses_to_overwrite_the_source_or_a_non_empty_folder(trained, tmp_path):
+    res = invoke("protect", "--model-dir", trained, "--method", "lego", "--attributes",
+                 "gender", "--out", trained)
+    assert res.exit_code == 2 and "must differ" in res.output
+    busy = tmp_path / "busy"
+    busy.mkdir()
+    (busy / "keep.txt").write_text("x")
+    res = invoke("protect", "--model-dir", trained, "--method", "lego", "--attributes",
+                 "gender", "--out", busy)
+    assert res.exit_code == 2 and "not empty" in res.output
+    assert [p.name for p in busy.iterdir()] == ["keep.txt"]
