@@ -15,10 +15,14 @@ and the second peer, the PoT-AU companion code's setting: 500 full-batch Adam st
 the *dense* MMD over every user (``sample=0``), timed over ``--dense-steps`` steps and
 extrapolated to 500 (its kernel matrices are 6,040² per kernel).
 
-Torch runs with its default threads (the machine's cores); the number is in the output.
-On a shared machine absolute seconds are indicative only; read the ratios to the peers.
+Torch runs with its default threads (the machine's cores) unless ``--threads`` is given;
+the number is in the output. On a machine shared with other busy processes, two OpenMP
+threads per process can be many times slower than one (threads wait for a core), so
+compare ``--threads 1`` and ``--threads 2`` there. Absolute seconds are indicative only;
+read the ratios to the peers, measured in the same run.
 
-Usage: ``python benchmarks/privacy_speed.py [--out privacy_speed.json] [--epochs 20]``
+Usage: ``python benchmarks/privacy_speed.py [--out privacy_speed.json] [--epochs 20]
+[--threads N]``
 """
 
 from __future__ import annotations
@@ -51,7 +55,11 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=20, help="BPR epochs (peer 1)")
     ap.add_argument("--dense-steps", type=int, default=5,
                     help="steps of the dense-MMD peer to time (extrapolated to 500)")
+    ap.add_argument("--threads", type=int, default=0,
+                    help="torch threads for this process (0: torch's default)")
     args = ap.parse_args()
+    if args.threads > 0:
+        torch.set_num_threads(args.threads)
 
     ds = ml1m_shaped(0)
     labels = labels_for(ds, ["gender", "age"])

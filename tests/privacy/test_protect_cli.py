@@ -99,7 +99,7 @@ def test_pot_au_round_trip(trained, tmp_path):
 
 
 @pytest.mark.parametrize("args,message", [
-    (["--method", "pot-au-x", "--attributes", "gender"], "unknown post-training method"),
+    (["--method", "pot-au-x", "--attributes", "gender"], "unknown post-training privacy method"),
     (["--method", "lego", "--attributes", "shoe_size"], "no user attribute 'shoe_size'"),
     (["--method", "lego", "--attributes", "gender", "--config", "epsilonn=1"],
      "unknown option 'epsilonn'"),

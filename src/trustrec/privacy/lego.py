@@ -79,6 +79,8 @@ class LegoConfig:
             distance between users).
         n_kernels: RBF kernels of ``kernel``.
         sample: reference users per class of ``kernel``, drawn afresh each round (0: all).
+        patience: a calibration stops early after this many consecutive rounds in which
+            every vCLUB estimate was <= 0 (no gradient: the classifiers see nothing).
         shrinkage: covariance shrinkage of ``gaussian`` towards its diagonal, in [0, 1].
         q_steps: AdamW steps per max step of ``linear`` / ``mlp``.
         q_lr: their AdamW learning rate.
@@ -88,6 +90,8 @@ class LegoConfig:
             random group of its size (see :class:`Lego`).
         combine_rounds: alternating rounds of the combination (one step on ``α`` each).
         combine_lr: Adam learning rate of ``α``.
+        combine_users: users drawn afresh each combination round for the estimates
+            (``α`` is only ``k`` numbers; 0: every user).
         workers: calibrations run at the same time (threads; torch releases the GIL).
     """
 
@@ -97,22 +101,24 @@ class LegoConfig:
     classifier: str = "kernel"
     kernel_scale: float = 0.5
     n_kernels: int = 7
-    sample: int = 1024
+    sample: int = 256
+    patience: int = 10
     shrinkage: float = 0.5
     q_steps: int = 10
     q_lr: float = 1e-2
     q_hidden: int = 64
     q_decay: float = 0.0
     chance_offset: bool = True
-    combine_rounds: int = 50
+    combine_rounds: int = 30
+    combine_users: int = 2048
     combine_lr: float = 0.1
     workers: int = 1
 
     def __post_init__(self) -> None:
         check_ranges(self, at_least_one=("rounds", "q_steps", "q_hidden", "combine_rounds",
-                                         "workers", "n_kernels"),
+                                         "workers", "n_kernels", "patience"),
                      positive=("epsilon", "lr", "q_lr", "combine_lr", "kernel_scale"),
-                     non_negative=("q_decay", "shrinkage", "sample"))
+                     non_negative=("q_decay", "shrinkage", "sample", "combine_users"))
         if self.shrinkage > 1:
             raise ConfigError(f"LegoConfig.shrinkage must be in [0, 1], got {self.shrinkage}")
         bad = [f for f in _families(self.classifier) if f not in FAMILIES]
@@ -231,6 +237,7 @@ class Lego(ProtectorBase):
         rows = base.clone().requires_grad_(True)
         opt_u = torch.optim.SGD([rows], lr=cfg.lr)
         hist: dict[str, list[float]] = {"vclub": [], "nll": []}
+        quiet = 0
         for _ in tqdm(range(cfg.rounds), desc=f"lego {attribute}", disable=not progress,
                       leave=False):
             fits = [q.fit(rows.detach() - shift, y) for q in qs]  # max step on φ (Eq. 6)
@@ -244,6 +251,9 @@ class Lego(ProtectorBase):
             hist["vclub"].append(sum(e.item() for e in ests))
             if all(f is not None for f in fits):
                 hist["nll"].append(sum(fits))
+            quiet = quiet + 1 if all(e.item() <= 0 for e in ests) else 0
+            if quiet >= cfg.patience:
+                break
         out = origin.clone()
         out[known] = rows.detach()
         return out, hist
@@ -300,14 +310,19 @@ class Lego(ProtectorBase):
             heads += [(known, y, _class_freq(y, c), q)
                       for q in self._classifiers(self.origin_, c, seed, "combine", a)]
         hist: list[float] = []
+        n = tables.shape[1]
+        gen = torch.Generator().manual_seed(child_seed(seed, "lego", "combine-batch"))
         for _ in range(cfg.combine_rounds):
+            batch = torch.zeros(n, dtype=torch.bool)
+            batch[torch.randperm(n, generator=gen)[:cfg.combine_users or n]] = True
             mixed = torch.einsum("t,tnd->nd", torch.softmax(logits, 0), tables)
             fixed = mixed.detach()
-            for known, y, _, q in heads:
-                q.fit(fixed[known], y)
+            picks = [(known[batch[known]], y[batch[known]]) for known, y, _, _ in heads]
+            for (rows, yb), (_, _, _, q) in zip(picks, heads, strict=True):
+                q.fit(fixed[rows], yb)
             opt.zero_grad(set_to_none=True)
-            total = sum(torch.relu(vclub(q.log_probs(mixed[known]), y, freq))
-                        for known, y, freq, q in heads)
+            total = sum(torch.relu(vclub(q.log_probs(mixed[rows]), yb, freq))
+                        for (rows, yb), (_, _, freq, q) in zip(picks, heads, strict=True))
             total.backward()
             opt.step()
             hist.append(total.item())

@@ -3,7 +3,8 @@
 * :func:`check_labels` validates ``{attribute: labels}`` against a model's user table.
 * :func:`class_groups` splits the labelled users of one attribute into classes.
 * :func:`original_top_k` gives each user's top-k unseen items under the *original* model.
-* :func:`pair_scores` gives differentiable scores of each user for its own list of items
+* :func:`pair_scorer` / :func:`pair_scores` give differentiable scores of each user for its
+  own list of items
   (a gather, never the ``n_users × n_items`` matrix) for a candidate user table.
 * :class:`ProtectorBase` runs a method's ``_protect`` and returns a copy of the model with
   the new released table and a ``fit_info_["protection"]`` record (method, config,
@@ -13,7 +14,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, ClassVar
 
 import numpy as np
@@ -131,35 +132,45 @@ def original_top_k(model: EmbeddingRecommender, train: Dataset, k: int,
     return torch.from_numpy(np.concatenate(parts))
 
 
-def pair_scores(model: EmbeddingRecommender, table: torch.Tensor, users: torch.Tensor,
-                items: torch.Tensor) -> torch.Tensor:
-    """Differentiable scores of ``users[r]`` for its own items ``items[r, :]``.
+def pair_scorer(model: EmbeddingRecommender, users: torch.Tensor, items: torch.Tensor
+                ) -> Callable[[torch.Tensor], torch.Tensor]:
+    """``table -> (r, k)`` differentiable scores of ``users[r]`` for its items ``items[r]``.
 
-    The per-pair version of :func:`trustrec.privacy.base.scores_with`: equal to
-    ``model.score`` at those pairs when ``table`` is the model's own table.
+    The per-pair version of :func:`trustrec.privacy.base.scores_with`, equal to
+    ``model.score`` at those pairs when ``table`` is the model's own table. For the dot
+    product models the item rows (and biases) of the pairs are gathered once here, so
+    each call costs one ``(r, k, d)`` product and never an ``n_users × n_items`` matrix.
 
     Args:
         model: a fitted model; only its released user table is replaced by ``table``.
-        table: ``(n_users, d)`` candidate user table (may require grad).
         users: ``(r,)`` int64 user indices.
         items: ``(r, k)`` int64 item indices.
-
-    Returns:
-        ``(r, k)`` scores.
     """
     p = model.params_
     if model.name == "neumf":
         key = user_table_key(model)
-        params = {**{k: v.detach() for k, v in p.items()}, key: table}
-        uu = users.repeat_interleave(items.shape[1])
-        logits, _ = model._pair_logits(uu, items.reshape(-1), params)
-        return logits.reshape(items.shape)
+        fixed = {k: v.detach() for k, v in p.items()}
+        uu, ii = users.repeat_interleave(items.shape[1]), items.reshape(-1)
+
+        def neumf(table: torch.Tensor) -> torch.Tensor:
+            logits, _ = model._pair_logits(uu, ii, {**fixed, key: table})
+            return logits.reshape(items.shape)
+        return neumf
     item_key = "item_final" if model.name == "lightgcn" else "item"
-    item = p[item_key].detach()
-    s = torch.einsum("rd,rkd->rk", table[users], item[items])
-    if model.name == "bpr" and model.config.use_bias and "item_bias" in p:
-        s = s + p["item_bias"].detach()[items]
-    return s
+    vecs = p[item_key].detach()[items]
+    bias = (p["item_bias"].detach()[items]
+            if model.name == "bpr" and model.config.use_bias and "item_bias" in p else None)
+
+    def dot(table: torch.Tensor) -> torch.Tensor:
+        s = torch.einsum("rd,rkd->rk", table[users], vecs)
+        return s if bias is None else s + bias
+    return dot
+
+
+def pair_scores(model: EmbeddingRecommender, table: torch.Tensor, users: torch.Tensor,
+                items: torch.Tensor) -> torch.Tensor:
+    """``pair_scorer(model, users, items)(table)`` (see :func:`pair_scorer`)."""
+    return pair_scorer(model, users, items)(table)
 
 
 class ProtectorBase:

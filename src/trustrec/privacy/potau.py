@@ -46,7 +46,7 @@ from trustrec.privacy.posttrain import (
     chance_offsets,
     class_groups,
     original_top_k,
-    pair_scores,
+    pair_scorer,
 )
 from trustrec.seeding import child_seed, rng
 
@@ -194,7 +194,8 @@ class PoTAU(ProtectorBase):
                        if cfg.chance_offset else torch.zeros(len(g), u0.shape[1]))
                    for a, g in groups.items()}
         users = torch.arange(len(u0))
-        top = original_top_k(model, train, cfg.top_k) if cfg.func_reg > 0 else None
+        scorer = (pair_scorer(model, users, original_top_k(model, train, cfg.top_k))
+                  if cfg.func_reg > 0 else None)
         # foreach: the default single-tensor CPU path is ~40x slower per step here
         opt = torch.optim.Adam([table], lr=cfg.lr, foreach=True)
         gen = torch.Generator().manual_seed(child_seed(seed, self.name, "sample"))
@@ -206,8 +207,8 @@ class PoTAU(ProtectorBase):
                                                                       strict=True)], gen)
                        for a, g in groups.items())
             reg_p = ((table - u0) ** 2).sum(1).mean()
-            reg_f = (ranking_hinge(pair_scores(model, table, users, top), cfg.margin)
-                     if top is not None else table.new_zeros(()))
+            reg_f = (ranking_hinge(scorer(table), cfg.margin) if scorer is not None
+                     else table.new_zeros(()))
             loss = cfg.weight * dist + cfg.param_reg * reg_p + cfg.func_reg * reg_f
             loss.backward()
             opt.step()

@@ -21,7 +21,7 @@ from typing import Protocol
 import torch
 
 from trustrec.errors import ConfigError
-from trustrec.privacy.losses import kernel_bandwidths, pooled_bandwidth
+from trustrec.privacy.losses import kernel_bandwidths, pooled_bandwidth, rbf_sum, sq_dist
 
 #: Names of the variational families.
 FAMILIES: tuple[str, ...] = ("kernel", "gaussian", "linear", "mlp")
@@ -152,9 +152,7 @@ class KernelQ:
         """``(n, C)`` leave-one-out log-posteriors of the fitted users' rows."""
         if self.ref is None:
             raise RuntimeError("KernelQ is not fitted")
-        sq = ((rows * rows).sum(1)[:, None] + (self.ref_rows * self.ref_rows).sum(1)[None]
-              - 2.0 * rows @ self.ref_rows.T).clamp_min(0.0)
-        k = sum(torch.exp(sq / -s) for s in self.sigmas)
+        k = rbf_sum(sq_dist(rows, self.ref_rows), self.sigmas)
         own = self.ref[None, :] == torch.arange(len(rows))[:, None]
         k = k.masked_fill(own, 0.0)
         counts = self.ref_onehot.sum(0)[None, :] - own.to(rows.dtype) @ self.ref_onehot
