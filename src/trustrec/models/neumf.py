@@ -35,8 +35,6 @@ learned representations of users and items, e.g. for attribute-inference attacks
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
@@ -48,6 +46,7 @@ from trustrec.data.dataset import Dataset
 from trustrec.errors import ConfigError
 from trustrec.models.base import MODELS, EmbeddingRecommender
 from trustrec.seeding import child_seed, rng
+from trustrec.threads import torch_threads
 from trustrec.train.loop import train_epochs
 from trustrec.train.sampling import sample_negatives
 
@@ -125,17 +124,6 @@ def _gather(table: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
     return _Gather.apply(table, idx)
 
 
-@contextmanager
-def _torch_threads(n: int) -> Iterator[None]:
-    """Run the block with ``n`` torch intra-op threads (0: unchanged), then restore."""
-    before = torch.get_num_threads()
-    if n and n != before:
-        torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        if torch.get_num_threads() != before:
-            torch.set_num_threads(before)
 
 
 @MODELS.register("neumf")
@@ -236,7 +224,7 @@ class NeuMF(EmbeddingRecommender):
                 total += float(loss.detach()) * len(u)
             return total / len(order)
 
-        with _torch_threads(cfg.num_threads):
+        with torch_threads(cfg.num_threads):
             train_epochs(self, epoch_fn, epochs=cfg.epochs, train=train, valid=valid,
                          patience=cfg.patience, eval_every=cfg.eval_every,
                          progress=progress, desc="neumf")

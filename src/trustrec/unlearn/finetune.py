@@ -27,8 +27,8 @@ from trustrec.config import check_ranges
 from trustrec.data.dataset import Dataset
 from trustrec.errors import ConfigError
 from trustrec.seeding import child_seed
+from trustrec.threads import torch_threads
 from trustrec.unlearn.base import UNLEARNERS
-from trustrec.unlearn.influence import torch_threads
 from trustrec.unlearn.objectives import (
     check_supported,
     make_objective,

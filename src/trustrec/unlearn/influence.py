@@ -22,8 +22,7 @@ over the row's entries) and the solvers take its inverse as a diagonal precondit
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -32,21 +31,6 @@ import torch
 HVP = Callable[[torch.Tensor], torch.Tensor]
 
 
-@contextmanager
-def torch_threads(n: int) -> Iterator[None]:
-    """Run the block with ``n`` torch intra-op threads (0: unchanged), then restore.
-
-    Influence computations are sequences of small memory-bound operations: one thread is
-    about as fast on an idle machine, much faster on a busy one, and deterministic.
-    """
-    before = torch.get_num_threads()
-    if n and n != before:
-        torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        if torch.get_num_threads() != before:
-            torch.set_num_threads(before)
 
 
 class ParamSubset:

@@ -20,8 +20,6 @@ Chen, Sun, Zhang & Ding, "Recommendation Unlearning", WWW 2022.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -34,6 +32,7 @@ from trustrec.data.dataset import Dataset
 from trustrec.errors import ConfigError, DataFormatError
 from trustrec.models.base import EmbeddingRecommender
 from trustrec.seeding import child_seed, rng
+from trustrec.threads import torch_threads
 from trustrec.train.sampling import sample_negatives
 from trustrec.unlearn.base import UNLEARNERS
 from trustrec.unlearn.ensemble import (
@@ -105,17 +104,6 @@ class RecEraserConfig:
 
 
 # ---------------------------------------------------------------------------- aggregator
-@contextmanager
-def torch_threads(n: int) -> Iterator[None]:
-    """Run the block with ``n`` torch intra-op threads (0: unchanged), then restore."""
-    before = torch.get_num_threads()
-    if n and n != before:
-        torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        if torch.get_num_threads() != before:
-            torch.set_num_threads(before)
 
 
 def init_aggregator(n_shards: int, dim: int, att_dim: int, seed: int

@@ -48,6 +48,7 @@ from trustrec.config import check_ranges
 from trustrec.data.dataset import Dataset
 from trustrec.errors import ConfigError
 from trustrec.seeding import child_seed, rng
+from trustrec.threads import torch_threads
 from trustrec.unlearn.base import UNLEARNERS
 from trustrec.unlearn.influence import (
     HessianVectorProduct,
@@ -58,7 +59,6 @@ from trustrec.unlearn.influence import (
     gradient,
     lissa,
     node_preconditioner,
-    torch_threads,
 )
 from trustrec.unlearn.objectives import (
     Objective,
