@@ -11,10 +11,16 @@ import math
 import os
 import shutil
 import tempfile
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+
+def now_iso() -> str:
+    """The current UTC time as ISO 8601, to the second (the time stamp of every record)."""
+    return datetime.now(UTC).isoformat(timespec="seconds")
 
 
 def _umask() -> int:

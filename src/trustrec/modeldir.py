@@ -28,7 +28,6 @@ import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +37,7 @@ import pandas as pd
 from trustrec import __version__
 from trustrec.data.dataset import Dataset
 from trustrec.errors import DataFormatError, InvalidRequestError, TrustrecError
-from trustrec.fileio import swap_into_place, to_jsonable
+from trustrec.fileio import now_iso, swap_into_place, to_jsonable
 
 META_JSON = "trustrec.json"
 UNLEARNER_DIR = "unlearner"
@@ -47,10 +46,6 @@ TEST_PARQUET = "test.parquet"
 REPORT_JSON = "forget_report.json"
 FORMAT = "trustrec-model-dir"
 FORMAT_VERSION = 1
-
-
-def _now() -> str:
-    return datetime.now(UTC).isoformat(timespec="seconds")
 
 
 # ---------------------------------------------------------------------------- hashing
@@ -122,7 +117,7 @@ def _write_dir(target: Path, meta: dict[str, Any], unlearner: Any, test: Dataset
             next(iter(models.values())).save(tmp / MODEL_DIR)
             model_dirs.insert(0, MODEL_DIR)
         write_rows(test, tmp / TEST_PARQUET, ratings=False)
-        meta = {**meta, "model_dirs": model_dirs, "updated": _now()}
+        meta = {**meta, "model_dirs": model_dirs, "updated": now_iso()}
         _write_json(tmp / META_JSON, meta)
         if extra is not None:
             extra(tmp)
@@ -229,7 +224,7 @@ def train_model_dir(dataset: str, model: str, out: str | Path, *, method: str = 
 
     meta = {
         "format": FORMAT, "format_version": FORMAT_VERSION, "trustrec_version": __version__,
-        "created": _now(),
+        "created": now_iso(),
         "dataset": {"name": ds.name, "source": str(dataset), "users": ds.n_users,
                     "items": ds.n_items, "interactions": ds.n_interactions},
         "split": {"kind": "random_split", "ratios": [float(r) for r in split_ratios],
@@ -240,7 +235,7 @@ def train_model_dir(dataset: str, model: str, out: str | Path, *, method: str = 
         "method_config": unl.config_dict(), "seed": int(seed), "learn_seconds": seconds,
         "training_sha256": data_sha256(unl.train_),
         "versions": versions(),
-        "history": [{"event": "train", "time": _now(), "seconds": seconds,
+        "history": [{"event": "train", "time": now_iso(), "seconds": seconds,
                      "rows": split.train.n_interactions}],
     }
     _write_dir(target, meta, unl, split.test)
@@ -373,7 +368,7 @@ def forget_in_model_dir(model_dir: str | Path, *, users: Sequence[str] | None = 
 
     summary = report.summary()
     receipt = {
-        "format": "trustrec-forget-report", "time": _now(), "model_dir": str(target),
+        "format": "trustrec-forget-report", "time": now_iso(), "model_dir": str(target),
         "model": md.meta.get("model"), "method": report.method, "exact": report.exact,
         "request": {"n_users": len(users), "n_pairs": len(pairs), "n_items": len(items),
                     "users_sha256": ids_sha256(users) if users else None,
@@ -429,7 +424,7 @@ def evaluate_model_dir(model_dir: str | Path, ks: Sequence[int] = (10, 20),
             "method": md.meta.get("method"), "dataset": md.meta.get("dataset", {}).get("name"),
             "n_users": int(len(per_user)), "test_rows": md.test.n_interactions,
             "metrics": summarize(per_user), "a_igf": a_igf(per_user, train, metric=metric),
-            "fairness_metric": metric, "time": _now()}
+            "fairness_metric": metric, "time": now_iso()}
 
 
 def to_json_text(obj: Any) -> str:

@@ -57,16 +57,16 @@ def test_bad_labels(bpr_ml100k, ml100k_split):
 def test_more_noise_leaks_less_and_costs_more_utility(
         bpr_ml100k, bpr_ml100k_test_ndcg, ml100k_split, ml100k_labels):
     # Measured with the logistic-regression attacker (AUC, smoother than balanced
-    # accuracy) on ML-100K gender, seeds 0 and 1 of the noise:
-    #   sigma 0    AUC 0.751       NDCG@20 0.272
-    #   sigma 0.5  AUC 0.708-0.718 NDCG@20 0.259-0.263
-    #   sigma 1.5  AUC 0.630-0.636 NDCG@20 0.194-0.200
-    #   sigma 3    AUC 0.561-0.565 NDCG@20 0.093-0.096
+    # accuracy) on ML-100K gender (default BPR-MF), seeds 0 and 1 of the noise:
+    #   sigma 0    AUC 0.771       NDCG@20 0.284
+    #   sigma 1    AUC 0.689-0.727 NDCG@20 0.255-0.257
+    #   sigma 2    AUC 0.631-0.667 NDCG@20 0.187
+    #   sigma 4    AUC 0.564-0.602 NDCG@20 0.067-0.070
     # Each step must lower AUC by at least 0.03 (the 5-fold noise on 943 users) and
     # NDCG by at least 0.005. The price is the point of the baseline: near chance, the
-    # recommendations are a third of what they were.
+    # recommendations are a quarter of what they were.
     aucs, ndcgs = [], []
-    for sigma in (0.5, 1.5, 3.0):
+    for sigma in (1.0, 2.0, 4.0):
         noisy = make_protector("output-noise", sigma=sigma).protect(
             bpr_ml100k, ml100k_split.train, ml100k_labels, seed=0)
         audit = audit_embeddings(user_table(noisy), ml100k_labels["gender"],
@@ -81,4 +81,4 @@ def test_more_noise_leaks_less_and_costs_more_utility(
     ndcgs.insert(0, bpr_ml100k_test_ndcg)
     assert all(a - b >= 0.03 for a, b in zip(aucs[:-1], aucs[1:], strict=True)), aucs
     assert all(a - b >= 0.005 for a, b in zip(ndcgs[:-1], ndcgs[1:], strict=True)), ndcgs
-    assert aucs[-1] < 0.62 and ndcgs[-1] < 0.5 * ndcgs[0], (aucs, ndcgs)
+    assert aucs[-1] < 0.63 and ndcgs[-1] < 0.5 * ndcgs[0], (aucs, ndcgs)

@@ -21,9 +21,8 @@ from trustrec.evaluate.ranking import ndcg_at
 from trustrec.privacy.attack import audit_embeddings
 from trustrec.privacy.base import make_protector, user_table
 from trustrec.privacy.losses import (
-    cross_group_sq_dist,
-    cross_group_sq_dist_outer,
-    cross_within_ratio,
+    between_class_ratio,
+    cross_class_sq_dist,
     mmd2,
     pooled_bandwidth,
     ranking_hinge,
@@ -48,29 +47,42 @@ def mean_balanced_accuracy(table: np.ndarray, labels: np.ndarray) -> dict[str, f
 
 
 # ---------------------------------------------------------------------------- losses
-def _brute_cross(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    return torch.stack([((a - b) ** 2).sum() for a, b in itertools.product(x, y)]).mean()
+def _groups(seed: int) -> list[torch.Tensor]:
+    gen = torch.Generator().manual_seed(seed)
+    return [torch.randn(n, 4, generator=gen, dtype=torch.float64) + shift
+            for n, shift in ((7, 0.0), (5, 0.3), (3, -0.5))]
 
 
-def test_u2u_group_sum_formula_equals_the_pairwise_sum():
-    gen = torch.Generator().manual_seed(0)
-    x = torch.randn(7, 4, generator=gen, dtype=torch.float64)
-    y = torch.randn(5, 4, generator=gen, dtype=torch.float64) + 0.3
-    assert torch.allclose(cross_group_sq_dist(x, y), _brute_cross(x, y))
-    outer = torch.stack([((torch.outer(a, a) - torch.outer(b, b)) ** 2).sum()
-                         for a, b in itertools.product(x, y)]).mean()
-    assert torch.allclose(cross_group_sq_dist_outer(x, y), outer)
-    # the within-normalised ratio is the mean gap over the summed spreads
-    gap = ((x.mean(0) - y.mean(0)) ** 2).sum()
-    spread = x.var(0, correction=0).sum() + y.var(0, correction=0).sum()
-    assert torch.allclose(cross_within_ratio(x, y), gap / spread)
+@pytest.mark.parametrize("outer", [False, True])
+def test_u2u_class_sum_formula_equals_the_pairwise_sum(outer):
+    groups = _groups(0)
+
+    def feat(e: torch.Tensor) -> torch.Tensor:
+        return torch.outer(e, e) if outer else e
+
+    brute = torch.stack([((feat(a) - feat(b)) ** 2).sum()
+                         for i, j in itertools.combinations(range(3), 2)
+                         for a, b in itertools.product(groups[i], groups[j])]).mean()
+    assert torch.allclose(cross_class_sq_dist(groups, outer=outer), brute)
+    # the between-class ratio: the n_c n_c'-weighted sum of squared class-mean gaps over
+    # all pairs of classes, divided by N times the total scatter
+    means = [torch.stack([feat(e) for e in g]).mean(0) for g in groups]
+    everything = torch.stack([feat(e) for g in groups for e in g])
+    gaps = sum(len(groups[i]) * len(groups[j]) * ((means[i] - means[j]) ** 2).sum()
+               for i, j in itertools.combinations(range(3), 2))
+    scatter = ((everything - everything.mean(0)) ** 2).sum()
+    assert torch.allclose(between_class_ratio(groups, outer=outer),
+                          gaps / (len(everything) * scatter))
 
 
 def test_u2u_ratio_ignores_a_common_scale_but_the_plain_mean_does_not():
-    gen = torch.Generator().manual_seed(1)
-    x, y = torch.randn(20, 3, generator=gen), torch.randn(30, 3, generator=gen) + 1.0
-    assert torch.allclose(cross_within_ratio(0.1 * x, 0.1 * y), cross_within_ratio(x, y))
-    assert cross_group_sq_dist(0.1 * x, 0.1 * y) < 0.05 * cross_group_sq_dist(x, y)
+    groups = _groups(1)
+    small = [0.1 * g for g in groups]
+    assert torch.allclose(between_class_ratio(small), between_class_ratio(groups))
+    assert cross_class_sq_dist(small) < 0.05 * cross_class_sq_dist(groups)
+    # identical class means give 0, whatever the spread
+    centred = [g - g.mean(0) for g in groups]
+    assert float(between_class_ratio(centred)) == pytest.approx(0.0, abs=1e-12)
 
 
 def test_mmd_is_zero_for_identical_groups_and_positive_for_shifted_ones():

@@ -77,12 +77,13 @@ from trustrec.bench.privacy_spec import (
     method_kind,
     privacy_spec_from_mapping,
 )
-from trustrec.bench.runner import BenchResult, CellResult, _fresh, _is_current, _now
+from trustrec.bench.runner import BenchResult, CellResult, fresh_folder, is_current
 from trustrec.bench.spec import dataset_label, fingerprint
 from trustrec.config import suggest
 from trustrec.data.dataset import Dataset
 from trustrec.data.split import Split
 from trustrec.errors import TrustrecError, UnknownNameError
+from trustrec.fileio import now_iso
 
 __all__ = ["RESULT_COLUMNS", "PrivacyContext", "collect_privacy", "compute_privacy_cell",
            "load_privacy_spec", "load_privacy_spec_if_privacy", "privacy_spec_from_mapping",
@@ -198,8 +199,8 @@ class PrivacyContext:
         folder = self.base_dir(dataset, model, seed)
         cfg = self.base_config(dataset, model, seed)
         fp = fingerprint(cfg)
-        if not _is_current(folder, STATE_JSON, fp):
-            _fresh(folder)
+        if not is_current(folder, STATE_JSON, fp):
+            fresh_folder(folder)
             split = self.split(dataset, seed)
             m = make_model(model, **self.model_configs[model])
             t0 = time.perf_counter()
@@ -209,7 +210,7 @@ class PrivacyContext:
             m.save(folder / MODEL_DIR)
             write_json(folder / STATE_JSON, {"status": "done", "fingerprint": fp,
                                              "config": cfg, "train_seconds": seconds,
-                                             "utility": utility, "finished": _now()})
+                                             "utility": utility, "finished": now_iso()})
         return load_model(folder / MODEL_DIR), read_json(folder / STATE_JSON)
 
 
@@ -319,19 +320,19 @@ def run_privacy_cell(ctx: PrivacyContext, cell: PrivacyCell) -> CellResult:
     folder = ctx.out / cell.id
     config = ctx.cell_config(cell)
     fp = fingerprint(config)
-    if _is_current(folder, RUN_JSON, fp):
+    if is_current(folder, RUN_JSON, fp):
         return CellResult(cell, "skipped", metrics=_cell_summary(folder))
-    _fresh(folder)
+    fresh_folder(folder)
     t0 = time.perf_counter()
     run: dict[str, Any] = {"status": "running", "fingerprint": fp, "cell": cell.id,
-                           "started": _now(), "versions": versions(), "host": host_info(),
+                           "started": now_iso(), "versions": versions(), "host": host_info(),
                            "pid": os.getpid()}
     write_json(folder / CONFIG_JSON, {**config, "fingerprint": fp})
     write_json(folder / RUN_JSON, run)
     try:
         metrics, audit, record = compute_privacy_cell(ctx, cell)
     except Exception as exc:
-        write_json(folder / RUN_JSON, {**run, "status": "failed", "finished": _now(),
+        write_json(folder / RUN_JSON, {**run, "status": "failed", "finished": now_iso(),
                                        "seconds": time.perf_counter() - t0,
                                        "error": f"{type(exc).__name__}: {exc}",
                                        "traceback": traceback.format_exc()})
@@ -340,7 +341,7 @@ def run_privacy_cell(ctx: PrivacyContext, cell: PrivacyCell) -> CellResult:
     write_json(folder / METRICS_JSON, metrics)
     write_atomic(folder / AUDIT_CSV, csv_bytes(audit))
     seconds = time.perf_counter() - t0
-    write_json(folder / RUN_JSON, {**run, "status": "done", "finished": _now(),
+    write_json(folder / RUN_JSON, {**run, "status": "done", "finished": now_iso(),
                                    "seconds": seconds, **record})
     return CellResult(cell, "done", seconds, _cell_summary(folder))
 
@@ -419,7 +420,7 @@ def run_privacy_bench(spec: PrivacySpec, *, quiet: bool = False, stop_on_error: 
         else:
             tqdm.write(line, file=sys.stderr)
 
-    done = {c for c in cells if _is_current(out / c.id, RUN_JSON,
+    done = {c for c in cells if is_current(out / c.id, RUN_JSON,
                                             fingerprint(ctx.cell_config(c)))}
     if done:
         emit(f"{len(done)} of {len(cells)} cells already finished in {out}; they are skipped")

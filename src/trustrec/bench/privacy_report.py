@@ -28,7 +28,15 @@ import pandas as pd
 
 from trustrec.bench.files import write_atomic
 from trustrec.bench.privacy_collect import read_privacy_results
-from trustrec.bench.report import _CSS, _colors, _md_table, _save, _style, format_cell, mean_ci
+from trustrec.bench.report import (
+    REPORT_CSS,
+    colors_for,
+    format_cell,
+    md_table,
+    mean_ci,
+    pyplot,
+    save_figure,
+)
 
 if TYPE_CHECKING:  # pragma: no cover
     from trustrec.bench.privacy_spec import PrivacySpec
@@ -142,13 +150,13 @@ def plot_privacy_utility(points: pd.DataFrame, k: int, path: Path, title: str) -
     One marker per method (colour) and attribute set (shape, when there are several);
     error bars are 95 % intervals over seeds; the dashed line is chance.
     """
-    plt = _style()
+    plt = pyplot()
     from matplotlib.lines import Line2D
 
     attributes = list(dict.fromkeys(points["attribute"]))
     methods = _order(points["method"].tolist())
     sets = list(dict.fromkeys(points["attributes"]))
-    colors = _colors(methods)
+    colors = colors_for(methods)
     shape = {s: _MARKERS[i % len(_MARKERS)] for i, s in enumerate(sets)}
     fig, axes = plt.subplots(1, len(attributes), figsize=(4.4 * len(attributes) + 2.0, 4.0),
                              squeeze=False)
@@ -178,7 +186,7 @@ def plot_privacy_utility(points: pd.DataFrame, k: int, path: Path, title: str) -
     fig.legend(handles=handles, loc="center right")
     fig.suptitle(title)
     fig.tight_layout(rect=(0, 0, 1 - 1.9 / fig.get_figwidth(), 1))
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def _slug(text: str) -> str:
@@ -287,14 +295,14 @@ def write_privacy_report(out: str | Path, results: pd.DataFrame | None = None,
                f'src="data:image/png;base64,{data}">']
         for attr in dict.fromkeys(frame["attribute"]):
             tab = attribute_table(frame[frame["attribute"] == attr], attackers, k)
-            md += ["", f"### Attribute: {attr}", "", _md_table(tab)]
+            md += ["", f"### Attribute: {attr}", "", md_table(tab)]
             hb += [f"<h3>Attribute: {html.escape(attr)}</h3>", _html_table(tab)]
 
     md += ["", "## How to read this", ""] + [f"- {n}" for n in notes] + [""]
     hb += ["<h2>How to read this</h2>", '<ul class="notes">']
     hb += [f"<li>{html.escape(n)}</li>" for n in notes] + ["</ul>"]
     page = ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
-            f"<title>{html.escape(title)}</title><style>{_CSS}</style></head><body>\n"
+            f"<title>{html.escape(title)}</title><style>{REPORT_CSS}</style></head><body>\n"
             + "\n".join(hb) + "\n</body></html>\n")
     md_path, html_path = out / "report.md", out / "report.html"
     write_atomic(md_path, "\n".join(md))

@@ -43,7 +43,7 @@ from typing import Any
 
 import yaml
 
-from trustrec.bench.spec import _num_list, _str_list, dataset_label
+from trustrec.bench.spec import dataset_label, num_list, str_list
 from trustrec.config import build_config, suggest, to_dict
 from trustrec.errors import ConfigError, UnknownNameError
 
@@ -106,11 +106,11 @@ class PrivacySpec:
             raise ConfigError(f"kind must be {PRIVACY_KIND!r} for a privacy spec, got "
                               f"{self.kind!r}")
         for name in ("datasets", "models", "methods", "attackers"):
-            setattr(self, name, _str_list(name, getattr(self, name)))
+            setattr(self, name, str_list(name, getattr(self, name)))
         self.attributes = _attribute_sets(self.attributes)
-        self.seeds = _num_list("seeds", self.seeds, int)
-        self.ks = _num_list("ks", self.ks, int)
-        self.split_ratios = _num_list("split_ratios", self.split_ratios, float)
+        self.seeds = num_list("seeds", self.seeds, int)
+        self.ks = num_list("ks", self.ks, int)
+        self.split_ratios = num_list("split_ratios", self.split_ratios, float)
         if any(s < 0 for s in self.seeds):
             raise ConfigError(f"seeds: {min(self.seeds)} is negative")
         if any(k < 1 for k in self.ks):

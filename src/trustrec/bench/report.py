@@ -284,7 +284,7 @@ def _lookup(frame: pd.DataFrame, metric: str) -> dict[tuple[str, str], tuple[flo
             for _, r in agg.iterrows()}
 
 
-def _style():
+def pyplot():
     import matplotlib
 
     matplotlib.use("Agg")
@@ -301,18 +301,18 @@ def _style():
 _MARKERS = "osD^vP*Xh<>"
 
 
-def _colors(names: Sequence[str]) -> dict[str, tuple]:
-    plt = _style()
+def colors_for(names: Sequence[str]) -> dict[str, tuple]:
+    plt = pyplot()
     cmap = plt.get_cmap("tab10")
     return {n: cmap(i % 10) for i, n in enumerate(names)}
 
 
 def plot_utility_vs_time(frame: pd.DataFrame, k: int, path: Path, title: str) -> Path:
     """NDCG@k after forgetting against forget seconds (log x), one panel per selection."""
-    plt = _style()
+    plt = pyplot()
     selections = _order(frame["selection"].unique().tolist(), SELECTION_ORDER)
     methods, models = _methods(frame), list(dict.fromkeys(frame["model"]))
-    colors = _colors(methods)
+    colors = colors_for(methods)
     marker = {m: _MARKERS[i % len(_MARKERS)] for i, m in enumerate(models)}
     ndcg = _agg(frame, f"ndcg@{k}", ["selection", "model", "method"])
     secs = _agg(frame, "forget_seconds", ["selection", "model", "method"])
@@ -347,7 +347,7 @@ def plot_utility_vs_time(frame: pd.DataFrame, k: int, path: Path, title: str) ->
     fig.legend(handles=handles, loc="center right", title="method / model")
     fig.suptitle(title)
     fig.tight_layout(rect=(0, 0, 1 - 1.5 / fig.get_figwidth(), 1))
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_aspect(frame: pd.DataFrame, columns: Sequence[Column], k: int, path: Path,
@@ -367,12 +367,12 @@ def plot_aspect(frame: pd.DataFrame, columns: Sequence[Column], k: int, path: Pa
         title: figure title.
         methods: methods to show, in order (default: every method, ``retrain`` first).
     """
-    plt = _style()
+    plt = pyplot()
     from matplotlib.lines import Line2D
 
     models = list(dict.fromkeys(frame["model"]))
     methods = list(methods) if methods is not None else _methods(frame)
-    colors = _colors(_methods(frame))
+    colors = colors_for(_methods(frame))
     fig, axes = plt.subplots(1, len(columns), figsize=(3.5 * len(columns) + 1.8, 3.6),
                              squeeze=False)
     width = min(0.8 / max(len(methods), 1), 0.35)
@@ -421,10 +421,10 @@ def plot_aspect(frame: pd.DataFrame, columns: Sequence[Column], k: int, path: Pa
     fig.legend(handles=handles, loc="center right", title="method")
     fig.suptitle(title)
     fig.tight_layout(rect=(0, 0, 1 - 1.9 / fig.get_figwidth(), 1))
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
-def _save(fig, path: Path) -> Path:
+def save_figure(fig, path: Path) -> Path:
     import matplotlib.pyplot as plt
 
     buf = io.BytesIO()
@@ -532,7 +532,7 @@ def _grid_lines(results: pd.DataFrame, spec: BenchSpec | None) -> list[str]:
     return lines
 
 
-def _md_table(df: pd.DataFrame) -> str:
+def md_table(df: pd.DataFrame) -> str:
     cols = list(df.columns)
     out = ["| " + " | ".join(cols) + " |", "|" + "|".join("---" for _ in cols) + "|"]
     for _, r in df.iterrows():
@@ -547,7 +547,7 @@ def _md_grouped_table(df: pd.DataFrame, spans: list[tuple[str, int]]) -> str:
     for aspect, n in spans:
         renamed += [f"{aspect.capitalize()}: {c}" for c in df.columns[i:i + n]]
         i += n
-    return _md_table(df.set_axis(renamed, axis=1))
+    return md_table(df.set_axis(renamed, axis=1))
 
 
 def _html_table(df: pd.DataFrame, spans: list[tuple[str, int]] | None = None) -> str:
@@ -569,7 +569,7 @@ def _html_table(df: pd.DataFrame, spans: list[tuple[str, int]] | None = None) ->
     return f"<table><thead>{head}</thead><tbody>{''.join(body)}</tbody></table>"
 
 
-_CSS = """
+REPORT_CSS = """
 body{font-family:-apple-system,BlinkMacSystemFont,"Segoe UI",Roboto,Helvetica,Arial,
 sans-serif;max-width:1180px;margin:2em auto;padding:0 1.2em;color:#222;line-height:1.45}
 h1{font-size:1.6em;margin-bottom:.2em}h2{margin-top:1.8em;border-bottom:1px solid #ddd;
@@ -647,7 +647,7 @@ def write_report(out: str | Path, results: pd.DataFrame | None = None,
             main, spans = cure4rec_table(sub, k)
             extra = table(sub, EXTRA_COLUMNS, k, drop_empty=True)
             md += ["", f"### {sel} {units}", "", _md_grouped_table(main, spans), "",
-                   "Supporting metrics:", "", _md_table(extra), ""]
+                   "Supporting metrics:", "", md_table(extra), ""]
             hb += [f"<h3>{html.escape(sel)} {html.escape(units)}</h3>",
                    _html_table(main, spans),
                    "<details><summary>Supporting metrics</summary>", _html_table(extra),
@@ -661,7 +661,7 @@ def write_report(out: str | Path, results: pd.DataFrame | None = None,
     hb += ["<h2>How to read this</h2>", '<ul class="notes">']
     hb += [f"<li>{html.escape(n)}</li>" for n in notes] + ["</ul>"]
     page = ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
-            f"<title>{html.escape(title)}</title><style>{_CSS}</style></head><body>\n"
+            f"<title>{html.escape(title)}</title><style>{REPORT_CSS}</style></head><body>\n"
             + "\n".join(hb) + "\n</body></html>\n")
     md_path, html_path = out / "report.md", out / "report.html"
     write_atomic(md_path, "\n".join(md).encode())

@@ -59,7 +59,6 @@ import time
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -82,6 +81,7 @@ from trustrec.bench.spec import REFERENCE_METHOD, BenchSpec, Cell, dataset_label
 from trustrec.data.dataset import Dataset
 from trustrec.data.split import Split
 from trustrec.errors import DataFormatError, TrustrecError
+from trustrec.fileio import now_iso
 
 STATE_JSON = "state.json"
 UNLEARNER_DIR = "unlearner"
@@ -89,11 +89,7 @@ UNLEARNER_DIR = "unlearner"
 MIA_BOOTSTRAP = 200
 
 
-def _now() -> str:
-    return datetime.now(UTC).isoformat(timespec="seconds")
-
-
-def _is_current(folder: Path, marker: str, fp: str) -> bool:
+def is_current(folder: Path, marker: str, fp: str) -> bool:
     """Whether ``folder/marker`` says done with fingerprint ``fp``."""
     f = folder / marker
     if not f.is_file():
@@ -106,7 +102,7 @@ def _is_current(folder: Path, marker: str, fp: str) -> bool:
             and state.get("fingerprint") == fp)
 
 
-def _fresh(folder: Path) -> None:
+def fresh_folder(folder: Path) -> None:
     """Remove whatever a killed or outdated run left in ``folder`` and recreate it."""
     if folder.exists():
         shutil.rmtree(folder)
@@ -257,8 +253,8 @@ class BenchContext:
         folder = self.learned_dir(dataset, model, method, seed)
         cfg = self.learned_config(dataset, model, method, seed)
         fp = fingerprint(cfg)
-        if not _is_current(folder, STATE_JSON, fp):
-            _fresh(folder)
+        if not is_current(folder, STATE_JSON, fp):
+            fresh_folder(folder)
             split = self.split(dataset, seed)
             unl = make_unlearner(method, model, self._model_cfg[model],
                                  **self._method_cfg[method])
@@ -268,7 +264,7 @@ class BenchContext:
             save_unlearner(unl, folder / UNLEARNER_DIR)
             write_json(folder / STATE_JSON, {"status": "done", "fingerprint": fp,
                                              "config": cfg, "learn_seconds": seconds,
-                                             "finished": _now()})
+                                             "finished": now_iso()})
         return folder / UNLEARNER_DIR, read_json(folder / STATE_JSON)
 
     def load_learned(self, dataset: str, model: str, method: str, seed: int
@@ -282,7 +278,7 @@ class BenchContext:
     # --------------------------------------------------------------- stage 2: reference
     def has_reference(self, cell: Cell) -> bool:
         """Whether the group's reference is stored and current."""
-        return _is_current(self.reference_dir(cell), STATE_JSON,
+        return is_current(self.reference_dir(cell), STATE_JSON,
                            fingerprint(self.reference_config(cell)))
 
     def store_reference(self, cell: Cell, unlearner: Any, forget_seconds: float,
@@ -292,12 +288,12 @@ class BenchContext:
 
         folder = self.reference_dir(cell)
         cfg = self.reference_config(cell)
-        _fresh(folder)
+        fresh_folder(folder)
         save_unlearner(unlearner, folder / UNLEARNER_DIR)
         write_json(folder / STATE_JSON, {"status": "done", "fingerprint": fingerprint(cfg),
                                          "config": cfg, "forget_seconds": forget_seconds,
                                          "learn_seconds": learn_seconds,
-                                         "finished": _now()})
+                                         "finished": now_iso()})
 
     def reference(self, cell: Cell) -> tuple[Any, dict[str, Any]]:
         """The group's retrained reference (computed and stored if missing) and its record."""
@@ -507,10 +503,10 @@ def run_cell(ctx: BenchContext, cell: Cell) -> CellResult:
     folder = ctx.out / cell.id
     config = ctx.cell_config(cell)
     fp = fingerprint(config)
-    if _is_current(folder, RUN_JSON, fp):
+    if is_current(folder, RUN_JSON, fp):
         return CellResult(cell, "skipped", metrics=read_json(folder / METRICS_JSON))
-    _fresh(folder)
-    started, t0 = _now(), time.perf_counter()
+    fresh_folder(folder)
+    started, t0 = now_iso(), time.perf_counter()
     run: dict[str, Any] = {"status": "running", "fingerprint": fp, "cell": cell.id,
                            "started": started, "versions": versions(), "host": host_info(),
                            "pid": os.getpid()}
@@ -520,7 +516,7 @@ def run_cell(ctx: BenchContext, cell: Cell) -> CellResult:
         metrics, per_user, timings = compute_cell(ctx, cell)
     except Exception as exc:
         seconds = time.perf_counter() - t0
-        write_json(folder / RUN_JSON, {**run, "status": "failed", "finished": _now(),
+        write_json(folder / RUN_JSON, {**run, "status": "failed", "finished": now_iso(),
                                        "seconds": seconds,
                                        "error": f"{type(exc).__name__}: {exc}",
                                        "traceback": traceback.format_exc()})
@@ -528,7 +524,7 @@ def run_cell(ctx: BenchContext, cell: Cell) -> CellResult:
     write_json(folder / METRICS_JSON, metrics)
     write_parquet(folder / PER_USER, per_user)
     seconds = time.perf_counter() - t0
-    write_json(folder / RUN_JSON, {**run, "status": "done", "finished": _now(),
+    write_json(folder / RUN_JSON, {**run, "status": "done", "finished": now_iso(),
                                    "seconds": seconds, "timings": timings})
     return CellResult(cell, "done", seconds, metrics)
 
@@ -588,7 +584,7 @@ def run_bench(spec: BenchSpec, *, quiet: bool = False, stop_on_error: bool = Fal
         else:
             tqdm.write(line, file=sys.stderr)
 
-    done = [c for c in cells if _is_current(out / c.id, RUN_JSON,
+    done = [c for c in cells if is_current(out / c.id, RUN_JSON,
                                             fingerprint(ctx.cell_config(c)))]
     if done:
         emit(f"{len(done)} of {len(cells)} cells already finished in {out}; they are skipped")

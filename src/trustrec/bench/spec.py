@@ -101,12 +101,12 @@ class BenchSpec:
 
     def __post_init__(self) -> None:
         for name in ("datasets", "models", "methods", "grains", "selections"):
-            setattr(self, name, _str_list(name, getattr(self, name)))
+            setattr(self, name, str_list(name, getattr(self, name)))
         _check_grains(self.grains, self.selections)
-        self.ratios = _num_list("ratios", self.ratios, float)
-        self.seeds = _num_list("seeds", self.seeds, int)
-        self.ks = _num_list("ks", self.ks, int)
-        self.split_ratios = _num_list("split_ratios", self.split_ratios, float)
+        self.ratios = num_list("ratios", self.ratios, float)
+        self.seeds = num_list("seeds", self.seeds, int)
+        self.ks = num_list("ks", self.ks, int)
+        self.split_ratios = num_list("split_ratios", self.split_ratios, float)
         for r in self.ratios:
             if not 0.0 < r < 1.0:
                 raise ConfigError(f"ratios: {r!r} is not in (0, 1) (e.g. 0.05 for 5 %)")
@@ -349,7 +349,7 @@ def fingerprint(obj: Any) -> str:
 
 
 # ---------------------------------------------------------------------------- loading
-def _str_list(name: str, value: Any) -> list[str]:
+def str_list(name: str, value: Any) -> list[str]:
     if isinstance(value, str):
         value = [v.strip() for v in value.split(",") if v.strip()]
     if not isinstance(value, (list, tuple)) or not value:
@@ -365,7 +365,7 @@ def _str_list(name: str, value: Any) -> list[str]:
     return out
 
 
-def _num_list(name: str, value: Any, kind: type) -> list:
+def num_list(name: str, value: Any, kind: type) -> list:
     if isinstance(value, str):
         value = [v.strip() for v in value.split(",") if v.strip()]
     elif isinstance(value, (int, float)) and not isinstance(value, bool):

@@ -51,14 +51,14 @@ from trustrec.bench.runner import (
     STATE_JSON,
     BenchContext,
     CellResult,
-    _fresh,
-    _is_current,
-    _now,
+    fresh_folder,
+    is_current,
     run_cell,
     summary_line,
 )
 from trustrec.bench.spec import REFERENCE_METHOD, Cell, fingerprint
 from trustrec.errors import TrustrecError
+from trustrec.fileio import now_iso
 
 LearnKey = tuple[str, str, str, int]
 WARM_USERS = 64
@@ -92,7 +92,7 @@ def learn_key(cell: Cell, method: str | None = None) -> LearnKey:
 
 def has_learned(ctx: BenchContext, key: LearnKey) -> bool:
     """Whether the learned state of ``key`` is stored and current."""
-    return _is_current(ctx.learned_dir(*key), STATE_JSON,
+    return is_current(ctx.learned_dir(*key), STATE_JSON,
                        fingerprint(ctx.learned_config(*key)))
 
 
@@ -216,10 +216,10 @@ def fail_cell(ctx: BenchContext, cell: Cell, error: str, trace: str) -> CellResu
     folder = ctx.out / cell.id
     config = ctx.cell_config(cell)
     fp = fingerprint(config)
-    _fresh(folder)
+    fresh_folder(folder)
     write_json(folder / CONFIG_JSON, {**config, "fingerprint": fp})
     write_json(folder / RUN_JSON, {"status": "failed", "fingerprint": fp, "cell": cell.id,
-                                   "started": _now(), "finished": _now(), "seconds": 0.0,
+                                   "started": now_iso(), "finished": now_iso(), "seconds": 0.0,
                                    "versions": versions(), "host": host_info(),
                                    "error": error, "traceback": trace})
     return CellResult(cell, "failed", 0.0, error=error)

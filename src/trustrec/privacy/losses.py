@@ -6,12 +6,12 @@ Pure tensor functions (no model, no data set) used by :mod:`trustrec.privacy.pot
 * :func:`mmd2` — biased multi-kernel RBF MMD² between two groups (PoT-AU D2D).
 * :func:`pooled_bandwidth` — the kernels' base bandwidth, the mean squared distance over
   all pairs of pooled samples, in ``O(n d)``.
-* :func:`cross_group_sq_dist` — mean squared distance over every cross-group pair, in
-  ``O(n d)`` from group sums (PoT-AU U2U), never an ``n × n`` matrix.
-* :func:`cross_group_sq_dist_outer` — the same on the users' outer products ``e eᵀ``
-  (second moments), in ``O(n d²)``.
-* :func:`cross_within_ratio` — either, divided by the within-group mean: a scale-free
-  version that shrinking the table cannot lower.
+* :func:`cross_class_sq_dist` — mean squared distance over every pair of users from
+  different classes (PoT-AU U2U), in ``O(n d)`` from class sums, never an ``n × n``
+  matrix; optionally on the users' outer products ``e eᵀ`` (second moments, ``O(n d²)``).
+* :func:`between_class_ratio` — the between-class share of the total scatter: the same
+  all-pairs comparison without its spread terms, scale-free, for any number of classes
+  at the cost of one.
 * :func:`ranking_hinge` — the function-space regulariser that keeps each user's original
   top-k order.
 * :func:`vclub` — the vCLUB mutual-information upper bound of a variational classifier's
@@ -21,7 +21,7 @@ Pure tensor functions (no model, no data set) used by :mod:`trustrec.privacy.pot
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Sequence
 from typing import Any
 
 import torch
@@ -127,60 +127,73 @@ def mmd2(x: torch.Tensor, y: torch.Tensor, *, n_kernels: int = 5, mul: float = 2
             - 2.0 * _kernel_mean(x, y, sigmas))
 
 
-def cross_group_sq_dist(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """Mean of ``‖x_i − y_j‖²`` over every pair ``(i, j)``, in ``O((n + m) d)``.
+def _class_moments(groups: Sequence[torch.Tensor], outer: bool
+                   ) -> tuple[torch.Tensor, list[torch.Tensor], list[torch.Tensor]]:
+    """Per class: size, feature sum and sum of squared feature norms.
 
-    ``Σ_{i, j} ‖x_i − y_j‖² = m Σ_i ‖x_i‖² + n Σ_j ‖y_j‖² − 2 (Σ_i x_i) · (Σ_j y_j)``,
-    divided by ``n m``; equal to ``tr Σ_x + tr Σ_y + ‖μ_x − μ_y‖²`` (biased covariances).
+    The feature of a row ``e`` is ``e`` itself, or with ``outer`` its outer product
+    ``e eᵀ`` (then the sum is the Gram ``XᵀX`` and ``‖e eᵀ‖²_F = ‖e‖⁴``): never an
+    ``(n, d²)`` array.
+    """
+    if len(groups) < 2 or any(len(g) == 0 for g in groups):
+        raise ValueError("needs at least two non-empty groups")
+    sizes = torch.tensor([float(len(g)) for g in groups], dtype=groups[0].dtype)
+    if outer:
+        sums = [g.T @ g for g in groups]
+        squares = [(g * g).sum(1).square().sum() for g in groups]
+    else:
+        sums = [g.sum(0) for g in groups]
+        squares = [(g * g).sum() for g in groups]
+    return sizes, sums, squares
+
+
+def cross_class_sq_dist(groups: Sequence[torch.Tensor], outer: bool = False
+                        ) -> torch.Tensor:
+    """Mean of ``‖f(x_i) − f(x_j)‖²`` over every pair of rows from different groups.
+
+    ``f`` is the identity, or with ``outer`` the outer product ``e eᵀ`` (Frobenius norm).
+    From group sums in ``O(n d)`` (``O(n d²)`` with ``outer``): the sum over all pairs
+    of a set is ``n Σ‖f‖² − ‖Σ f‖²``, and the cross-group sum is that of the union minus
+    that of each group. With two groups it is ``tr Σ_x + tr Σ_y + ‖μ_x − μ_y‖²``
+    (population covariances); it is PoT-AU's U2U loss ``Σ_{i, j cross} ‖e_i − e_j‖²``
+    divided by the number of cross pairs.
 
     Args:
-        x: ``(n, d)`` first group.
-        y: ``(m, d)`` second group.
+        groups: ``(n_c, d)`` rows of each group (at least two, none empty).
+        outer: compare the rows' outer products instead of the rows.
     """
-    n, m = len(x), len(y)
-    if n == 0 or m == 0:
-        raise ValueError("cross_group_sq_dist needs two non-empty groups")
-    total = (m * (x * x).sum() + n * (y * y).sum() - 2.0 * (x.sum(0) * y.sum(0)).sum())
-    return total / (n * m)
+    sizes, sums, squares = _class_moments(groups, outer)
+
+    def pairs(n: torch.Tensor, s: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
+        return n * q - (s * s).sum()
+
+    total = pairs(sizes.sum(), sum(sums), sum(squares))
+    within = sum(pairs(n, s, q) for n, s, q in zip(sizes, sums, squares, strict=True))
+    n_cross = 0.5 * (sizes.sum() ** 2 - (sizes ** 2).sum())
+    return (total - within) / n_cross
 
 
-def cross_group_sq_dist_outer(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """Mean of ``‖x_i x_iᵀ − y_j y_jᵀ‖²_F`` over every pair ``(i, j)``, in ``O((n + m) d²)``.
+def between_class_ratio(groups: Sequence[torch.Tensor], outer: bool = False
+                        ) -> torch.Tensor:
+    """Between-group over total scatter of the rows (or their outer products), in [0, 1].
 
-    :func:`cross_group_sq_dist` on the outer products, from group sums:
-    ``‖x xᵀ‖²_F = ‖x‖⁴`` and ``Σ_{i, j} ⟨x_i x_iᵀ, y_j y_jᵀ⟩ = ⟨XᵀX, YᵀY⟩_F``; no
-    ``(n, d²)`` or ``n × m`` array is formed.
+    ``Σ_c n_c ‖μ_c − μ‖² / Σ_i ‖f(x_i) − μ‖²`` (``μ_c``, ``μ``: group and overall means of
+    the features ``f``, see :func:`cross_class_sq_dist`). By the identity
+    ``Σ_{c < c'} n_c n_c' ‖μ_c − μ_c'‖² = N Σ_c n_c ‖μ_c − μ‖²`` the numerator is the
+    all-pairs U2U loss with its spread terms removed, so the cost does not grow with
+    the number of class pairs. Scale-free: multiplying every row by the same factor does
+    not change it, so it cannot be lowered by shrinking the table, only by closing the
+    gaps between the groups relative to the spread.
 
     Args:
-        x: ``(n, d)`` first group.
-        y: ``(m, d)`` second group.
+        groups: ``(n_c, d)`` rows of each group (at least two, none empty).
+        outer: compare the rows' outer products instead of the rows.
     """
-    n, m = len(x), len(y)
-    if n == 0 or m == 0:
-        raise ValueError("cross_group_sq_dist_outer needs two non-empty groups")
-    fourth = (x * x).sum(1).square().sum(), (y * y).sum(1).square().sum()
-    total = m * fourth[0] + n * fourth[1] - 2.0 * ((x.T @ x) * (y.T @ y)).sum()
-    return total / (n * m)
-
-
-def cross_within_ratio(x: torch.Tensor, y: torch.Tensor,
-                       dist: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
-                       = cross_group_sq_dist) -> torch.Tensor:
-    """Cross-group over within-group mean squared pair distance, minus one.
-
-    ``dist(x, y) / ((dist(x, x) + dist(y, y)) / 2) − 1``. For the plain distance it is
-    ``‖μ_x − μ_y‖² / (tr Σ_x + tr Σ_y)`` (``mean_{i, i'} ‖x_i − x_i'‖² = 2 tr Σ_x``): unlike
-    the cross-group mean it does not change when every row is scaled by the same factor,
-    so it cannot be lowered by shrinking the table, only by closing the gap between the
-    groups relative to their spread.
-
-    Args:
-        x: ``(n, d)`` first group.
-        y: ``(m, d)`` second group.
-        dist: :func:`cross_group_sq_dist` or :func:`cross_group_sq_dist_outer`.
-    """
-    within = 0.5 * (dist(x, x) + dist(y, y))
-    return dist(x, y) / within.clamp_min(1e-12) - 1.0
+    sizes, sums, squares = _class_moments(groups, outer)
+    total_sum, n = sum(sums), sizes.sum()
+    centre = (total_sum * total_sum).sum() / n
+    between = sum((s * s).sum() / k for s, k in zip(sums, sizes, strict=True)) - centre
+    return between / (sum(squares) - centre).clamp_min(1e-12)
 
 
 def ranking_hinge(scores: torch.Tensor, margin: float) -> torch.Tensor:

@@ -24,23 +24,19 @@ from __future__ import annotations
 import hashlib
 import time
 from collections.abc import Mapping, Sequence
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from trustrec.errors import ConfigError, TrustrecError, UnsupportedRequestError
+from trustrec.fileio import now_iso
 from trustrec.models.base import EmbeddingRecommender
 
 PROTECT_REPORT = "protect_report.json"
 PROTECTION_DIR = "protection"
 #: Metadata key of the LEGO state: sha256 of the released table it produced.
 RELEASED_SHA = "released_sha256"
-
-
-def _now() -> str:
-    return datetime.now(UTC).isoformat(timespec="seconds")
 
 
 def table_sha256(table: np.ndarray) -> str:
@@ -178,7 +174,7 @@ def protect_model_dir(model_dir: str | Path, method: str, attributes: Sequence[s
     unl.restore_state({key: protected}, unl.persistent_arrays())
     record = protected.fit_info_.get("protection", {})
     released = table_sha256(user_table(protected))
-    report = {"format": "trustrec-protect-report", "time": _now(), "model_dir": str(target),
+    report = {"format": "trustrec-protect-report", "time": now_iso(), "model_dir": str(target),
               "source": str(src), "model": md.meta.get("model"), "method": method,
               "config": record.get("config"), "attributes": names, "seed": int(seed),
               "seconds": seconds, "released_sha256": released,

@@ -13,7 +13,6 @@ import dataclasses
 import time
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol, Self, runtime_checkable
 
 import numpy as np
@@ -21,7 +20,7 @@ import numpy as np
 from trustrec.config import build_config
 from trustrec.data.dataset import Dataset
 from trustrec.errors import DataFormatError, InvalidRequestError, UnsupportedRequestError
-from trustrec.fileio import to_jsonable
+from trustrec.fileio import now_iso, to_jsonable
 from trustrec.registry import Registry
 from trustrec.unlearn.request import ForgetRequest
 
@@ -122,10 +121,6 @@ def make_unlearner(name: str, model: str, model_config: dict[str, Any] | None = 
     cls = UNLEARNERS.get(name)
     cfg = build_config(cls.Config, config, where=f"method {name!r}")
     return cls(model=model, model_config=dict(model_config or {}), config=cfg)
-
-
-def _now() -> str:
-    return datetime.now(UTC).isoformat(timespec="seconds")
 
 
 class UnlearnerBase:
@@ -233,7 +228,7 @@ class UnlearnerBase:
             self.train_ = self.valid_ = self.seed_ = None
             raise
         self.history_.append(jsonable({
-            "event": "fit", "time": _now(), "method": self.name, "exact": self.exact,
+            "event": "fit", "time": now_iso(), "method": self.name, "exact": self.exact,
             "seconds": time.perf_counter() - t0, "rows": train.n_interactions,
             "valid_rows": None if valid is None else valid.n_interactions,
             "details": details or {}}))
@@ -305,7 +300,7 @@ class UnlearnerBase:
             retrained=list(retrained), seconds=time.perf_counter() - t0,
             rows_remaining=new_train.n_interactions,
             details=jsonable({"valid_rows_removed": int(valid_removed.sum()), **details}))
-        self.history_.append({"event": "forget", "time": _now(), **report.summary()})
+        self.history_.append({"event": "forget", "time": now_iso(), **report.summary()})
         return report
 
     def _forget(self, train: Dataset, valid: Dataset | None, train_removed: np.ndarray,
