@@ -77,11 +77,9 @@ from trustrec.bench.privacy_spec import (
     method_kind,
     privacy_spec_from_mapping,
 )
-from trustrec.bench.runner import BenchResult, CellResult, fresh_folder, is_current
-from trustrec.bench.spec import dataset_label, fingerprint
+from trustrec.bench.runner import BenchResult, CellResult, GridData, fresh_folder, is_current
+from trustrec.bench.spec import fingerprint
 from trustrec.config import suggest
-from trustrec.data.dataset import Dataset
-from trustrec.data.split import Split
 from trustrec.errors import TrustrecError, UnknownNameError
 from trustrec.fileio import now_iso
 
@@ -93,7 +91,7 @@ STATE_JSON, MODEL_DIR = "state.json", "model"
 
 
 # ---------------------------------------------------------------------------- context
-class PrivacyContext:
+class PrivacyContext(GridData):
     """Shared, lazily computed state of one privacy run (datasets, splits, base models).
 
     Every stage is keyed and idempotent: asking twice computes once (disk + memory).
@@ -108,36 +106,10 @@ class PrivacyContext:
     """
 
     def __init__(self, spec: PrivacySpec, progress: bool = False) -> None:
-        self.spec = spec
-        self.out = Path(spec.out)
-        self.progress = progress
-        self.sources = {dataset_label(d): d for d in spec.datasets}
-        self.k = 20 if 20 in spec.ks else max(spec.ks)
-        self._datasets: dict[str, Dataset] = {}
-        self._splits: dict[tuple[str, int], Split] = {}
+        super().__init__(spec, progress)
         self.model_configs = {m: spec.model_config(m) for m in spec.models}
         self.method_configs = {m: spec.method_config(m) for m in spec.methods}
         self.method_kinds = {m: method_kind(m) for m in spec.methods}
-
-    # --------------------------------------------------------------- data
-    def dataset(self, label: str) -> Dataset:
-        """The loaded dataset of a label (loaded once)."""
-        if label not in self._datasets:
-            from trustrec.data.loaders import load_dataset
-
-            self._datasets[label] = load_dataset(self.sources[label], self.spec.data_dir,
-                                                 progress=self.progress)
-        return self._datasets[label]
-
-    def split(self, label: str, seed: int) -> Split:
-        """The seeded per-user random split of a dataset (computed once per seed)."""
-        key = (label, seed)
-        if key not in self._splits:
-            from trustrec.data.split import random_split
-
-            self._splits[key] = random_split(self.dataset(label),
-                                             tuple(self.spec.split_ratios), seed=seed)
-        return self._splits[key]
 
     def check_attributes(self, label: str) -> None:
         """Every attribute of the spec is a usable user attribute of the dataset.

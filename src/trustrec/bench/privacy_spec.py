@@ -31,7 +31,6 @@ Example TOML::
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import importlib
 import pkgutil
 import tomllib
@@ -43,7 +42,13 @@ from typing import Any
 
 import yaml
 
-from trustrec.bench.spec import dataset_label, num_list, str_list
+from trustrec.bench.spec import (
+    check_datasets,
+    dataset_label,
+    normalise_common,
+    num_list,
+    str_list,
+)
 from trustrec.config import build_config, suggest, to_dict
 from trustrec.errors import ConfigError, UnknownNameError
 
@@ -122,23 +127,7 @@ class PrivacySpec:
                               f"got {sr}")
         if isinstance(self.folds, bool) or not isinstance(self.folds, int) or self.folds < 2:
             raise ConfigError(f"folds must be an integer >= 2, got {self.folds!r}")
-        if not isinstance(self.out, (str, Path)) or not str(self.out):
-            raise ConfigError(f"out must be a folder path, got {self.out!r}")
-        self.out = str(self.out)
-        if self.data_dir is not None:
-            self.data_dir = str(self.data_dir)
-        for name in ("model_configs", "method_configs"):
-            value = getattr(self, name)
-            if not isinstance(value, Mapping) or not all(
-                    isinstance(v, Mapping) for v in value.values()):
-                raise ConfigError(f"{name} must map a name to a table of options, got "
-                                  f"{value!r}")
-            setattr(self, name, {str(k): dict(v) for k, v in value.items()})
-        labels = [dataset_label(d) for d in self.datasets]
-        dup = sorted({x for x in labels if labels.count(x) > 1})
-        if dup:
-            raise ConfigError(f"datasets: two entries share the name {dup[0]!r}; rename one "
-                              "of the folders")
+        normalise_common(self)
 
     # ------------------------------------------------------------------ checks
     def validate(self, where: str = "privacy spec") -> None:
@@ -153,18 +142,10 @@ class PrivacySpec:
             ConfigError: a config key the model or method does not have, a bad value, or
                 a config for ``"none"``.
         """
-        from trustrec.data.fetch import CATALOG
         from trustrec.privacy.base import USER_TABLE
 
         models, methods, attackers = privacy_registries()
-        for d in self.datasets:
-            if d.lower() in CATALOG or Path(d).expanduser().exists():
-                continue
-            close = difflib.get_close_matches(d.lower(), sorted(CATALOG), n=1, cutoff=0.5)
-            hint = f" (did you mean {close[0]!r}?)" if close else ""
-            raise UnknownNameError(
-                f"{where}: datasets: unknown dataset {d!r}{hint}; known datasets: "
-                f"{', '.join(sorted(CATALOG))}; or give a path to a dataset folder or file")
+        check_datasets(self.datasets, where)
         for m in self.models:
             try:
                 models.get(m)

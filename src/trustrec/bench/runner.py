@@ -148,13 +148,15 @@ class BenchResult:
 
 
 # ---------------------------------------------------------------------------- context
-class BenchContext:
-    """Shared, lazily computed state of one benchmark run (datasets, splits, stages).
+class GridData:
+    """The datasets and seeded splits of a grid spec, each loaded or computed once.
 
-    Every stage is keyed and idempotent: asking twice computes once (disk + memory).
+    Base of the run contexts of both grids. Attributes: ``spec``, ``out`` (its output
+    folder), ``progress``, ``sources`` (label -> name or path) and ``k`` (the headline
+    cut-off: 20 when measured, else the largest).
     """
 
-    def __init__(self, spec: BenchSpec, progress: bool = False) -> None:
+    def __init__(self, spec: Any, progress: bool = False) -> None:
         self.spec = spec
         self.out = Path(spec.out)
         self.progress = progress
@@ -162,9 +164,6 @@ class BenchContext:
         self.k = 20 if 20 in spec.ks else max(spec.ks)
         self._datasets: dict[str, Dataset] = {}
         self._splits: dict[tuple[str, int], Split] = {}
-        self._model_cfg = {m: spec.model_config(m) for m in spec.models}
-        self._method_cfg = {m: spec.method_config(m)
-                            for m in {*spec.methods, REFERENCE_METHOD}}
 
     # --------------------------------------------------------------- data
     def dataset(self, label: str) -> Dataset:
@@ -185,6 +184,19 @@ class BenchContext:
             self._splits[key] = random_split(self.dataset(label),
                                              tuple(self.spec.split_ratios), seed=seed)
         return self._splits[key]
+
+
+class BenchContext(GridData):
+    """Shared, lazily computed state of one benchmark run (datasets, splits, stages).
+
+    Every stage is keyed and idempotent: asking twice computes once (disk + memory).
+    """
+
+    def __init__(self, spec: BenchSpec, progress: bool = False) -> None:
+        super().__init__(spec, progress)
+        self._model_cfg = {m: spec.model_config(m) for m in spec.models}
+        self._method_cfg = {m: spec.method_config(m)
+                            for m in {*spec.methods, REFERENCE_METHOD}}
 
     # --------------------------------------------------------------- configs
     def data_config(self, label: str) -> dict[str, Any]:

@@ -127,23 +127,7 @@ class BenchSpec:
         if self.engine not in ENGINES:
             raise ConfigError(f"engine: unknown engine {self.engine!r}"
                               f"{suggest(str(self.engine), ENGINES.names())}")
-        if not isinstance(self.out, (str, Path)) or not str(self.out):
-            raise ConfigError(f"out must be a folder path, got {self.out!r}")
-        self.out = str(self.out)
-        if self.data_dir is not None:
-            self.data_dir = str(self.data_dir)
-        for name in ("model_configs", "method_configs"):
-            value = getattr(self, name)
-            if not isinstance(value, Mapping) or not all(
-                    isinstance(v, Mapping) for v in value.values()):
-                raise ConfigError(f"{name} must map a name to a table of options, got "
-                                  f"{value!r}")
-            setattr(self, name, {str(k): dict(v) for k, v in value.items()})
-        labels = [dataset_label(d) for d in self.datasets]
-        dup = sorted({x for x in labels if labels.count(x) > 1})
-        if dup:
-            raise ConfigError(f"datasets: two entries share the name {dup[0]!r}; rename one "
-                              "of the folders")
+        normalise_common(self)
 
     # ------------------------------------------------------------------ checks
     def validate(self, where: str = "bench spec") -> None:
@@ -157,18 +141,10 @@ class BenchSpec:
             ConfigError: a config key that the model or method does not have, a bad
                 value, or a method that does not support one of the grains.
         """
-        from trustrec.data.fetch import CATALOG
         from trustrec.data.selection import SELECTIONS
         MODELS, UNLEARNERS = _registries()
 
-        for d in self.datasets:
-            if d.lower() in CATALOG or Path(d).expanduser().exists():
-                continue
-            close = difflib.get_close_matches(d.lower(), sorted(CATALOG), n=1, cutoff=0.5)
-            hint = f" (did you mean {close[0]!r}?)" if close else ""
-            raise UnknownNameError(
-                f"{where}: datasets: unknown dataset {d!r}{hint}; known datasets: "
-                f"{', '.join(sorted(CATALOG))}; or give a path to a dataset folder or file")
+        check_datasets(self.datasets, where)
         for axis, registry in (("models", MODELS), ("methods", UNLEARNERS),
                                ("selections", SELECTIONS)):
             for name in getattr(self, axis):
@@ -349,6 +325,47 @@ def fingerprint(obj: Any) -> str:
 
 
 # ---------------------------------------------------------------------------- loading
+def normalise_common(spec: Any) -> None:
+    """Checks and normalisation shared by every grid spec (``out``, ``data_dir``,
+    ``model_configs``, ``method_configs`` and distinct dataset names), in place.
+
+    Raises:
+        ConfigError: a bad value, naming the field.
+    """
+    if not isinstance(spec.out, (str, Path)) or not str(spec.out):
+        raise ConfigError(f"out must be a folder path, got {spec.out!r}")
+    spec.out = str(spec.out)
+    if spec.data_dir is not None:
+        spec.data_dir = str(spec.data_dir)
+    for name in ("model_configs", "method_configs"):
+        value = getattr(spec, name)
+        if not isinstance(value, Mapping) or not all(
+                isinstance(v, Mapping) for v in value.values()):
+            raise ConfigError(f"{name} must map a name to a table of options, got "
+                              f"{value!r}")
+        setattr(spec, name, {str(k): dict(v) for k, v in value.items()})
+    labels = [dataset_label(d) for d in spec.datasets]
+    dup = sorted({x for x in labels if labels.count(x) > 1})
+    if dup:
+        raise ConfigError(f"datasets: two entries share the name {dup[0]!r}; rename one "
+                          "of the folders")
+
+
+def check_datasets(datasets: list[str], where: str) -> None:
+    """Raise UnknownNameError (with the closest name) unless every dataset is a catalog
+    name or an existing path. Nothing is loaded or fetched."""
+    from trustrec.data.fetch import CATALOG
+
+    for d in datasets:
+        if d.lower() in CATALOG or Path(d).expanduser().exists():
+            continue
+        close = difflib.get_close_matches(d.lower(), sorted(CATALOG), n=1, cutoff=0.5)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        raise UnknownNameError(
+            f"{where}: datasets: unknown dataset {d!r}{hint}; known datasets: "
+            f"{', '.join(sorted(CATALOG))}; or give a path to a dataset folder or file")
+
+
 def str_list(name: str, value: Any) -> list[str]:
     if isinstance(value, str):
         value = [v.strip() for v in value.split(",") if v.strip()]
