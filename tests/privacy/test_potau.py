@@ -18,6 +18,7 @@ import torch
 
 from trustrec.errors import ConfigError, DataFormatError, UnknownNameError
 from trustrec.evaluate.ranking import ndcg_at
+from trustrec.models.base import make_model
 from trustrec.privacy.attack import audit_embeddings
 from trustrec.privacy.base import make_protector, user_table
 from trustrec.privacy.losses import (
@@ -107,6 +108,26 @@ def test_ranking_hinge_is_zero_for_a_kept_order_and_grows_with_swaps():
     assert float(ranking_hinge(kept, 0.05)) == 0.0
     swapped = torch.tensor([[2.0, 3.0, 1.0]])
     assert float(ranking_hinge(swapped, 0.05)) == pytest.approx(1.05)
+
+
+@pytest.mark.parametrize("name", ["bpr", "wmf", "lightgcn", "neumf"])
+def test_pair_scores_equal_every_models_scores_and_carry_gradients(name, ml100k_split):
+    size = {"gmf_dim": 8, "mlp_dim": 8} if name == "neumf" else {"dim": 8}
+    model = make_model(name, epochs=1, **size).fit(ml100k_split.train, seed=0)
+    gen = torch.Generator().manual_seed(0)
+    n_users, n_items = ml100k_split.train.n_users, ml100k_split.train.n_items
+    users = torch.randint(0, n_users, (30,), generator=gen)
+    items = torch.randint(0, n_items, (30, 5), generator=gen)
+    table = torch.from_numpy(user_table(model)).requires_grad_(True)
+    got = pair_scores(model, table, users, items)
+    full = model.score(users.numpy())
+    np.testing.assert_allclose(got.detach().numpy(),
+                               np.take_along_axis(full, items.numpy(), 1), rtol=1e-4,
+                               atol=1e-5)
+    got.sum().backward()
+    assert table.grad is not None and table.grad[users].abs().sum() > 0
+    untouched = np.setdiff1d(np.arange(n_users), users.numpy())
+    assert float(table.grad[untouched].abs().sum()) == 0.0
 
 
 def test_pair_scores_gather_equals_the_models_scores(bpr_ml100k, ml100k_split):

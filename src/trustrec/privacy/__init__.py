@@ -12,7 +12,6 @@ from trustrec.privacy.base import (
     labels_for,
     make_defense,
     make_protector,
-    scores_with,
     user_table,
     with_user_table,
 )
@@ -22,7 +21,7 @@ from trustrec.privacy.potau import PoTAUD2D, PoTAUU2U
 from trustrec.privacy.raid import RAID
 
 __all__ = ["DEFENSES", "PROTECTORS", "USER_TABLE", "Defense", "Protector",
-           "attribute_labels", "labels_for", "make_defense", "make_protector", "scores_with",
+           "attribute_labels", "labels_for", "make_defense", "make_protector",
            "user_table", "with_user_table"]
 __all__ += ["ATTACKERS", "RAID", "Adversarial", "OutputNoise", "audit_embeddings",
             "audit_model"]

@@ -8,8 +8,8 @@
   (:data:`USER_TABLE`): ``user`` for BPR-MF and WMF, ``user_final`` (the propagated
   embeddings) for LightGCN, ``user_gmf`` for NeuMF (as in the PoT-AU companion code, whose
   NCF attack reads the GMF table). :func:`user_table` reads it, :func:`with_user_table`
-  returns a copy of the model with it replaced, and :func:`scores_with` gives differentiable
-  scores for a candidate table (for ranking-preserving regularisers).
+  returns a copy of the model with it replaced
+  (:func:`trustrec.privacy.posttrain.pair_scorer` scores a candidate table differentiably).
 * **Registries.** :data:`PROTECTORS` holds post-training methods (change a trained
   model's user table: PoT-AU, LEGO, output perturbation); :data:`DEFENSES` holds
   in-training defenses (train a model with a defensive objective: RAID, adversarial
@@ -138,41 +138,6 @@ def with_user_table(model: EmbeddingRecommender, table: np.ndarray | torch.Tenso
                    for k, v in model.params_.items()}
     out.fit_info_ = copy.deepcopy(model.fit_info_)
     return out
-
-
-def scores_with(model: EmbeddingRecommender, table: torch.Tensor, users: torch.Tensor,
-                items: torch.Tensor | None = None) -> torch.Tensor:
-    """Differentiable scores of ``users`` (rows of ``table``) for ``items`` (default all).
-
-    Args:
-        model: a fitted model; only its user table is replaced by ``table``.
-        table: ``(n_users, d)`` candidate user table (may require grad).
-        users: int64 user indices.
-        items: int64 item indices, or None for every item.
-
-    Returns:
-        ``(len(users), len(items))`` scores, exactly ``model.score`` when ``table`` is the
-        model's own table.
-    """
-    p = model.params_
-    key = user_table_key(model)
-    if model.name == "neumf":
-        n_items = p["item_gmf"].shape[0]
-        it = torch.arange(n_items) if items is None else items
-        uu = users.repeat_interleave(len(it))
-        ii = it.repeat(len(users))
-        params = {**{k: v.detach() for k, v in p.items()}, key: table}
-        logits, _ = model._pair_logits(uu, ii, params)
-        return logits.reshape(len(users), len(it))
-    item_key = "item_final" if model.name == "lightgcn" else "item"
-    item = p[item_key].detach()
-    if items is not None:
-        item = item[items]
-    s = table[users] @ item.T
-    if model.name == "bpr" and model.config.use_bias and "item_bias" in p:
-        b = p["item_bias"].detach()
-        s = s + (b if items is None else b[items])
-    return s
 
 
 # ---------------------------------------------------------------------------- registries

@@ -136,8 +136,7 @@ def pair_scorer(model: EmbeddingRecommender, users: torch.Tensor, items: torch.T
                 ) -> Callable[[torch.Tensor], torch.Tensor]:
     """``table -> (r, k)`` differentiable scores of ``users[r]`` for its items ``items[r]``.
 
-    The per-pair version of :func:`trustrec.privacy.base.scores_with`, equal to
-    ``model.score`` at those pairs when ``table`` is the model's own table. For the dot
+    Equal to ``model.score`` at those pairs when ``table`` is the model's own table. For the dot
     product models the item rows (and biases) of the pairs are gathered once here, so
     each call costs one ``(r, k, d)`` product and never an ``n_users × n_items`` matrix.
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 
 # Largest key space (users × items) for which membership is tested with a dense boolean
@@ -10,8 +12,13 @@ import numpy as np
 DENSE_LOOKUP_MAX = 1 << 25
 
 
-def _positive_lookup(pos_keys_sorted: np.ndarray, space: int):
+def positive_lookup(pos_keys_sorted: np.ndarray, space: int
+                    ) -> Callable[[np.ndarray], np.ndarray]:
     """A function ``keys -> bool array`` telling which keys are positives.
+
+    Args:
+        pos_keys_sorted: the positive keys (``user * n_items + item``), sorted.
+        space: one more than the largest key that will be asked about.
 
     Uses a dense boolean table when the key space is small (random lookups in a table are
     ~50x faster than ``np.searchsorted`` with unsorted needles), binary search otherwise.
@@ -57,7 +64,7 @@ def sample_negatives(users: np.ndarray, pos_keys_sorted: np.ndarray, n_items: in
         pos_keys_sorted = np.asarray(pos_keys_sorted, dtype=np.int64)
         top = int(pos_keys_sorted[-1]) + 1 if len(pos_keys_sorted) else 0
         space = max(top, (int(u.max()) + 1) * n_items)
-        is_positive = _positive_lookup(pos_keys_sorted, space)
+        is_positive = positive_lookup(pos_keys_sorted, space)
         todo = np.arange(len(u))
         for _ in range(max_rounds):
             todo = todo[is_positive(u[todo] * n_items + neg[todo])]

@@ -46,7 +46,7 @@ from trustrec.data.dataset import Dataset
 from trustrec.errors import ConfigError
 from trustrec.registry import Registry
 from trustrec.seeding import child_seed
-from trustrec.train.sampling import _positive_lookup
+from trustrec.train.sampling import positive_lookup
 
 if TYPE_CHECKING:  # pragma: no cover
     from trustrec.models.base import EmbeddingRecommender
@@ -99,7 +99,7 @@ def hashed_negatives(users: np.ndarray, items: np.ndarray, n_items: int,
         return out
     keys = np.asarray(positive_keys, dtype=np.int64)
     top = int(keys[-1]) + 1 if len(keys) else 0
-    is_positive = _positive_lookup(keys, max(top, (int(u.max()) + 1) * n_items))
+    is_positive = positive_lookup(keys, max(top, (int(u.max()) + 1) * n_items))
     salt = _splitmix64(np.array([child_seed(seed, "negatives")], dtype=np.uint64))[0]
     base = _splitmix64((u * n_items + it).astype(np.uint64) ^ salt)
     rows = np.repeat(np.arange(n), n_neg)

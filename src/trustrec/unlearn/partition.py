@@ -105,6 +105,22 @@ def _less(c1: float, f1: int, c2: float, f2: int) -> bool:
 
 
 @njit(cache=True, nogil=True)
+def _sift_down(hc: np.ndarray, hf: np.ndarray, j: int, m: int) -> None:
+    """Move entry ``j`` of the binary min-heap ``(hc, hf)[:m]`` down to its place."""
+    while True:
+        small, left, right = j, 2 * j + 1, 2 * j + 2
+        if left < m and _less(hc[left], hf[left], hc[small], hf[small]):
+            small = left
+        if right < m and _less(hc[right], hf[right], hc[small], hf[small]):
+            small = right
+        if small == j:
+            return
+        hc[j], hc[small] = hc[small], hc[j]
+        hf[j], hf[small] = hf[small], hf[j]
+        j = small
+
+
+@njit(cache=True, nogil=True)
 def _greedy(cost: np.ndarray, pref: np.ndarray, cap: int, n_over: int) -> np.ndarray:
     """Nearest-first greedy with a lazy heap (equal to walking all pairs in sorted order).
 
@@ -124,18 +140,7 @@ def _greedy(cost: np.ndarray, pref: np.ndarray, cap: int, n_over: int) -> np.nda
         hf[p] = p * k + pref[p, 0]
     m = n
     for i in range(m // 2 - 1, -1, -1):  # heapify
-        j = i
-        while True:
-            small, left, right = j, 2 * j + 1, 2 * j + 2
-            if left < m and _less(hc[left], hf[left], hc[small], hf[small]):
-                small = left
-            if right < m and _less(hc[right], hf[right], hc[small], hf[small]):
-                small = right
-            if small == j:
-                break
-            hc[j], hc[small] = hc[small], hc[j]
-            hf[j], hf[small] = hf[small], hf[j]
-            j = small
+        _sift_down(hc, hf, i, m)
     over = 0
     while m > 0:
         f = hf[0]
@@ -153,18 +158,7 @@ def _greedy(cost: np.ndarray, pref: np.ndarray, cap: int, n_over: int) -> np.nda
             nxt[p] += 1
             c = pref[p, nxt[p]]
             hc[0], hf[0] = cost[p, c], p * k + c
-        j = 0
-        while True:  # sift the root down
-            small, left, right = j, 2 * j + 1, 2 * j + 2
-            if left < m and _less(hc[left], hf[left], hc[small], hf[small]):
-                small = left
-            if right < m and _less(hc[right], hf[right], hc[small], hf[small]):
-                small = right
-            if small == j:
-                break
-            hc[j], hc[small] = hc[small], hc[j]
-            hf[j], hf[small] = hf[small], hf[j]
-            j = small
+        _sift_down(hc, hf, 0, m)
     return out
 
 
