@@ -6,8 +6,10 @@ structure, so no privacy or utility figure is read from it. A BPR-MF (dim 64) is
 on it for ``--epochs`` epochs without validation; that training is the first peer, timed
 in the same run. Then, each with its default config:
 
-* ``pot-au-d2d`` (gender; MMD on at most 1,024 users per class per step),
-* ``pot-au-u2u`` (gender),
+* ``pot-au-d2d`` (gender; MMD on at most 1,024 users per class per step), and on
+  21-class occupation,
+* ``pot-au-u2u`` (gender, and occupation),
+* ``lego`` on occupation,
 * ``lego`` (gender) and ``lego`` (gender + age, ``workers`` 1 and 2: the two
   calibrations in parallel threads),
 
@@ -62,7 +64,7 @@ def main() -> None:
         torch.set_num_threads(args.threads)
 
     ds = ml1m_shaped(0)
-    labels = labels_for(ds, ["gender", "age"])
+    labels = labels_for(ds, ["gender", "age", "occupation"])
     bpr_s, model = timed(lambda: make_model("bpr", dim=64, epochs=args.epochs).fit(ds, seed=0))
     rows: dict[str, dict[str, Any]] = {
         "bpr_training": {"seconds": bpr_s, "what": f"BPR-MF dim 64, {args.epochs} epochs "
@@ -77,7 +79,10 @@ def main() -> None:
 
     run("pot-au-d2d", "pot-au-d2d", ["gender"])
     run("pot-au-u2u", "pot-au-u2u", ["gender"])
+    run("pot-au-d2d occupation", "pot-au-d2d", ["occupation"])
+    run("pot-au-u2u occupation", "pot-au-u2u", ["occupation"])
     run("lego", "lego", ["gender"])
+    run("lego occupation", "lego", ["occupation"])
     run("lego gender+age workers=1", "lego", ["gender", "age"], workers=1)
     run("lego gender+age workers=2", "lego", ["gender", "age"], workers=2)
     steps = max(1, args.dense_steps)

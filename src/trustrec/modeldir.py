@@ -15,7 +15,9 @@ A model directory holds everything needed to serve, forget and evaluate a model:
 Every write builds a complete new directory next to the target and renames it into place,
 so a crash leaves either the old directory or the new one, never a mix. A forget request
 also removes the forgotten users', items' and pairs' rows from the validation and test
-data: they are data about the forgotten too.
+data (they are data about the forgotten too) and erases the forgotten users' attributes.
+A directory written by ``trustrec protect`` (``protect_report.json``) is protected again
+after a forget, with the recorded method and settings, before anything is written.
 """
 
 from __future__ import annotations
@@ -296,6 +298,13 @@ def _remaining(ds: Dataset | None, request: Any) -> int:
     return int(request.match_rows(ds).sum())
 
 
+def _attributes_left(ds: Dataset, users: np.ndarray) -> int:
+    """Number of attribute values still stored for ``users`` (indices)."""
+    table = ds.user_attributes
+    rows = table.index.intersection(np.asarray(users, dtype=np.int64))
+    return int(table.loc[rows].notna().to_numpy().sum()) if len(rows) else 0
+
+
 def forget_in_model_dir(model_dir: str | Path, *, users: Sequence[str] | None = None,
                         pairs: Sequence[tuple[str, str]] | None = None,
                         items: Sequence[str] | None = None, out: str | Path | None = None
@@ -307,8 +316,12 @@ def forget_in_model_dir(model_dir: str | Path, *, users: Sequence[str] | None = 
     training interaction, or duplicates are an :class:`InvalidRequestError` and nothing is
     written. Then the unlearner forgets, the held-out rows of the forgotten are dropped,
     the new directory is written next to the target, reloaded and checked (none of the
-    requested rows may remain in the training, validation or test data), and only then
-    renamed into place with its receipt, ``forget_report.json``.
+    requested rows may remain in the training, validation or test data, nor any attribute
+    of a forgotten user), and only then renamed into place with its receipt,
+    ``forget_report.json``. A protected directory (``protect_report.json``) gets its
+    protection applied again to the updated model first
+    (:func:`trustrec.privacy.protect.reprotect`); the receipt's
+    ``protection_reapplied`` records it.
 
     Args:
         model_dir: the model directory.
@@ -321,6 +334,7 @@ def forget_in_model_dir(model_dir: str | Path, *, users: Sequence[str] | None = 
     Returns:
         The receipt (also written to ``forget_report.json``).
     """
+    from trustrec.privacy.protect import reprotect
     from trustrec.unlearn.persist import load_unlearner
     from trustrec.unlearn.request import ForgetRequest
 
@@ -350,13 +364,15 @@ def forget_in_model_dir(model_dir: str | Path, *, users: Sequence[str] | None = 
                  else np.zeros(0, dtype=bool))
     test = md.test.select(~test_mask)
     after_sha = data_sha256(unl.train_)
+    protection, extra = reprotect(src, unl)
 
     def verify(tmp: Path) -> dict[str, Any]:
         saved = load_unlearner(tmp / UNLEARNER_DIR)
         saved_test = _read_rows(tmp / TEST_PARQUET, saved.train_, "test")
         left = {"training_rows_remaining": _remaining(saved.train_, request),
                 "validation_rows_remaining": _remaining(saved.valid_, request),
-                "test_rows_remaining": _remaining(saved_test, request)}
+                "test_rows_remaining": _remaining(saved_test, request),
+                "user_attributes_remaining": _attributes_left(saved.train_, request.users)}
         sha_ok = data_sha256(saved.train_) == after_sha
         passed = sha_ok and not any(left.values())
         if not passed:
@@ -393,7 +409,16 @@ def forget_in_model_dir(model_dir: str | Path, *, users: Sequence[str] | None = 
     meta["history"] = [*meta.get("history", []),
                        {"event": "forget", "time": receipt["time"], **summary,
                         "test_rows_removed": int(test_mask.sum())}]
-    _write_dir(target, meta, unl, test, receipt, verify)
+    if protection is not None:
+        receipt["protection_reapplied"] = {
+            k: protection[k] for k in ("method", "attributes", "seed", "seconds",
+                                       "released_sha256")}
+        meta["history"].append({"event": "protect", "time": protection["time"],
+                                "method": protection["method"],
+                                "attributes": protection["attributes"],
+                                "seconds": protection["seconds"],
+                                "reapplied_after": "forget"})
+    _write_dir(target, meta, unl, test, receipt, verify, extra=extra)
     return json.loads((target / REPORT_JSON).read_text(encoding="utf-8"))
 
 

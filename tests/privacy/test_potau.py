@@ -36,7 +36,7 @@ from trustrec.privacy.posttrain import original_top_k, pair_scores
 #: noise (about ±0.02 across protection seeds); 0.05 is the issue's bound.
 NEAR_CHANCE = 0.05
 #: Largest relative drop of test NDCG@20 accepted (the issue's bound; measured drops are
-#: 0–1 %, because both regularisers keep every user's original top-20 order).
+#: about 1 %, because both regularisers keep every user's original top-20 order).
 MAX_NDCG_DROP = 0.05
 
 
@@ -204,24 +204,14 @@ def test_gender_is_readable_before_protection(bpr_gender_audit):
 
 
 def test_protection_brings_attackers_to_chance_and_keeps_ndcg(
-        protected, ml100k_split, ml100k_labels, bpr_ml100k_test_ndcg, bpr_gender_audit):
+        protected, ml100k_split, ml100k_labels, bpr_ml100k_test_ndcg):
     method, model = protected
     ba = mean_balanced_accuracy(user_table(model), ml100k_labels["gender"])
-    # Measured (mean of 3 audits), before: lr 0.68, mlp 0.63, gbt 0.63.
-    # pot-au-d2d: lr 0.51, mlp 0.46, gbt 0.53;  pot-au-u2u: lr 0.47, mlp 0.50, gbt 0.56.
-    assert abs(ba["lr"] - 0.5) <= NEAR_CHANCE, ba
-    assert abs(ba["mlp"] - 0.5) <= NEAR_CHANCE, ba
-    if method == "pot-au-d2d":
-        assert abs(ba["gbt"] - 0.5) <= NEAR_CHANCE, ba
-    else:
-        # NOT the bound: U2U compares users by their first and second moments
-        # only, and on this model one coordinate is bimodal with class-dependent mode
-        # weights, which moments do not see and trees split on. The boosted trees keep
-        # 0.56 (before: 0.63). We assert what U2U achieves, with the noise room of the
-        # module docstring: at most 0.60, and clearly below the unprotected table.
-        before = bpr_gender_audit[(bpr_gender_audit["metric"] == "balanced_accuracy")
-                                  & (bpr_gender_audit["attacker"] == "gbt")]["value"].item()
-        assert ba["gbt"] <= 0.60 and ba["gbt"] < before - 0.05, (ba, before)
+    # Measured on the default BPR-MF (mean of 3 audits), before: lr 0.68, mlp 0.65,
+    # gbt 0.65. pot-au-d2d: lr 0.49, mlp 0.46, gbt 0.50 (NDCG@20 -1.1 %);
+    # pot-au-u2u: lr 0.51, mlp 0.48, gbt 0.53 (NDCG@20 -1.1 %).
+    for attacker in ("lr", "mlp", "gbt"):
+        assert abs(ba[attacker] - 0.5) <= NEAR_CHANCE, (attacker, ba)
     drop = 1.0 - ndcg_at(model, ml100k_split.train, ml100k_split.test, 20) \
         / bpr_ml100k_test_ndcg
     assert drop <= MAX_NDCG_DROP, drop

@@ -17,8 +17,8 @@ from trustrec.privacy.base import user_table
 from .test_potau import NEAR_CHANCE
 
 runner = CliRunner()
-#: The shared privacy fixture's BPR-MF config (tests/privacy/conftest.py), via the CLI.
-TRAIN = ["--model", "bpr", "--epochs", "40", "--config", "dim=32", "--quiet"]
+#: The shared privacy fixture's BPR-MF (the defaults, tests/privacy/conftest.py), via the CLI.
+TRAIN = ["--model", "bpr", "--quiet"]
 
 
 def invoke(*args: object):
@@ -85,6 +85,41 @@ def test_adding_an_attribute_reuses_the_stored_calibration(protected):
     assert report["reused_calibrations"] == ["gender"]
     assert report["protection"]["calibrated"] == ["age"]
     assert set(report["protection"]["alpha"]) == {"gender", "age"}
+
+
+def test_forget_on_a_protected_directory_protects_again_and_erases_attributes(
+        protected, tmp_path):
+    # A deletion request on a protected model: forget retrains from the remaining data,
+    # which undoes the protection; it must be applied again before anything is written,
+    # and the forgotten users' attributes must go with their interactions.
+    from trustrec.modeldir import load_model_dir
+    from trustrec.privacy.base import attribute_labels
+
+    src = load_model_dir(protected).unlearner.train_
+    gone = [str(u) for u in src.user_ids[:3]]
+    out = tmp_path / "forgot"
+    res = invoke("forget", "--model-dir", protected, "--users", ",".join(gone), "--out", out)
+    assert res.exit_code == 0, res.output
+    receipt = json.loads((out / "forget_report.json").read_text())
+    again = receipt["protection_reapplied"]
+    assert again["method"] == "lego" and again["attributes"] == ["gender"]
+    assert receipt["verification"]["user_attributes_remaining"] == 0
+    report = json.loads((out / "protect_report.json").read_text())
+    assert report["reapplied_after"] == "forget"
+    assert report["verification"]["user_table_matches"] is True
+    history = [h["event"] for h in json.loads((out / "trustrec.json").read_text())["history"]]
+    assert history[-2:] == ["forget", "protect"]
+    train = load_model_dir(out).unlearner.train_
+    labels, _ = attribute_labels(train, "gender")
+    assert (labels[:3] == -1).all() and (labels[3:] >= 0).all()
+    assert train.user_attributes.loc[:2].isna().all().all()
+    assert train.user_attributes.loc[3:].notna().all().all()
+    # still protected: one 5-fold audit, the same room as the test above
+    table = audit_model_dir(out, "gender", seed=0)
+    ba = table[(table["metric"] == "balanced_accuracy") & (table["attacker"] != "majority")]
+    assert (ba["value"] - 0.5).abs().max() <= NEAR_CHANCE + 0.02, ba
+    # the source directory is unchanged
+    assert load_model_dir(protected).unlearner.train_.user_attributes.notna().all().all()
 
 
 def test_pot_au_round_trip(trained, tmp_path):

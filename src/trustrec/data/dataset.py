@@ -147,6 +147,25 @@ class Dataset:
     def without(self, request: ForgetRequest) -> Dataset:
         """A new Dataset with every row the request names physically removed.
 
-        The id space is kept: a forgotten user keeps its index but has no rows.
+        The id space is kept: a forgotten user keeps its index but has no rows, and its
+        attributes are erased (:meth:`without_user_attributes`).
         """
-        return self.select(~request.row_mask(self))
+        return self.select(~request.row_mask(self)).without_user_attributes(request.users)
+
+    def without_user_attributes(self, users: np.ndarray) -> Dataset:
+        """A new Dataset whose attribute rows of ``users`` (indices) are all missing.
+
+        Used when users are forgotten: a deletion request covers the user's profile
+        (gender, age, ...) as well as its interactions. Columns become pandas' nullable
+        dtypes so that other users' values keep their type; the input is not changed.
+        """
+        users = np.asarray(users, dtype=np.int64)
+        table = self.user_attributes
+        if table.empty or len(users) == 0:
+            return self
+        gone = table.index.intersection(users)
+        if len(gone) == 0:
+            return self
+        table = table.convert_dtypes()
+        table.loc[gone, :] = pd.NA
+        return replace(self, user_attributes=table)

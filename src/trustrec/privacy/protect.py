@@ -14,22 +14,23 @@ other. It adds::
 
 The directory is written next to the target and renamed into place (never half-written).
 
-Note: the protection lives in the model's user table. A later ``trustrec forget`` on a
-protected directory retrains (or fine-tunes) the model from its data and so does not keep
-it: protect again after forgetting.
+The protection lives in the model's user table, which ``trustrec forget`` rebuilds from
+the remaining data; forget therefore applies the recorded protection again before it
+writes (:func:`reprotect`), and its receipt says so.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from trustrec.errors import ConfigError, TrustrecError, UnsupportedRequestError
+from trustrec.errors import ConfigError, DataFormatError, TrustrecError, UnsupportedRequestError
 from trustrec.fileio import now_iso
 from trustrec.models.base import EmbeddingRecommender
 
@@ -119,6 +120,109 @@ def protect_model(model: EmbeddingRecommender, train: Any, method: str,
         protector
 
 
+def protect_unlearner(unl: Any, method: str, attributes: Sequence[str] | str, *,
+                      config: Mapping[str, Any] | None = None, seed: int = 0,
+                      reuse: Any = None, progress: bool = False,
+                      header: Mapping[str, Any] | None = None
+                      ) -> tuple[dict[str, Any], Callable[[Path], None]]:
+    """Protect the single model of a loaded unlearner in place.
+
+    Args:
+        unl: an unlearner holding one persistent model (e.g. ``retrain``).
+        method: a registered post-training method.
+        attributes: attribute names or ``"gender,age"``.
+        config: method options.
+        seed: root seed.
+        reuse: see :func:`protect_model`.
+        progress: show progress bars.
+        header: fields put at the top of the report (e.g. the directories).
+
+    Returns:
+        ``(report, extra)``: the protection report, and ``extra(folder)`` that checks
+        the model saved in ``folder/model`` has exactly the protected table, writes the
+        LEGO state (LEGO only) and ``protect_report.json`` there (for
+        :func:`trustrec.modeldir._write_dir`).
+
+    Raises:
+        UnsupportedRequestError: the unlearner holds several models (shards).
+    """
+    from trustrec.fileio import write_atomic
+    from trustrec.modeldir import to_json_text
+    from trustrec.models.base import load_model
+    from trustrec.privacy.base import user_table
+    from trustrec.privacy.lego import Lego
+
+    names = _attribute_list(attributes)
+    models = unl.persistent_models()
+    if len(models) != 1:
+        raise UnsupportedRequestError(
+            f"the model directory holds {len(models)} models (method {unl.name!r}); "
+            "protection needs a single released user table (train with --method retrain)")
+    (key, model), = models.items()
+    t0 = time.perf_counter()
+    protected, protector = protect_model(model, unl.train_, method, names, config=config,
+                                         seed=seed, progress=progress, reuse=reuse)
+    seconds = time.perf_counter() - t0
+    unl.restore_state({key: protected}, unl.persistent_arrays())
+    record = protected.fit_info_.get("protection", {})
+    released = table_sha256(user_table(protected))
+    report = {"format": "trustrec-protect-report", "time": now_iso(), **dict(header or {}),
+              "method": method,
+              "config": record.get("config"), "attributes": names, "seed": int(seed),
+              "seconds": seconds, "released_sha256": released,
+              "reused_calibrations": record.get("reused", []), "protection": record}
+
+    def extra(tmp: Path) -> None:
+        saved = load_model(tmp / "model")
+        if table_sha256(user_table(saved)) != released:
+            raise TrustrecError("verification failed: the saved model's user table is not "
+                                "the protected one; nothing was written")
+        report["verification"] = {"checked": "model/ reloaded from disk",
+                                  "user_table_matches": True}
+        if isinstance(protector, Lego):
+            state = protector.save_state(tmp / PROTECTION_DIR,
+                                         metadata={RELEASED_SHA: released})
+            report["lego_state"] = f"{PROTECTION_DIR}/{state.name}"
+        write_atomic(tmp / PROTECT_REPORT, to_json_text(report))
+
+    return report, extra
+
+
+def reprotect(model_dir: str | Path, unl: Any, progress: bool = False
+              ) -> tuple[dict[str, Any] | None, Callable[[Path], None] | None]:
+    """Apply a protected directory's protection again to its (changed) unlearner.
+
+    ``trustrec forget`` retrains or updates the model from the data, which undoes the
+    protection; it calls this before writing, so a protected directory stays protected
+    (same method, config, attributes and seed, from ``protect_report.json``), computed
+    afresh on the model without the forgotten data. Forgotten users' attributes are
+    erased by then, so they are no longer part of the protection's losses.
+
+    Args:
+        model_dir: the source directory (read only).
+        unl: its loaded unlearner, after forgetting.
+        progress: show progress bars.
+
+    Returns:
+        ``(report, extra)`` as :func:`protect_unlearner`, or ``(None, None)`` for a
+        directory that was never protected.
+    """
+    file = Path(model_dir) / PROTECT_REPORT
+    if not file.is_file():
+        return None, None
+    try:
+        old = json.loads(file.read_text(encoding="utf-8"))
+        method, attributes = str(old["method"]), list(old["attributes"])
+        config, seed = dict(old.get("config") or {}), int(old.get("seed", 0))
+    except (ValueError, KeyError, TypeError) as exc:
+        raise DataFormatError(f"{file}: unreadable protection report ({exc}); nothing was "
+                              "forgotten") from None
+    return protect_unlearner(unl, method, attributes, config=config, seed=seed,
+                             progress=progress,
+                             header={"model_dir": str(model_dir), "source": str(model_dir),
+                                     "reapplied_after": "forget"})
+
+
 def protect_model_dir(model_dir: str | Path, method: str, attributes: Sequence[str] | str,
                       out: str | Path, *, config: Mapping[str, Any] | None = None,
                       seed: int = 0, overwrite: bool = False, progress: bool = False
@@ -145,11 +249,8 @@ def protect_model_dir(model_dir: str | Path, method: str, attributes: Sequence[s
     Returns:
         The report (also written to ``out/protect_report.json``).
     """
-    from trustrec.fileio import write_atomic
-    from trustrec.modeldir import _check_target, _write_dir, load_model_dir, to_json_text
-    from trustrec.models.base import load_model
-    from trustrec.privacy.base import PROTECTORS, make_protector, user_table
-    from trustrec.privacy.lego import Lego
+    from trustrec.modeldir import _check_target, _write_dir, load_model_dir
+    from trustrec.privacy.base import PROTECTORS, make_protector
 
     src, target = Path(model_dir), Path(out)
     if target.resolve() == src.resolve():
@@ -161,39 +262,12 @@ def protect_model_dir(model_dir: str | Path, method: str, attributes: Sequence[s
     md = load_model_dir(src)
     unl = md.unlearner
     models = unl.persistent_models()
-    if len(models) != 1:
-        raise UnsupportedRequestError(
-            f"{src} holds {len(models)} models (method {md.meta.get('method')!r}); "
-            "protection needs a single released user table (train with --method retrain)")
-    (key, model), = models.items()
-    reuse = _reusable_lego(src, model, config or {}) if method == "lego" else None
-    t0 = time.perf_counter()
-    protected, protector = protect_model(model, unl.train_, method, names, config=config,
-                                         seed=seed, progress=progress, reuse=reuse)
-    seconds = time.perf_counter() - t0
-    unl.restore_state({key: protected}, unl.persistent_arrays())
-    record = protected.fit_info_.get("protection", {})
-    released = table_sha256(user_table(protected))
-    report = {"format": "trustrec-protect-report", "time": now_iso(), "model_dir": str(target),
-              "source": str(src), "model": md.meta.get("model"), "method": method,
-              "config": record.get("config"), "attributes": names, "seed": int(seed),
-              "seconds": seconds, "released_sha256": released,
-              "reused_calibrations": record.get("reused", []),
-              "protection": record}
-
-    def extra(tmp: Path) -> None:
-        saved = load_model(tmp / "model")
-        if table_sha256(user_table(saved)) != released:
-            raise TrustrecError("verification failed: the saved model's user table is not "
-                                "the protected one; nothing was written")
-        report["verification"] = {"checked": "model/ reloaded from disk",
-                                  "user_table_matches": True}
-        if isinstance(protector, Lego):
-            state = protector.save_state(tmp / PROTECTION_DIR,
-                                         metadata={RELEASED_SHA: released})
-            report["lego_state"] = f"{PROTECTION_DIR}/{state.name}"
-        write_atomic(tmp / PROTECT_REPORT, to_json_text(report))
-
+    reuse = (_reusable_lego(src, next(iter(models.values())), config or {})
+             if method == "lego" and len(models) == 1 else None)
+    report, extra = protect_unlearner(
+        unl, method, names, config=config, seed=seed, reuse=reuse, progress=progress,
+        header={"model_dir": str(target), "source": str(src), "model": md.meta.get("model")})
+    seconds = report["seconds"]
     meta = dict(md.meta)
     meta["history"] = [*meta.get("history", []),
                        {"event": "protect", "time": report["time"], "method": method,

@@ -93,7 +93,7 @@ GROUPINGS = ("sequential", "joint")
 
 @dataclass
 class RAIDConfig:
-    """Hyper-parameters of RAID (defaults tuned on ML-100K gender with BPR-MF, dim 32).
+    """Hyper-parameters of RAID (defaults tuned on ML-100K gender with the default BPR-MF).
 
     Attributes:
         warmup_epochs: phase-1 epochs (ordinary training); None = the model's ``epochs``.

@@ -278,7 +278,8 @@ class UnlearnerBase:
         """Remove every row the request names and update the model(s).
 
         The request is checked first (:meth:`check_request`); a rejected request changes
-        nothing. Rows are removed from ``train_`` and ``valid_`` (see the class docstring).
+        nothing. Rows are removed from ``train_`` and ``valid_`` (see the class docstring),
+        and the attributes of forgotten users are erased from both.
 
         Returns:
             A :class:`ForgetReport`; ``details`` has at least ``valid_rows_removed``.
@@ -288,8 +289,9 @@ class UnlearnerBase:
         train_removed = request.match_rows(self.train_)
         valid_removed = (np.zeros(0, dtype=bool) if self.valid_ is None
                          else request.match_rows(self.valid_))
-        new_train = self.train_.select(~train_removed)
-        new_valid = None if self.valid_ is None else self.valid_.select(~valid_removed)
+        new_train = self.train_.select(~train_removed).without_user_attributes(request.users)
+        new_valid = (None if self.valid_ is None else
+                     self.valid_.select(~valid_removed).without_user_attributes(request.users))
         retrained, details = self._forget(new_train, new_valid, train_removed, valid_removed)
         users_affected = np.unique(self.train_.users[train_removed])
         self.train_, self.valid_ = new_train, new_valid  # commit
