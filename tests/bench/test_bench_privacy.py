@@ -275,6 +275,33 @@ def test_rerun_skips_and_method_config_change_reruns_only_that_method(grid, ml10
     assert all(saved["method_config"][k] == v for k, v in cfg.items())
 
 
+def test_a_code_change_reruns_every_cell(grid, tmp_path, monkeypatch):
+    # The source of trustrec.privacy is part of each cell's fingerprint: results the
+    # current code would not give are never kept (a stale grid once reported a method's
+    # old behaviour). Simulated by changing the fingerprint of the privacy source.
+    from trustrec.bench import env, privacy
+
+    spec, result = grid
+    out = tmp_path / "copy"
+    shutil.copytree(result.out, out)
+    spec = privacy_spec_from_mapping({**spec.to_json(), "out": str(out)})
+    saved = json.loads((out / cell_id(spec.methods[0]) / "config.json").read_text())
+    assert saved["code"] == env.source_fingerprint("privacy")
+    real = env.source_fingerprint
+    monkeypatch.setattr(privacy, "source_fingerprint",
+                        lambda *p: real(*p) + ("-edited" if p == ("privacy",) else ""))
+    again = run_privacy_bench(spec, quiet=True, stop_on_error=True)
+    assert [c.status for c in again.cells] == ["done"] * len(spec.methods)
+
+
+def test_source_fingerprint_is_stable_and_per_package():
+    from trustrec.bench.env import source_fingerprint
+
+    assert source_fingerprint("privacy") == source_fingerprint("privacy")
+    assert source_fingerprint("privacy") != source_fingerprint("models")
+    assert len(source_fingerprint("privacy")) == 16
+
+
 def changed_method_config(spec) -> tuple[str, dict] | None:
     """A different value for one float option of a registered method in the grid."""
     methods = privacy_registries()[1]

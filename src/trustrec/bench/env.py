@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import platform
 import socket
+from functools import cache
+from pathlib import Path
 from typing import Any
 
 
@@ -34,3 +37,22 @@ def host_info() -> dict[str, Any]:
             "machine": platform.machine(), "processor": platform.processor(),
             "cpu_count": os.cpu_count(), "cpus_usable": affinity,
             "torch_threads": torch.get_num_threads()}
+
+
+@cache
+def source_fingerprint(*packages: str) -> str:
+    """Short sha256 over the Python source of ``trustrec`` subpackages (e.g. ``"privacy"``).
+
+    Part of a cell's fingerprint, so a rerun after the code of a method changed computes
+    that method's cells again instead of keeping results the current code would not
+    give. Files are taken in sorted order; their paths relative to the package count.
+    """
+    import trustrec
+
+    root = Path(trustrec.__file__).parent
+    digest = hashlib.sha256()
+    for package in sorted(set(packages)):
+        for file in sorted((root / package).rglob("*.py")):
+            digest.update(str(file.relative_to(root)).encode())
+            digest.update(file.read_bytes())
+    return digest.hexdigest()[:16]

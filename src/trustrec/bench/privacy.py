@@ -29,7 +29,10 @@ Files per cell (written atomically): ``config.json`` (resolved config + fingerpr
 table: attribute, attacker, metric, value) and ``run.json`` (versions, host, timings,
 ``"status": "done"`` written last). A rerun skips cells whose ``run.json`` says done with
 the same config fingerprint, so an interrupted run resumes and a changed method config
-reruns only that method's cells. Then ``results.csv`` (long format, :data:`RESULT_COLUMNS`)
+reruns only that method's cells. The fingerprint includes the source of
+``trustrec.privacy`` (and the base model's that of data, models, train and evaluate,
+:func:`~trustrec.bench.env.source_fingerprint`): after a code change the affected cells
+are computed again rather than kept. Then ``results.csv`` (long format, :data:`RESULT_COLUMNS`)
 and ``report.md`` / ``report.html`` with privacy-vs-utility plots
 (:mod:`trustrec.bench.privacy_report`).
 
@@ -54,7 +57,7 @@ import numpy as np
 import pandas as pd
 
 from trustrec.bench.collect import read_json
-from trustrec.bench.env import host_info, versions
+from trustrec.bench.env import host_info, source_fingerprint, versions
 from trustrec.bench.files import write_atomic, write_json
 from trustrec.bench.privacy_collect import (
     AUDIT_COLUMNS,
@@ -139,7 +142,8 @@ class PrivacyContext(GridData):
         """Everything the base (undefended) model of (dataset, model, seed) depends on."""
         return {"dataset": dataset, "data": self.data_config(dataset), "model": model,
                 "model_config": self.model_configs[model], "seed": seed,
-                "ks": list(self.spec.ks)}
+                "ks": list(self.spec.ks),
+                "code": source_fingerprint("data", "models", "train", "evaluate")}
 
     def cell_config(self, cell: PrivacyCell) -> dict[str, Any]:
         """The cell's full resolved config (written to ``config.json``)."""
@@ -151,6 +155,7 @@ class PrivacyContext(GridData):
                 "attributes": cell.attribute_list,
                 "audit": {"attackers": list(self.spec.attackers), "folds": self.spec.folds},
                 "ks": list(self.spec.ks), "headline_k": self.k,
+                "code": source_fingerprint("privacy"),
                 "baseline": {"method": NO_DEFENSE,
                              "fingerprint": fingerprint(self.base_config(
                                  cell.dataset, cell.model, cell.seed))}}
