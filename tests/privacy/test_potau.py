@@ -25,6 +25,7 @@ from trustrec.privacy.losses import (
     between_class_ratio,
     cross_class_sq_dist,
     mmd2,
+    mmd2_to_anchor,
     pooled_bandwidth,
     ranking_hinge,
 )
@@ -93,6 +94,18 @@ def test_mmd_is_zero_for_identical_groups_and_positive_for_shifted_ones():
     assert float(mmd2(x, x + 1.0)) > 0.1
     same = float(mmd2(x[:20], x[20:]))
     assert float(mmd2(x[:20], x[20:] + 0.5)) > same
+
+
+def test_mmd_to_an_anchor_is_the_weighted_sum_with_one_shared_kernel():
+    groups = _groups(2)
+    anchor, others = groups[0], groups[1:]
+    weights = [0.25, 0.75]
+    shared = pooled_bandwidth(torch.cat(others), anchor)
+    brute = sum(w * mmd2(g, anchor, bandwidth=shared) for w, g in zip(weights, others,
+                                                                     strict=True))
+    assert torch.allclose(mmd2_to_anchor(others, anchor, weights), brute)
+    # one group: the plain MMD² (its own pooled bandwidth)
+    assert torch.allclose(mmd2_to_anchor(others[:1], anchor, [1.0]), mmd2(others[0], anchor))
 
 
 def test_bandwidth_is_the_mean_pairwise_squared_distance():

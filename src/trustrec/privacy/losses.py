@@ -3,7 +3,9 @@
 Pure tensor functions (no model, no data set) used by :mod:`trustrec.privacy.potau` and
 :mod:`trustrec.privacy.lego`, each testable on a tiny table:
 
-* :func:`mmd2` — biased multi-kernel RBF MMD² between two groups (PoT-AU D2D).
+* :func:`mmd2` — biased multi-kernel RBF MMD² between two groups (PoT-AU D2D), and
+  :func:`mmd2_to_anchor`, a weighted sum of it for several groups against one anchor
+  with a shared kernel.
 * :func:`pooled_bandwidth` — the kernels' base bandwidth, the mean squared distance over
   all pairs of pooled samples, in ``O(n d)``.
 * :func:`cross_class_sq_dist` — mean squared distance over every pair of users from
@@ -125,6 +127,37 @@ def mmd2(x: torch.Tensor, y: torch.Tensor, *, n_kernels: int = 5, mul: float = 2
     sigmas = kernel_bandwidths(base, n_kernels, mul)
     return (_kernel_mean(x, x, sigmas) + _kernel_mean(y, y, sigmas)
             - 2.0 * _kernel_mean(x, y, sigmas))
+
+
+def mmd2_to_anchor(groups: Sequence[torch.Tensor], anchor: torch.Tensor,
+                   weights: Sequence[float], *, n_kernels: int = 5, mul: float = 2.0
+                   ) -> torch.Tensor:
+    """``Σ_c w_c MMD²(groups[c], anchor)`` with one kernel shared by every comparison.
+
+    Each term is :func:`mmd2` with the bandwidth :func:`pooled_bandwidth` of *all* the
+    rows (the groups and the anchor), so the anchor's own kernel mean is computed once
+    and the cross kernels of every group come from one ``(Σ n_c) × m`` matrix: the cost
+    of one comparison of all the users against the anchor, not ``C − 1`` of them. With
+    one group it equals :func:`mmd2`.
+
+    Args:
+        groups: ``(n_c, d)`` rows of each non-anchor group (none empty).
+        anchor: ``(m, d)`` rows of the anchor group.
+        weights: ``w_c`` per group.
+        n_kernels: number of RBF kernels.
+        mul: ratio between consecutive bandwidths.
+    """
+    if len(anchor) == 0 or not groups or any(len(g) == 0 for g in groups):
+        raise ValueError("mmd2_to_anchor needs a non-empty anchor and non-empty groups")
+    rows = torch.cat(list(groups))
+    sigmas = kernel_bandwidths(pooled_bandwidth(rows, anchor), n_kernels, mul)
+    sizes = [len(g) for g in groups]
+    w = torch.as_tensor(list(weights), dtype=anchor.dtype)
+    cross = rbf_sum(sq_dist(rows, anchor), sigmas).mean(1)            # (Σ n_c,)
+    cross_means = torch.stack([c.mean() for c in torch.split(cross, sizes)])
+    self_means = torch.stack([_kernel_mean(g, g, sigmas) for g in groups])
+    return w.sum() * _kernel_mean(anchor, anchor, sigmas) + (w * (self_means
+                                                                 - 2.0 * cross_means)).sum()
 
 
 def _class_moments(groups: Sequence[torch.Tensor], outer: bool

@@ -10,7 +10,7 @@ everything else stay. ``U`` minimises, by full-batch Adam from ``U₀``::
 
 * ``pot-au-d2d`` (:class:`PoTAUD2D`), distribution-to-distribution: ``L_d`` is the biased
   multi-kernel RBF MMD² between each non-anchor class and the anchor class, summed with
-  class-size weights (:func:`trustrec.privacy.losses.mmd2`).
+  class-size weights (:func:`trustrec.privacy.losses.mmd2_to_anchor`).
 * ``pot-au-u2u`` (:class:`PoTAUU2U`), user-to-user: ``L_d`` compares all pairs of users
   of different classes, in ``O(n d)`` from class sums; by default as the between-class
   share of the scatter (scale-free, :func:`trustrec.privacy.losses.between_class_ratio`)
@@ -40,7 +40,7 @@ from trustrec.privacy.base import PROTECTORS, user_table
 from trustrec.privacy.losses import (
     between_class_ratio,
     cross_class_sq_dist,
-    mmd2,
+    mmd2_to_anchor,
     ranking_hinge,
 )
 from trustrec.privacy.posttrain import (
@@ -238,8 +238,12 @@ class PoTAUD2D(PoTAU):
         * The anchor is the **largest** class (ties: lower label); the companion code
           compares every class with class 0.
         * Bandwidths ``b · 2^(i−2)``, ``i = 0..4``, with ``b`` the mean squared distance
-          over pairs of the pooled samples of the two classes, recomputed each step and
-          not differentiated (as in the companion code).
+          over pairs of the pooled samples, recomputed each step and not differentiated
+          (as in the companion code). With more than two classes one kernel serves every
+          comparison, its ``b`` pooled over all the classes' samples
+          (:func:`~trustrec.privacy.losses.mmd2_to_anchor`): the anchor's kernel matrix
+          is computed once per step instead of once per class (21-class occupation on
+          6,040 users: 56 s before).
         * **Subsampling** for scale: a class with more than ``sample`` users contributes
           a fresh uniform draw of ``sample`` users each step (an unbiased estimate of
           each kernel mean, so Adam sees a stochastic gradient of the full MMD²). With
@@ -262,9 +266,9 @@ class PoTAUD2D(PoTAU):
         cfg = self.config
         anchor = self._draw(rows[0], gen)
         n_other = sum(len(r) for r in rows[1:])
-        return sum(len(r) / n_other * mmd2(self._draw(r, gen), anchor,
-                                            n_kernels=cfg.n_kernels, mul=cfg.kernel_mul)
-                   for r in rows[1:])
+        return mmd2_to_anchor([self._draw(r, gen) for r in rows[1:]], anchor,
+                              [len(r) / n_other for r in rows[1:]],
+                              n_kernels=cfg.n_kernels, mul=cfg.kernel_mul)
 
 
 @PROTECTORS.register("pot-au-u2u")
