@@ -43,6 +43,7 @@ from typing import Any
 import yaml
 
 from trustrec.bench.spec import (
+    build_spec,
     check_datasets,
     dataset_label,
     normalise_common,
@@ -368,13 +369,7 @@ def privacy_spec_from_mapping(values: Mapping[str, Any] | None, where: str = "pr
         where: context for error messages (e.g. the file name).
         validate: also check names against the registries (:meth:`PrivacySpec.validate`).
     """
-    if values is not None and not isinstance(values, Mapping):
-        raise ConfigError(f"{where}: expected a table of options at the top level, got "
-                          f"{type(values).__name__}")
-    spec = build_config(PrivacySpec, values or {}, where=where)
-    if validate:
-        spec.validate(where)
-    return spec
+    return build_spec(PrivacySpec, values, where, validate)
 
 
 def load_privacy_spec(path: str | Path, validate: bool = True) -> PrivacySpec:

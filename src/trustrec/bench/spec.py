@@ -418,10 +418,22 @@ def spec_from_mapping(values: Mapping[str, Any] | None, where: str = "bench spec
         where: context for error messages (e.g. the file name).
         validate: also check names against the registries (:meth:`BenchSpec.validate`).
     """
+    return build_spec(BenchSpec, values, where, validate)
+
+
+def build_spec(cls: type, values: Mapping[str, Any] | None, where: str, validate: bool
+               ) -> Any:
+    """A grid spec of dataclass ``cls`` from a mapping, checked (and with ``validate``,
+    its names checked against the registries by ``cls.validate``).
+
+    Raises:
+        ConfigError: not a mapping, an unknown key (with the closest valid key) or a bad
+            value.
+    """
     if values is not None and not isinstance(values, Mapping):
         raise ConfigError(f"{where}: expected a table of options at the top level, got "
                           f"{type(values).__name__}")
-    spec = build_config(BenchSpec, values or {}, where=where)
+    spec = build_config(cls, values or {}, where=where)
     if validate:
         spec.validate(where)
     return spec
