@@ -334,7 +334,7 @@ def forget_in_model_dir(model_dir: str | Path, *, users: Sequence[str] | None = 
     Returns:
         The receipt (also written to ``forget_report.json``).
     """
-    from trustrec.privacy.protect import reprotect
+    from trustrec.privacy.protect import recorded_protection, reprotect
     from trustrec.unlearn.persist import load_unlearner
     from trustrec.unlearn.request import ForgetRequest
 
@@ -343,6 +343,7 @@ def forget_in_model_dir(model_dir: str | Path, *, users: Sequence[str] | None = 
     if target.resolve() != src.resolve():
         _check_target(target, replace_ok=False)
     md = load_model_dir(src)
+    recorded = recorded_protection(src)
     unl = md.unlearner
     users, items, pairs = list(users or []), list(items or []), list(pairs or [])
     if not (users or items or pairs):
@@ -364,7 +365,8 @@ def forget_in_model_dir(model_dir: str | Path, *, users: Sequence[str] | None = 
                  else np.zeros(0, dtype=bool))
     test = md.test.select(~test_mask)
     after_sha = data_sha256(unl.train_)
-    protection, extra = reprotect(src, unl)
+    protection, extra = (reprotect(recorded, unl, target) if recorded is not None
+                         else (None, None))
 
     def verify(tmp: Path) -> dict[str, Any]:
         saved = load_unlearner(tmp / UNLEARNER_DIR)

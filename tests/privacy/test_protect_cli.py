@@ -4,12 +4,14 @@ calibrations, and one-line errors with exit code 2 that write nothing."""
 from __future__ import annotations
 
 import json
+import shutil
 
 import numpy as np
 import pytest
 from typer.testing import CliRunner
 
 from trustrec.cli import app
+from trustrec.modeldir import load_model_dir
 from trustrec.models import load_model
 from trustrec.privacy.attack import audit_model_dir
 from trustrec.privacy.base import user_table
@@ -92,7 +94,6 @@ def test_forget_on_a_protected_directory_protects_again_and_erases_attributes(
     # A deletion request on a protected model: forget retrains from the remaining data,
     # which undoes the protection; it must be applied again before anything is written,
     # and the forgotten users' attributes must go with their interactions.
-    from trustrec.modeldir import load_model_dir
     from trustrec.privacy.base import attribute_labels
 
     src = load_model_dir(protected).unlearner.train_
@@ -120,6 +121,20 @@ def test_forget_on_a_protected_directory_protects_again_and_erases_attributes(
     assert (ba["value"] - 0.5).abs().max() <= NEAR_CHANCE + 0.02, ba
     # the source directory is unchanged
     assert load_model_dir(protected).unlearner.train_.user_attributes.notna().all().all()
+
+
+def test_forget_refuses_an_unreadable_protection_report_and_changes_nothing(
+        protected, tmp_path):
+    broken = tmp_path / "broken"
+    shutil.copytree(protected, broken)
+    (broken / "protect_report.json").write_text('{"method": "lego"')  # cut short
+    before = {f.name: f.read_bytes() for f in broken.iterdir() if f.is_file()}
+    user = str(load_model_dir(broken).unlearner.train_.user_ids[0])
+    res = invoke("forget", "--model-dir", broken, "--users", user)
+    assert res.exit_code == 2, res.output
+    assert "unreadable protection report" in res.output
+    assert len(res.output.strip().splitlines()) == 1
+    assert {f.name: f.read_bytes() for f in broken.iterdir() if f.is_file()} == before
 
 
 def test_pot_au_round_trip(trained, tmp_path):

@@ -16,7 +16,7 @@ The directory is written next to the target and renamed into place (never half-w
 
 The protection lives in the model's user table, which ``trustrec forget`` rebuilds from
 the remaining data; forget therefore applies the recorded protection again before it
-writes (:func:`reprotect`), and its receipt says so.
+writes (:func:`recorded_protection`, :func:`reprotect`), and its receipt says so.
 """
 
 from __future__ import annotations
@@ -188,36 +188,49 @@ def protect_unlearner(unl: Any, method: str, attributes: Sequence[str] | str, *,
     return report, extra
 
 
-def reprotect(model_dir: str | Path, unl: Any, progress: bool = False
-              ) -> tuple[dict[str, Any] | None, Callable[[Path], None] | None]:
-    """Apply a protected directory's protection again to its (changed) unlearner.
-
-    ``trustrec forget`` retrains or updates the model from the data, which undoes the
-    protection; it calls this before writing, so a protected directory stays protected
-    (same method, config, attributes and seed, from ``protect_report.json``), computed
-    afresh on the model without the forgotten data. Forgotten users' attributes are
-    erased by then, so they are no longer part of the protection's losses.
-
-    Args:
-        model_dir: the source directory (read only).
-        unl: its loaded unlearner, after forgetting.
-        progress: show progress bars.
+def recorded_protection(model_dir: str | Path) -> dict[str, Any] | None:
+    """The protection a directory was written with (``protect_report.json``), or None.
 
     Returns:
-        ``(report, extra)`` as :func:`protect_unlearner`, or ``(None, None)`` for a
-        directory that was never protected.
+        ``{"method", "attributes", "config", "seed"}`` to apply again with
+        :func:`reprotect`.
+
+    Raises:
+        DataFormatError: a report that cannot be read (checked before any work).
     """
     file = Path(model_dir) / PROTECT_REPORT
     if not file.is_file():
-        return None, None
+        return None
     try:
         old = json.loads(file.read_text(encoding="utf-8"))
-        method, attributes = str(old["method"]), list(old["attributes"])
-        config, seed = dict(old.get("config") or {}), int(old.get("seed", 0))
-    except (ValueError, KeyError, TypeError) as exc:
+        return {"method": str(old["method"]), "attributes": list(old["attributes"]),
+                "config": dict(old.get("config") or {}), "seed": int(old.get("seed", 0))}
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
         raise DataFormatError(f"{file}: unreadable protection report ({exc}); nothing was "
-                              "forgotten") from None
-    return protect_unlearner(unl, method, attributes, config=config, seed=seed,
+                              "changed") from None
+
+
+def reprotect(recorded: Mapping[str, Any], unl: Any, model_dir: str | Path,
+              progress: bool = False) -> tuple[dict[str, Any], Callable[[Path], None]]:
+    """Apply a directory's recorded protection again to its (changed) unlearner.
+
+    ``trustrec forget`` retrains or updates the model from the data, which undoes the
+    protection; it calls this before writing, so a protected directory stays protected
+    (same method, config, attributes and seed), computed afresh on the model without the
+    forgotten data. Forgotten users' attributes are erased by then, so they are no
+    longer part of the protection's losses.
+
+    Args:
+        recorded: :func:`recorded_protection` of the directory.
+        unl: its loaded unlearner, after forgetting.
+        model_dir: the directory (for the report).
+        progress: show progress bars.
+
+    Returns:
+        ``(report, extra)`` as :func:`protect_unlearner`.
+    """
+    return protect_unlearner(unl, recorded["method"], recorded["attributes"],
+                             config=recorded["config"], seed=recorded["seed"],
                              progress=progress,
                              header={"model_dir": str(model_dir), "source": str(model_dir),
                                      "reapplied_after": "forget"})
