@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 from collections.abc import Mapping
-from typing import Any, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 from trustrec.errors import ConfigError
 
@@ -71,3 +71,23 @@ def check_ranges(cfg: object, *, at_least_one: tuple[str, ...] = (),
             value = getattr(cfg, name)
             if not ok(value):
                 raise ConfigError(f"{type(cfg).__name__}.{name} must be {text}, got {value}")
+
+
+class Configured:
+    """Base of a method held by a plain-dataclass config (``Config``, set by subclasses).
+
+    ``Method(config)`` keeps ``config`` (default: ``Config()``); ``repr`` shows it and
+    :meth:`config_dict` gives it as a JSON-ready dict.
+    """
+
+    Config: ClassVar[type] = object
+
+    def __init__(self, config: Any = None) -> None:
+        self.config = config if config is not None else self.Config()
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.config})"
+
+    def config_dict(self) -> dict[str, Any]:
+        """The config as a JSON-ready dict."""
+        return to_dict(self.config)

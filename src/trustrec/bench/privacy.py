@@ -44,10 +44,8 @@ and a key, so a process pool could map them later without changing what a cell c
 
 from __future__ import annotations
 
-import os
 import sys
 import time
-import traceback
 import warnings
 from collections.abc import Callable
 from pathlib import Path
@@ -57,12 +55,11 @@ import numpy as np
 import pandas as pd
 
 from trustrec.bench.collect import read_json
-from trustrec.bench.env import host_info, source_fingerprint, versions
+from trustrec.bench.env import source_fingerprint
 from trustrec.bench.files import write_atomic, write_json
 from trustrec.bench.privacy_collect import (
     AUDIT_COLUMNS,
     AUDIT_CSV,
-    CONFIG_JSON,
     METRICS_JSON,
     RESULT_COLUMNS,
     RUN_JSON,
@@ -80,7 +77,14 @@ from trustrec.bench.privacy_spec import (
     method_kind,
     privacy_spec_from_mapping,
 )
-from trustrec.bench.runner import BenchResult, CellResult, GridData, fresh_folder, is_current
+from trustrec.bench.runner import (
+    BenchResult,
+    CellResult,
+    GridData,
+    fresh_folder,
+    is_current,
+    run_in_folder,
+)
 from trustrec.bench.spec import fingerprint
 from trustrec.config import suggest
 from trustrec.errors import TrustrecError, UnknownNameError
@@ -289,38 +293,22 @@ def compute_privacy_cell(ctx: PrivacyContext, cell: PrivacyCell
 
 
 def run_privacy_cell(ctx: PrivacyContext, cell: PrivacyCell) -> CellResult:
-    """Run one cell into ``<out>/<cell.id>`` unless it is already finished.
-
-    A finished cell (``run.json`` done, same config fingerprint) is skipped; anything else
-    in its folder is cleared first. ``run.json`` is written last.
-    """
+    """Run one cell into ``<out>/<cell.id>`` unless it is already finished
+    (:func:`~trustrec.bench.runner.run_in_folder`): ``metrics.json``, ``audit.csv``,
+    ``run.json``."""
     folder = ctx.out / cell.id
-    config = ctx.cell_config(cell)
-    fp = fingerprint(config)
-    if is_current(folder, RUN_JSON, fp):
-        return CellResult(cell, "skipped", metrics=_cell_summary(folder))
-    fresh_folder(folder)
-    t0 = time.perf_counter()
-    run: dict[str, Any] = {"status": "running", "fingerprint": fp, "cell": cell.id,
-                           "started": now_iso(), "versions": versions(), "host": host_info(),
-                           "pid": os.getpid()}
-    write_json(folder / CONFIG_JSON, {**config, "fingerprint": fp})
-    write_json(folder / RUN_JSON, run)
-    try:
+
+    def compute() -> tuple[Callable[[], dict[str, float]], dict[str, Any]]:
         metrics, audit, record = compute_privacy_cell(ctx, cell)
-    except Exception as exc:
-        write_json(folder / RUN_JSON, {**run, "status": "failed", "finished": now_iso(),
-                                       "seconds": time.perf_counter() - t0,
-                                       "error": f"{type(exc).__name__}: {exc}",
-                                       "traceback": traceback.format_exc()})
-        return CellResult(cell, "failed", time.perf_counter() - t0,
-                          error=f"{type(exc).__name__}: {exc}")
-    write_json(folder / METRICS_JSON, metrics)
-    write_atomic(folder / AUDIT_CSV, csv_bytes(audit))
-    seconds = time.perf_counter() - t0
-    write_json(folder / RUN_JSON, {**run, "status": "done", "finished": now_iso(),
-                                   "seconds": seconds, **record})
-    return CellResult(cell, "done", seconds, _cell_summary(folder))
+
+        def save() -> dict[str, float]:
+            write_json(folder / METRICS_JSON, metrics)
+            write_atomic(folder / AUDIT_CSV, csv_bytes(audit))
+            return _cell_summary(folder)
+        return save, record
+
+    return run_in_folder(folder, cell, ctx.cell_config(cell), compute,
+                         lambda: _cell_summary(folder))
 
 
 def _cell_summary(folder: Path) -> dict[str, float]:

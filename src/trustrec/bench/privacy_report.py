@@ -26,16 +26,16 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
-from trustrec.bench.files import write_atomic
 from trustrec.bench.privacy_collect import read_privacy_results
 from trustrec.bench.report import (
-    REPORT_CSS,
     colors_for,
     format_cell,
+    html_table,
     md_table,
     mean_ci,
     pyplot,
     save_figure,
+    write_pages,
 )
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -240,13 +240,6 @@ def _grid_lines(results: pd.DataFrame, spec: PrivacySpec | None) -> list[str]:
     return lines
 
 
-def _html_table(df: pd.DataFrame) -> str:
-    head = "".join(f"<th>{html.escape(str(c))}</th>" for c in df.columns)
-    body = "".join("<tr>" + "".join(f"<td>{html.escape(str(r[c]))}</td>" for c in df.columns)
-                   + "</tr>" for _, r in df.iterrows())
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
-
-
 def write_privacy_report(out: str | Path, results: pd.DataFrame | None = None,
                          spec: PrivacySpec | None = None,
                          title: str = "trustrec attribute-privacy benchmark"
@@ -296,15 +289,7 @@ def write_privacy_report(out: str | Path, results: pd.DataFrame | None = None,
         for attr in dict.fromkeys(frame["attribute"]):
             tab = attribute_table(frame[frame["attribute"] == attr], attackers, k)
             md += ["", f"### Attribute: {attr}", "", md_table(tab)]
-            hb += [f"<h3>Attribute: {html.escape(attr)}</h3>", _html_table(tab)]
+            hb += [f"<h3>Attribute: {html.escape(attr)}</h3>", html_table(tab, group_by=None)]
 
-    md += ["", "## How to read this", ""] + [f"- {n}" for n in notes] + [""]
-    hb += ["<h2>How to read this</h2>", '<ul class="notes">']
-    hb += [f"<li>{html.escape(n)}</li>" for n in notes] + ["</ul>"]
-    page = ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
-            f"<title>{html.escape(title)}</title><style>{REPORT_CSS}</style></head><body>\n"
-            + "\n".join(hb) + "\n</body></html>\n")
-    md_path, html_path = out / "report.md", out / "report.html"
-    write_atomic(md_path, "\n".join(md))
-    write_atomic(html_path, page)
+    md_path, html_path = write_pages(out, title, md, hb, notes)
     return {"markdown": md_path, "html": html_path, "plots": out / PLOTS_DIR}

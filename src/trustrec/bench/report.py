@@ -550,7 +550,16 @@ def _md_grouped_table(df: pd.DataFrame, spans: list[tuple[str, int]]) -> str:
     return md_table(df.set_axis(renamed, axis=1))
 
 
-def _html_table(df: pd.DataFrame, spans: list[tuple[str, int]] | None = None) -> str:
+def html_table(df: pd.DataFrame, spans: list[tuple[str, int]] | None = None,
+               group_by: str | None = "Model") -> str:
+    """An HTML table of ``df`` (escaped cells).
+
+    Args:
+        df: the table.
+        spans: ``(aspect, number of columns)`` for a header row above the column names
+            (after two leading columns).
+        group_by: a column whose change of value starts a visually separated group.
+    """
     head = "".join(f"<th>{html.escape(str(c))}</th>" for c in df.columns)
     if spans:
         top = '<th colspan="2"></th>' + "".join(
@@ -561,9 +570,11 @@ def _html_table(df: pd.DataFrame, spans: list[tuple[str, int]] | None = None) ->
         head = f"<tr>{head}</tr>"
     body = []
     prev_model = None
+    grouped = group_by is not None and group_by in df.columns
     for _, r in df.iterrows():
-        cls = ' class="group"' if prev_model is not None and r["Model"] != prev_model else ""
-        prev_model = r["Model"]
+        key = r[group_by] if grouped else None
+        cls = ' class="group"' if prev_model is not None and key != prev_model else ""
+        prev_model = key
         cells = "".join(f"<td>{html.escape(str(r[c]))}</td>" for c in df.columns)
         body.append(f"<tr{cls}>{cells}</tr>")
     return f"<table><thead>{head}</thead><tbody>{''.join(body)}</tbody></table>"
@@ -649,22 +660,40 @@ def write_report(out: str | Path, results: pd.DataFrame | None = None,
             md += ["", f"### {sel} {units}", "", _md_grouped_table(main, spans), "",
                    "Supporting metrics:", "", md_table(extra), ""]
             hb += [f"<h3>{html.escape(sel)} {html.escape(units)}</h3>",
-                   _html_table(main, spans),
-                   "<details><summary>Supporting metrics</summary>", _html_table(extra),
+                   html_table(main, spans),
+                   "<details><summary>Supporting metrics</summary>", html_table(extra),
                    "</details>"]
             for p in entry.get(sel, []):
                 m, h = _img(p, out)
                 md += [m, ""]
                 hb += [h]
 
-    md += ["", "## How to read this", ""] + [f"- {n}" for n in notes] + [""]
-    hb += ["<h2>How to read this</h2>", '<ul class="notes">']
-    hb += [f"<li>{html.escape(n)}</li>" for n in notes] + ["</ul>"]
+    md_path, html_path = write_pages(out, title, md, hb, notes)
+    return {"summary": out / "summary.csv", "markdown": md_path, "html": html_path,
+            "plots": out / PLOTS_DIR}
+
+
+def write_pages(out: Path, title: str, md: list[str], hb: list[str], notes: list[str]
+                ) -> tuple[Path, Path]:
+    """Finish a report with its "How to read this" notes and write both pages atomically.
+
+    Args:
+        out: the report folder.
+        title: the HTML page title.
+        md: Markdown lines so far.
+        hb: HTML body fragments so far.
+        notes: one line each.
+
+    Returns:
+        ``(report.md, report.html)``.
+    """
+    md = [*md, "", "## How to read this", "", *[f"- {n}" for n in notes], ""]
+    hb = [*hb, "<h2>How to read this</h2>", '<ul class="notes">',
+          *[f"<li>{html.escape(n)}</li>" for n in notes], "</ul>"]
     page = ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
             f"<title>{html.escape(title)}</title><style>{REPORT_CSS}</style></head><body>\n"
             + "\n".join(hb) + "\n</body></html>\n")
     md_path, html_path = out / "report.md", out / "report.html"
-    write_atomic(md_path, "\n".join(md).encode())
-    write_atomic(html_path, page.encode())
-    return {"summary": out / "summary.csv", "markdown": md_path, "html": html_path,
-            "plots": out / PLOTS_DIR}
+    write_atomic(md_path, "\n".join(md))
+    write_atomic(html_path, page)
+    return md_path, html_path

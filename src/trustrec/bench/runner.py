@@ -506,26 +506,30 @@ def compute_cell(ctx: BenchContext, cell: Cell) -> tuple[dict[str, float], pd.Da
     return metrics, per_user, timings
 
 
-def run_cell(ctx: BenchContext, cell: Cell) -> CellResult:
-    """Run one cell into ``<out>/<cell.id>`` unless it is already finished.
+def run_in_folder(folder: Path, cell: Any, config: dict[str, Any],
+                  compute: Callable[[], tuple[Callable[[], dict[str, float]], dict[str, Any]]],
+                  finished: Callable[[], dict[str, float]]) -> CellResult:
+    """The life cycle every grid's cell shares, in its own folder.
 
-    A finished cell (``run.json`` done, same config fingerprint) is skipped; anything else
-    in its folder is cleared first. ``run.json`` is written last.
+    A finished cell (``run.json`` done, same config fingerprint) is skipped with
+    ``finished()``; anything else in its folder is cleared first. ``config.json`` and a
+    running ``run.json`` are written, then ``compute()`` returns ``(save, record)``:
+    ``save()`` writes the cell's result files and returns its summary metrics, and
+    ``record`` is added to ``run.json``, which is written last (done, or failed with the
+    error and traceback when ``compute`` raises).
     """
-    folder = ctx.out / cell.id
-    config = ctx.cell_config(cell)
     fp = fingerprint(config)
     if is_current(folder, RUN_JSON, fp):
-        return CellResult(cell, "skipped", metrics=read_json(folder / METRICS_JSON))
+        return CellResult(cell, "skipped", metrics=finished())
     fresh_folder(folder)
-    started, t0 = now_iso(), time.perf_counter()
+    t0 = time.perf_counter()
     run: dict[str, Any] = {"status": "running", "fingerprint": fp, "cell": cell.id,
-                           "started": started, "versions": versions(), "host": host_info(),
+                           "started": now_iso(), "versions": versions(), "host": host_info(),
                            "pid": os.getpid()}
     write_json(folder / CONFIG_JSON, {**config, "fingerprint": fp})
     write_json(folder / RUN_JSON, run)
     try:
-        metrics, per_user, timings = compute_cell(ctx, cell)
+        save, record = compute()
     except Exception as exc:
         seconds = time.perf_counter() - t0
         write_json(folder / RUN_JSON, {**run, "status": "failed", "finished": now_iso(),
@@ -533,12 +537,29 @@ def run_cell(ctx: BenchContext, cell: Cell) -> CellResult:
                                        "error": f"{type(exc).__name__}: {exc}",
                                        "traceback": traceback.format_exc()})
         return CellResult(cell, "failed", seconds, error=f"{type(exc).__name__}: {exc}")
-    write_json(folder / METRICS_JSON, metrics)
-    write_parquet(folder / PER_USER, per_user)
+    metrics = save()
     seconds = time.perf_counter() - t0
     write_json(folder / RUN_JSON, {**run, "status": "done", "finished": now_iso(),
-                                   "seconds": seconds, "timings": timings})
+                                   "seconds": seconds, **record})
     return CellResult(cell, "done", seconds, metrics)
+
+
+def run_cell(ctx: BenchContext, cell: Cell) -> CellResult:
+    """Run one cell into ``<out>/<cell.id>`` unless it is already finished
+    (:func:`run_in_folder`): ``metrics.json``, ``per_user.parquet``, ``run.json``."""
+    folder = ctx.out / cell.id
+
+    def compute() -> tuple[Callable[[], dict[str, float]], dict[str, Any]]:
+        metrics, per_user, timings = compute_cell(ctx, cell)
+
+        def save() -> dict[str, float]:
+            write_json(folder / METRICS_JSON, metrics)
+            write_parquet(folder / PER_USER, per_user)
+            return metrics
+        return save, {"timings": timings}
+
+    return run_in_folder(folder, cell, ctx.cell_config(cell), compute,
+                         lambda: read_json(folder / METRICS_JSON))
 
 
 def summary_line(res: CellResult, k: int = 20) -> str:

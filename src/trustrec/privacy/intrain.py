@@ -34,7 +34,7 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 
-from trustrec.config import to_dict
+from trustrec.config import Configured
 from trustrec.data.dataset import Dataset
 from trustrec.errors import ConfigError, DataFormatError
 from trustrec.models.base import EmbeddingRecommender, make_model
@@ -84,7 +84,7 @@ def write_in_place(model: EmbeddingRecommender, table: np.ndarray | torch.Tensor
         t.copy_(torch.as_tensor(np.asarray(table), dtype=t.dtype))
 
 
-class DefenseBase:
+class DefenseBase(Configured):
     """Base of the in-training defenses: two-phase training, checks, the defense record.
 
     Subclasses set ``name`` and a dataclass ``Config`` with ``warmup_epochs`` (int or None),
@@ -98,16 +98,6 @@ class DefenseBase:
         warmup_epochs: int | None = None
         defense_epochs: int = 1
         lr_scale: float = 1.0
-
-    def __init__(self, config: Any = None) -> None:
-        self.config = config if config is not None else self.Config()
-
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}({self.config})"
-
-    def config_dict(self) -> dict[str, Any]:
-        """The defense's config as a JSON-ready dict."""
-        return to_dict(self.config)
 
     def fit(self, model: str, model_config: Mapping[str, Any], train: Dataset,
             valid: Dataset | None, labels: Mapping[str, np.ndarray], *, seed: int = 0,

@@ -20,7 +20,7 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 
-from trustrec.config import to_dict
+from trustrec.config import Configured
 from trustrec.data.dataset import Dataset
 from trustrec.errors import ConfigError, DataFormatError
 from trustrec.evaluate.ranking import dataset_csr, rank_topk
@@ -172,7 +172,7 @@ def pair_scores(model: EmbeddingRecommender, table: torch.Tensor, users: torch.T
     return pair_scorer(model, users, items)(table)
 
 
-class ProtectorBase:
+class ProtectorBase(Configured):
     """Base of the post-training protectors: checks, timing and the protection record.
 
     Subclasses set ``name`` and a dataclass ``Config``, and implement :meth:`_protect`
@@ -180,19 +180,6 @@ class ProtectorBase:
     """
 
     name: ClassVar[str] = ""
-
-    class Config:  # replaced by a dataclass in every subclass
-        pass
-
-    def __init__(self, config: Any = None) -> None:
-        self.config = config if config is not None else self.Config()
-
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}({self.config})"
-
-    def config_dict(self) -> dict[str, Any]:
-        """The method's config as a JSON-ready dict."""
-        return to_dict(self.config)
 
     def protect(self, model: EmbeddingRecommender, train: Dataset,
                 labels: Mapping[str, np.ndarray], *, seed: int = 0,
