@@ -52,14 +52,16 @@ def is_done(folder: Path) -> bool:
         return False
 
 
-def finished_cell_dirs(out: str | Path, cells: Iterable[Cell] | None = None) -> list[Path]:
-    """Folders of finished cells: the given ones, or every finished cell under ``out``."""
+def finished_cell_dirs(out: str | Path, cells: Iterable[Any] | None = None,
+                       private: tuple[str, ...] = PRIVATE_DIRS) -> list[Path]:
+    """Folders of finished cells: the given ones (anything with an ``id``), or every
+    finished cell under ``out`` outside the grid's ``private`` top-level folders."""
     out = Path(out)
     if cells is not None:
         dirs = [out / c.id for c in cells]
     else:
         dirs = sorted(p.parent for p in out.rglob(RUN_JSON)
-                      if p.relative_to(out).parts[0] not in PRIVATE_DIRS)
+                      if p.relative_to(out).parts[0] not in private)
     return [d for d in dirs if is_done(d)]
 
 

@@ -44,7 +44,6 @@ and a key, so a process pool could map them later without changing what a cell c
 
 from __future__ import annotations
 
-import sys
 import time
 import warnings
 from collections.abc import Callable
@@ -62,7 +61,6 @@ from trustrec.bench.privacy_collect import (
     AUDIT_CSV,
     METRICS_JSON,
     RESULT_COLUMNS,
-    RUN_JSON,
     collect_privacy,
     csv_bytes,
     read_audit,
@@ -81,13 +79,16 @@ from trustrec.bench.runner import (
     BenchResult,
     CellResult,
     GridData,
+    emitter,
+    finished_cells,
     fresh_folder,
     is_current,
     run_in_folder,
+    run_serially,
 )
 from trustrec.bench.spec import fingerprint
 from trustrec.config import suggest
-from trustrec.errors import TrustrecError, UnknownNameError
+from trustrec.errors import UnknownNameError
 from trustrec.fileio import now_iso
 
 __all__ = ["RESULT_COLUMNS", "PrivacyContext", "collect_privacy", "compute_privacy_cell",
@@ -366,7 +367,6 @@ def run_privacy_bench(spec: PrivacySpec, *, quiet: bool = False, stop_on_error: 
         ``html`` and ``plots``; failed cells are listed (their ``run.json`` holds the
         traceback) and are retried by the next run.
     """
-    from tqdm.auto import tqdm
 
     from trustrec.bench.privacy_report import write_privacy_report
 
@@ -377,16 +377,9 @@ def run_privacy_bench(spec: PrivacySpec, *, quiet: bool = False, stop_on_error: 
     ctx = PrivacyContext(spec)
     cells = spec.cells()
 
-    def emit(line: str) -> None:
-        if quiet:
-            return
-        if log is not None:
-            log(line)
-        else:
-            tqdm.write(line, file=sys.stderr)
+    emit = emitter(quiet, log)
 
-    done = {c for c in cells if is_current(out / c.id, RUN_JSON,
-                                            fingerprint(ctx.cell_config(c)))}
+    done = finished_cells(ctx, cells)
     if done:
         emit(f"{len(done)} of {len(cells)} cells already finished in {out}; they are skipped")
     # A dataset that cannot be loaded, or lacks an attribute, fails the run, not each cell.
@@ -394,22 +387,9 @@ def run_privacy_bench(spec: PrivacySpec, *, quiet: bool = False, stop_on_error: 
     for label in dict.fromkeys(c.dataset for c in cells if c not in done):
         ctx.check_attributes(label)
     ctx.progress = False
-    bar = tqdm(total=len(cells), desc="privacy bench", unit="cell", disable=quiet,
-               file=sys.stderr, dynamic_ncols=True)
-    results: list[CellResult] = []
-    try:
-        for cell in cells:
-            bar.set_postfix_str(cell.id, refresh=False)
-            res = run_privacy_cell(ctx, cell)
-            results.append(res)
-            if res.status == "failed" and stop_on_error:
-                trace = read_json(out / cell.id / RUN_JSON).get("traceback", "")
-                raise TrustrecError(f"cell {cell.id} failed: {res.error}\n{trace}")
-            if res.status != "skipped":
-                emit(summary_line(res, ctx.k))
-            bar.update(1)
-    finally:
-        bar.close()
+    results = run_serially(cells, lambda c: run_privacy_cell(ctx, c), out=out, k=ctx.k,
+                           desc="privacy bench", quiet=quiet, stop_on_error=stop_on_error,
+                           emit=emit)
     frame = collect_privacy(out, cells)
     paths = {"results": out / "results.csv"}
     paths.update(write_privacy_report(out, frame, spec))

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from trustrec.bench.collect import read_json
+from trustrec.bench.collect import finished_cell_dirs, read_json
 from trustrec.bench.files import write_atomic
 from trustrec.bench.privacy_spec import PrivacyCell
 from trustrec.errors import DataFormatError
@@ -48,13 +48,6 @@ def read_audit(path: Path) -> pd.DataFrame:
     return frame
 
 
-def _is_done(folder: Path) -> bool:
-    try:
-        return read_json(folder / RUN_JSON).get("status") == "done"
-    except (DataFormatError, AttributeError, OSError):
-        return False
-
-
 def privacy_cell_rows(folder: Path) -> pd.DataFrame:
     """Long-format rows (:data:`RESULT_COLUMNS`) of one finished cell."""
     cfg = read_json(folder / CONFIG_JSON)
@@ -75,13 +68,7 @@ def privacy_cell_rows(folder: Path) -> pd.DataFrame:
 def privacy_results_frame(out: str | Path, cells: Iterable[PrivacyCell] | None = None
                           ) -> pd.DataFrame:
     """The long results table of the finished cells (columns :data:`RESULT_COLUMNS`)."""
-    out = Path(out)
-    if cells is not None:
-        dirs = [out / c.id for c in cells]
-    else:
-        dirs = sorted(p.parent for p in out.rglob(RUN_JSON)
-                      if p.relative_to(out).parts[0] not in PRIVATE_DIRS)
-    parts = [privacy_cell_rows(d) for d in dirs if _is_done(d)]
+    parts = [privacy_cell_rows(d) for d in finished_cell_dirs(out, cells, PRIVATE_DIRS)]
     frame = (pd.concat(parts, ignore_index=True) if parts
              else pd.DataFrame(columns=RESULT_COLUMNS))
     return _typed(frame)

@@ -64,6 +64,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from tqdm.auto import tqdm
 
 from trustrec.bench.collect import (
     CONFIG_JSON,
@@ -599,7 +600,6 @@ def run_bench(spec: BenchSpec, *, quiet: bool = False, stop_on_error: bool = Fal
         A :class:`BenchResult`; failed cells are listed in it (their ``run.json`` holds
         the traceback) and are retried by the next run.
     """
-    from tqdm.auto import tqdm
 
     spec.validate()
     out = Path(spec.out)
@@ -609,16 +609,9 @@ def run_bench(spec: BenchSpec, *, quiet: bool = False, stop_on_error: bool = Fal
     cells = spec.cells()
     workers = spec.workers if spec.workers is not None else default_workers()
 
-    def emit(line: str) -> None:
-        if quiet:
-            return
-        if log is not None:
-            log(line)
-        else:
-            tqdm.write(line, file=sys.stderr)
+    emit = emitter(quiet, log)
 
-    done = [c for c in cells if is_current(out / c.id, RUN_JSON,
-                                            fingerprint(ctx.cell_config(c)))]
+    done = finished_cells(ctx, cells)
     if done:
         emit(f"{len(done)} of {len(cells)} cells already finished in {out}; they are skipped")
     # Load every dataset a pending cell needs before the first cell: a dataset that cannot
@@ -638,24 +631,60 @@ def run_bench(spec: BenchSpec, *, quiet: bool = False, stop_on_error: bool = Fal
                                             metrics=read_json(out / c.id / METRICS_JSON))
                    for c in cells]
         return _finish(out, cells, spec, results)
+
+    def one(cell: Cell) -> CellResult:
+        with single_threaded():  # as in a worker: results do not depend on the engine
+            return run_cell(ctx, cell)
+
+    results = run_serially(cells, one, out=out, k=ctx.k, desc="bench", quiet=quiet,
+                           stop_on_error=stop_on_error, emit=emit)
+    return _finish(out, cells, spec, results)
+
+
+def emitter(quiet: bool, log: Callable[[str], None] | None) -> Callable[[str], None]:
+    """Where a grid's one-line messages go: ``log``, else above the progress bar; nothing
+    when ``quiet``."""
+    def emit(line: str) -> None:
+        if quiet:
+            return
+        if log is not None:
+            log(line)
+        else:
+            tqdm.write(line, file=sys.stderr)
+    return emit
+
+
+def finished_cells(ctx: Any, cells: list[Any]) -> list[Any]:
+    """The cells whose folder already holds a finished run of their current config."""
+    return [c for c in cells
+            if is_current(ctx.out / c.id, RUN_JSON, fingerprint(ctx.cell_config(c)))]
+
+
+def run_serially(cells: list[Any], run_one: Callable[[Any], CellResult], *, out: Path,
+                 k: int, desc: str, quiet: bool, stop_on_error: bool,
+                 emit: Callable[[str], None]) -> list[CellResult]:
+    """Run ``cells`` one after the other in this process, with a progress bar.
+
+    A summary line is emitted per cell that ran; with ``stop_on_error`` the first failed
+    cell raises TrustrecError with its traceback from ``run.json``.
+    """
     results: list[CellResult] = []
-    bar = tqdm(total=len(cells), desc="bench", unit="cell", disable=quiet, file=sys.stderr,
+    bar = tqdm(total=len(cells), desc=desc, unit="cell", disable=quiet, file=sys.stderr,
                dynamic_ncols=True)
     try:
         for cell in cells:
             bar.set_postfix_str(cell.id, refresh=False)
-            with single_threaded():  # as in a worker: results do not depend on the engine
-                res = run_cell(ctx, cell)
+            res = run_one(cell)
             results.append(res)
             if res.status == "failed" and stop_on_error:
                 trace = read_json(out / cell.id / RUN_JSON).get("traceback", "")
                 raise TrustrecError(f"cell {cell.id} failed: {res.error}\n{trace}")
             if res.status != "skipped":
-                emit(summary_line(res, ctx.k))
+                emit(summary_line(res, k))
             bar.update(1)
     finally:
         bar.close()
-    return _finish(out, cells, spec, results)
+    return results
 
 
 def _finish(out: Path, cells: list[Cell], spec: BenchSpec, results: list[CellResult]
