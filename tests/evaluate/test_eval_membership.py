@@ -59,13 +59,28 @@ def test_rank_percentile_top_bottom_ties_and_chunks():
     users = np.array([0, 0, 0, 1, 0])
     items = np.array([0, 1, 2, 3, 3])
     pct = rank_percentiles(f, users, items, n_items=4)
-    # top = 1, bottom = 0, a tie of two in the middle: (1 lower + ½ tie) / 3 = 0.5
-    np.testing.assert_allclose(pct, [1.0, 0.0, 0.5, 0.5, 0.5])
-    np.testing.assert_allclose(rank_percentiles(f, users, items, n_items=4, chunk_size=1), pct)
+    # top = 1, bottom = 0; the tie of two in the middle takes ranks 1 and 2 in a random order
+    np.testing.assert_allclose(pct[:2], [1.0, 0.0])
+    assert sorted(pct[[2, 4]].tolist()) == pytest.approx([1 / 3, 2 / 3])
+    assert pct[3] in {0.0, 1 / 3, 2 / 3, 1.0}  # all-tied row: a random rank
+    np.testing.assert_allclose(rank_percentiles(f, users, items, n_items=4, seed=3),
+                               rank_percentiles(f, users, items, n_items=4, seed=3))
     with pytest.raises(ConfigError):
         rank_percentiles(f, users, items, n_items=4, chunk_size=0)
     with pytest.raises(ValueError, match="out of range"):
         rank_percentiles(f, users, np.array([0, 1, 2, 3, 4]), n_items=4)
+
+
+def test_all_tied_rows_give_chance_with_noise_not_an_exact_half():
+    # a user table reset to zero ties every score: the AUC must carry sampling noise
+    members, nonmembers = _toy(n_users=60)
+    r = membership_report(lambda u: np.zeros((len(u), 40)), members, nonmembers,
+                          n_bootstrap=100)
+    assert abs(r["mia_auc_user"] - 0.5) < 0.2
+    assert r["mia_auc_user_se"] > 0.01 and r["mia_auc_interaction_se"] > 0.01
+    seeds = {membership_report(lambda u: np.zeros((len(u), 40)), members, nonmembers,
+                               seed=s, n_bootstrap=0)["mia_auc_user"] for s in range(5)}
+    assert len(seeds) > 1
 
 
 # ---------------------------------------------------------------------------- report
@@ -94,7 +109,7 @@ def test_report_separating_and_blind_models():
     r = membership_report(forgets_all, members, nonmembers, n_bootstrap=50)
     assert r["mia_auc_user"] == 0.0 and r["mia_auc_interaction"] == 0.0
     r = membership_report(blind, members, nonmembers, n_bootstrap=50)
-    assert r["mia_auc_user"] == 0.5 and r["mia_auc_interaction"] == 0.5
+    assert abs(r["mia_auc_user"] - 0.5) < 0.2 and abs(r["mia_auc_interaction"] - 0.5) < 0.1
 
 
 def test_report_uses_only_users_with_both_sides_and_checks_input():

@@ -10,9 +10,12 @@ Construction (all vectorised; users scored in memory-bounded chunks):
 
 - **Signal** of a row ``(u, i)``: the rank percentile of item ``i`` in ``u``'s *unmasked*
   score row (every item competes, training items included):
-  ``(#{j: s_uj < s_ui} + ½·#{j ≠ i: s_uj = s_ui}) / (n_items − 1)``, i.e. 1 = the top item,
-  0 = the bottom one, 0.5 for an all-tied row. A model that trained on ``(u, i)`` pushes it
-  up; one that did not can only rank it as well as it generalises.
+  ``#{j: s_uj < s_ui or (s_uj = s_ui and j is drawn below i)} / (n_items − 1)``, i.e. 1 =
+  the top item, 0 = the bottom one. Tied scores are ordered by a seeded random draw, so a
+  row of equal scores (a user table reset to zero, say) gives uniformly random
+  percentiles: the AUC is then 0.5 *with its sampling noise*, never an exact 0.5 with
+  standard error 0 that would look more forgotten than retraining. A model that trained
+  on ``(u, i)`` pushes it up; one that did not can only rank it as well as it generalises.
 - **Members**: the forgotten *training* rows (the original model was trained on them).
 - **Non-members**: held-out rows (the test split, which no model ever trained on) of the
   same request scope (:func:`membership_sets`): the forgotten users' held-out rows for a
@@ -103,13 +106,25 @@ def _check_pairs(users: np.ndarray, items: np.ndarray, n_items: int | None
     return u, i
 
 
+def random_tie_ranks(s: np.ndarray, gen: np.random.Generator) -> np.ndarray:
+    """Row-wise 0-based ranks of ``s`` (0 = lowest), ties ordered by a random draw."""
+    key = gen.random(s.shape)
+    order = np.lexsort((key, s), axis=-1)
+    ranks = np.empty(s.shape, dtype=np.int64)
+    np.put_along_axis(ranks, order, np.broadcast_to(np.arange(s.shape[-1]), s.shape), axis=-1)
+    return ranks
+
+
 def rank_percentiles(model: object, users: np.ndarray, items: np.ndarray,
-                     n_items: int | None = None, chunk_size: int | None = None) -> np.ndarray:
+                     n_items: int | None = None, chunk_size: int | None = None,
+                     seed: int = 0) -> np.ndarray:
     """Rank percentile of each ``(users[r], items[r])`` in the user's unmasked score row.
 
-    The percentile is ``(#{j: s_j < s_i} + ½·#{j ≠ i: s_j = s_i}) / (n_items − 1)``: 1 for
-    the user's top-scored item, 0 for the bottom one, 0.5 when every score ties. Each user
-    is scored once; users are scored in chunks so that a chunk holds about 2 M scores.
+    The percentile is the item's 0-based rank from the bottom divided by ``n_items − 1``:
+    1 for the user's top-scored item, 0 for the bottom one. Tied scores are ordered at
+    random (``rng(seed, "membership", "ties")``, one draw per scored block), so an all-tied
+    row gives uniformly random percentiles instead of a constant. Each user is scored once;
+    users are scored in chunks so that a chunk holds about 2 M scores.
 
     Args:
         model: score source (``score(users)``, e.g. a Recommender or an Unlearner, or a
@@ -118,6 +133,7 @@ def rank_percentiles(model: object, users: np.ndarray, items: np.ndarray,
         items: item index per row.
         n_items: catalogue size (default: learnt from the first scored block).
         chunk_size: users scored at once (default: bounded by the catalogue size).
+        seed: root seed of the tie-breaking draw.
 
     Returns:
         float64 array aligned with the rows (NaN for a catalogue of one item).
@@ -140,16 +156,15 @@ def rank_percentiles(model: object, users: np.ndarray, items: np.ndarray,
             raise ConfigError(f"chunk_size must be >= 1, got {chunk_size}")
     if len(i) and i.max() >= n_items:
         raise ValueError(f"item index {int(i.max())} out of range [0, {n_items})")
+    gen = rng(seed, "membership", "ties")
     for start in range(0, len(uniq), step):
         block = uniq[start:start + step]
         lo = int(np.searchsorted(su, block[0], side="left"))
         hi = int(np.searchsorted(su, block[-1], side="right"))
-        s = score_block(score, block, n_items)
-        ranks = rankdata(s, axis=1, method="average")  # 1-based, ties share their mean
+        ranks = random_tie_ranks(score_block(score, block, n_items), gen)
         local = np.searchsorted(block, su[lo:hi])
-        with np.errstate(invalid="ignore", divide="ignore"):
-            pct = (ranks[local, si[lo:hi]] - 1.0) / (n_items - 1)
-        out[order[lo:hi]] = pct if n_items > 1 else np.nan
+        if n_items > 1:
+            out[order[lo:hi]] = ranks[local, si[lo:hi]] / (n_items - 1.0)
     return out
 
 
@@ -305,25 +320,62 @@ def membership_report(model: object, members: Dataset, nonmembers: Dataset, *,
         DataFormatError: the two datasets have different id spaces.
         ConfigError: a negative ``n_bootstrap``.
     """
+    mu, mi, nu, ni = paired_rows(members, nonmembers)
+    check_bootstrap(n_bootstrap)
+    signal = rank_percentiles(model, np.concatenate([mu, nu]), np.concatenate([mi, ni]),
+                              n_items=members.n_items, chunk_size=chunk_size, seed=seed)
+    return {f"mia_{k}": v for k, v in signal_aucs(
+        signal[:len(mu)], mu, signal[len(mu):], nu, members.n_users, seed=seed,
+        n_bootstrap=n_bootstrap).items()}
+
+
+def check_bootstrap(n_bootstrap: object) -> None:
+    """Raise ConfigError unless ``n_bootstrap`` is a non-negative integer."""
+    if isinstance(n_bootstrap, bool) or not isinstance(n_bootstrap, (int, np.integer)) \
+            or n_bootstrap < 0:
+        raise ConfigError(f"n_bootstrap must be a non-negative integer, got {n_bootstrap!r}")
+
+
+def paired_rows(members: Dataset, nonmembers: Dataset
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """``(member users, member items, non-member users, non-member items)`` of the users
+    that have both kinds of rows (int64; the rows every membership attack scores).
+
+    Raises:
+        DataFormatError: the two datasets have different id spaces.
+    """
     if (members.n_users, members.n_items) != (nonmembers.n_users, nonmembers.n_items):
         raise DataFormatError(
             f"members {members.name!r} ({members.n_users} users x {members.n_items} items) "
             f"and non-members {nonmembers.name!r} ({nonmembers.n_users} x "
             f"{nonmembers.n_items}) must share one id space")
-    if isinstance(n_bootstrap, bool) or not isinstance(n_bootstrap, (int, np.integer)) \
-            or n_bootstrap < 0:
-        raise ConfigError(f"n_bootstrap must be a non-negative integer, got {n_bootstrap!r}")
-    n_users, n_items = members.n_users, members.n_items
-    has_m = np.bincount(members.users, minlength=n_users) > 0
-    has_n = np.bincount(nonmembers.users, minlength=n_users) > 0
-    both = has_m & has_n
+    n_users = members.n_users
+    both = ((np.bincount(members.users, minlength=n_users) > 0)
+            & (np.bincount(nonmembers.users, minlength=n_users) > 0))
     keep_m, keep_n = both[members.users], both[nonmembers.users]
-    mu, mi = members.users[keep_m].astype(np.int64), members.items[keep_m].astype(np.int64)
-    nu, ni = (nonmembers.users[keep_n].astype(np.int64),
-              nonmembers.items[keep_n].astype(np.int64))
-    signal = rank_percentiles(model, np.concatenate([mu, nu]), np.concatenate([mi, ni]),
-                              n_items=n_items, chunk_size=chunk_size)
-    sm, sn = signal[:len(mu)], signal[len(mu):]
+    return (members.users[keep_m].astype(np.int64), members.items[keep_m].astype(np.int64),
+            nonmembers.users[keep_n].astype(np.int64),
+            nonmembers.items[keep_n].astype(np.int64))
+
+
+def signal_aucs(sm: np.ndarray, mu: np.ndarray, sn: np.ndarray, nu: np.ndarray,
+                n_users: int, *, seed: int = 0, n_bootstrap: int = 200) -> dict[str, float]:
+    """User- and interaction-level AUCs of a per-row membership signal (module docstring).
+
+    Args:
+        sm: signal of each member row (higher = more member-like); NaN rows are dropped.
+        mu: user of each member row.
+        sn: signal of each non-member row.
+        nu: user of each non-member row.
+        n_users: size of the user id space.
+        seed: root seed of the profile subsampling and the bootstrap draws.
+        n_bootstrap: user-cluster bootstrap replicates (0 or 1: no SE, NaN).
+
+    Returns:
+        ``auc_user``, ``auc_interaction``, ``auc_user_se``, ``auc_interaction_se``,
+        ``n_users``, ``n_members``, ``n_nonmembers``.
+    """
+    check_bootstrap(n_bootstrap)
     okm, okn = ~np.isnan(sm), ~np.isnan(sn)
     sm, mu, sn, nu = sm[okm], mu[okm], sn[okn], nu[okn]
     cm = np.bincount(mu, minlength=n_users).astype(np.float64)
@@ -349,13 +401,13 @@ def membership_report(model: object, members: Dataset, nonmembers: Dataset, *,
     auc_u = prof.estimate()
     se_u = prof.bootstrap_se(int(n_bootstrap), rng(seed, "membership", "user", "bootstrap"))
     return {
-        "mia_auc_user": auc_u,
-        "mia_auc_interaction": auc_i,
-        "mia_auc_user_se": se_u,
-        "mia_auc_interaction_se": se_i,
-        "mia_n_users": float(len(users)),
-        "mia_n_members": float(len(mu)),
-        "mia_n_nonmembers": float(len(nu)),
+        "auc_user": auc_u,
+        "auc_interaction": auc_i,
+        "auc_user_se": se_u,
+        "auc_interaction_se": se_i,
+        "n_users": float(len(users)),
+        "n_members": float(len(mu)),
+        "n_nonmembers": float(len(nu)),
     }
 
 
