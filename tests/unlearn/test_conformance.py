@@ -92,7 +92,9 @@ def check_report(rep: ForgetReport, u, method: str, train_before, removed: np.nd
     assert rep.method == method and rep.exact == type(u).exact
     assert rep.rows_removed == int(removed.sum()) > 0
     assert rep.users_affected == np.unique(train_before.users[removed]).tolist()
-    assert rep.retrained and all(isinstance(r, str) for r in rep.retrained)
+    # only the negative controls retrain nothing (they are not unlearning methods)
+    assert rep.retrained or method in ("noop", "reset-rows")
+    assert all(isinstance(r, str) for r in rep.retrained)
     assert rep.seconds > 0
     assert rep.rows_remaining == train_before.n_interactions - rep.rows_removed
     assert rep.rows_remaining == u.train_.n_interactions

@@ -27,12 +27,15 @@ What one cell (dataset, model, method, grain, selection, ratio, seed) does:
    forgotten items' percentile gap. The reference is computed once per group and saved
    under ``<out>/_reference/...``; the ``retrain`` cell stores it when it runs first (cells
    are ordered so that it does), so its own agreement is 1 by construction. Membership
-   inference (:mod:`trustrec.evaluate.membership`): the AUC of telling the forgotten
-   training rows from held-out rows of the same scope, after forgetting (``mia_auc_user``,
-   ``mia_auc_interaction``, about 0.5 when forgotten) and for the learned model
-   (``*_before``), with bootstrap standard errors (``*_se``).
-8. **Efficiency**: ``learn_seconds``, ``forget_seconds`` and ``speedup_vs_retrain`` (the
-   reference's forget seconds / this method's).
+   inference by the completeness suite (:mod:`trustrec.evaluate.suite`): score-row,
+   fold-in and shadow-calibrated attacks on the forgotten training rows against held-out
+   rows of the same scope, after forgetting (``mia_*``) and for the learned model
+   (``mia_*_before``); the headline ``mia_auc`` is the strongest attack with its interval.
+   The shadow (the auditor's model of the same kind, trained on the remaining data with
+   another seed) is computed once per group under ``<out>/_shadow/...``.
+8. **Efficiency**: ``learn_seconds``, ``forget_seconds`` (median of repeats when under
+   :data:`REPEAT_BELOW` s, with ``_min`` / ``_max``), ``retrain_forget_seconds`` (a
+   retrain of the same request, timed in the same process) and ``speedup_vs_retrain``.
 
 Files per cell (all written atomically): ``config.json`` (the resolved config and its
 fingerprint), ``metrics.json`` (flat name → value), ``per_user.parquet`` (the per-user
@@ -82,12 +85,20 @@ from trustrec.bench.spec import REFERENCE_METHOD, BenchSpec, Cell, dataset_label
 from trustrec.data.dataset import Dataset
 from trustrec.data.split import Split
 from trustrec.errors import DataFormatError, TrustrecError
+from trustrec.evaluate.suite import ATTACKS as SUITE_ATTACKS
+from trustrec.evaluate.suite import attack_name
 from trustrec.fileio import now_iso
+from trustrec.seeding import child_seed
 
 STATE_JSON = "state.json"
 UNLEARNER_DIR = "unlearner"
+SHADOW_DIR = "shadow"
 #: Bootstrap replicates of the membership-inference standard errors.
 MIA_BOOTSTRAP = 200
+#: A forget faster than this many seconds is repeated (on fresh copies of the learned
+#: state) until :data:`FORGET_REPEATS` runs are timed; its median is reported.
+REPEAT_BELOW = 2.0
+FORGET_REPEATS = 3
 
 
 def is_current(folder: Path, marker: str, fp: str) -> bool:
@@ -240,9 +251,15 @@ class BenchContext(GridData):
                              "shard": "variance of per-shard mean ndcg (after)"},
                 "forget_request": {"user": "users", "interaction": "pairs",
                                    "item": "items"}[cell.grain],
-                "measures": {"membership": {"signal": "row rank percentile",
+                "measures": {"membership": {"suite": list(SUITE_ATTACKS),
+                                            "ties": "random",
                                             "nonmembers": "test rows of the request scope",
-                                            "n_bootstrap": MIA_BOOTSTRAP}}}
+                                            "reference": "shadow model, seed 'shadow'",
+                                            "n_bootstrap": MIA_BOOTSTRAP},
+                             "timing": {"repeats": FORGET_REPEATS,
+                                        "repeat_below_seconds": REPEAT_BELOW,
+                                        "retrain": "same process"},
+                             "utility_before": "same users as after"}}
 
     # --------------------------------------------------------------- folders
     def learned_dir(self, dataset: str, model: str, method: str, seed: int) -> Path:
@@ -319,6 +336,47 @@ class BenchContext(GridData):
             self.store_reference(cell, unl, float(report.seconds), learn_s)
         folder = self.reference_dir(cell)
         return load_unlearner(folder / UNLEARNER_DIR), read_json(folder / STATE_JSON)
+
+    # --------------------------------------------------------------- shadow
+    def shadow_config(self, cell: Cell) -> dict[str, Any]:
+        """Everything the group's shadow model depends on (the reference's data and model,
+        another seed)."""
+        return {**self.reference_config(cell), "method": None, "method_config": None,
+                "shadow_seed": child_seed(cell.seed, "shadow")}
+
+    def shadow_dir(self, cell: Cell) -> Path:
+        """Folder of a group's shadow model (``_shadow/...``, laid out like the reference)."""
+        rel = self.reference_dir(cell).relative_to(self.out / "_reference")
+        return self.out / "_shadow" / rel
+
+    def has_shadow(self, cell: Cell) -> bool:
+        """Whether the group's shadow model is stored and current."""
+        return is_current(self.shadow_dir(cell), STATE_JSON,
+                          fingerprint(self.shadow_config(cell)))
+
+    def shadow(self, cell: Cell) -> Any:
+        """The group's shadow: the auditor's model of the same kind and config, trained
+        on the data that remains after the request with seed ``child_seed(seed,
+        "shadow")`` (it never saw the forget set). The completeness suite's reference
+        attack calibrates against it (:mod:`trustrec.evaluate.suite`)."""
+        from trustrec.models import load_model, make_model
+
+        folder = self.shadow_dir(cell)
+        cfg = self.shadow_config(cell)
+        if not is_current(folder, STATE_JSON, fingerprint(cfg)):
+            fresh_folder(folder)
+            split = self.split(cell.dataset, cell.seed)
+            request = self.forget_request(cell)
+            train = split.train.select(~request.match_rows(split.train))
+            valid = split.valid.select(~request.match_rows(split.valid))
+            t0 = time.perf_counter()
+            model = make_model(cell.model, **self._model_cfg[cell.model]).fit(
+                train, valid, seed=cfg["shadow_seed"])
+            model.save(folder / SHADOW_DIR)
+            write_json(folder / STATE_JSON, {"status": "done", "fingerprint": fingerprint(cfg),
+                                             "config": cfg, "finished": now_iso(),
+                                             "seconds": time.perf_counter() - t0})
+        return load_model(folder / SHADOW_DIR)
 
     # --------------------------------------------------------------- forget sets
     def forget_users(self, cell: Cell) -> np.ndarray:
@@ -406,27 +464,60 @@ def _user_shards(unl: Any) -> np.ndarray | None:
     return None if hook is None else hook()
 
 
+def timed_forget(load: Callable[[], Any], request: Any) -> tuple[Any, Any, list[float]]:
+    """Forget ``request`` on a fresh copy of a learned state, timed, repeated when fast.
+
+    A forget that takes under :data:`REPEAT_BELOW` seconds is repeated on new copies
+    (``load()``) until :data:`FORGET_REPEATS` runs are timed, so that a sub-second figure
+    is a median rather than one noisy draw. Every run is deterministic, so the first copy
+    is the one returned.
+
+    Returns:
+        ``(unlearner after the forget, its ForgetReport, seconds of every run)``.
+    """
+    unl = load()
+    report = unl.forget(request)
+    seconds = [float(report.seconds)]
+    while seconds[0] < REPEAT_BELOW and len(seconds) < FORGET_REPEATS:
+        seconds.append(float(load().forget(request).seconds))
+    return unl, report, seconds
+
+
+def _timing_metrics(prefix: str, seconds: list[float]) -> dict[str, float]:
+    return {f"{prefix}_seconds": float(np.median(seconds)),
+            f"{prefix}_seconds_min": float(min(seconds)),
+            f"{prefix}_seconds_max": float(max(seconds)),
+            f"{prefix}_repeats": float(len(seconds))}
+
+
 def compute_cell(ctx: BenchContext, cell: Cell) -> tuple[dict[str, float], pd.DataFrame,
                                                          dict[str, float]]:
     """Compute one cell's metrics, per-user table and timings (writes no cell files).
 
-    Besides the steps in the module docstring: membership inference
-    (:mod:`trustrec.evaluate.membership`) on the request's members (the forgotten training
-    rows) and non-members (the test rows of the request's scope), for the learned model
-    (``mia_*_before``) and after forgetting (``mia_*``); shard fairness
-    (``shard_fairness``, ``shard_fairness_before``): variance across the unlearner's user
-    shards of their users' mean NDCG@k (0 for an unsharded method). For the ``user`` grain
-    utility after forgetting covers the retained users; for the other grains every test
-    user, on the test rows the request does not name (an item request's items leave the
-    truth).
+    Besides the steps in the module docstring:
+
+    * **Utility** before and after forgetting is measured on the *same* users and test
+      rows: for the ``user`` grain the retained users, for the other grains every test
+      user on the test rows the request does not name (an item request's items leave the
+      truth). Changing the population would let forgetting "improve" utility.
+    * **Completeness**: the suite of :mod:`trustrec.evaluate.suite` (score-row, fold-in
+      and shadow-calibrated attacks, user and interaction level; the headline
+      ``mia_auc`` is the strongest) on the request's members and non-members, for the
+      learned model (``*_before``) and after forgetting; the shadow is the group's
+      (:meth:`BenchContext.shadow`).
+    * **Efficiency**: the method's forget and a ``retrain`` forget of the same request are
+      both timed here, in this process (:func:`timed_forget`, median of repeats when
+      fast); ``speedup_vs_retrain`` is the ratio of the medians.
+    * **Fairness**: A-IGF (absolute and signed) and shard fairness, before and after.
 
     Returns:
         ``(metrics, per_user, timings)``.
     """
     from trustrec.evaluate.completeness import agreement_report
-    from trustrec.evaluate.fairness import a_igf
-    from trustrec.evaluate.membership import membership_report, membership_sets
+    from trustrec.evaluate.fairness import a_igf_signed
+    from trustrec.evaluate.membership import membership_sets
     from trustrec.evaluate.ranking import evaluate_ranking, summarize
+    from trustrec.evaluate.suite import completeness_suite
 
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
@@ -435,62 +526,74 @@ def compute_cell(ctx: BenchContext, cell: Cell) -> tuple[dict[str, float], pd.Da
     request = ctx.forget_request(cell)
     forget = ctx.forget_users(cell)
     members, nonmembers = membership_sets(request, split.train, split.test)
+    retained = np.setdiff1d(np.arange(split.train.n_users), forget)
+    eval_users = retained if cell.grain == "user" else None
+    truth = (split.test if cell.grain == "user"
+             else split.test.select(~request.match_rows(split.test)))
+    side = "item" if cell.grain == "item" else "user"
+    shadow = ctx.shadow(cell)
     timings["data_seconds"] = time.perf_counter() - t0
 
-    unl, learn_s = ctx.load_learned(cell.dataset, cell.model, cell.method, cell.seed)
+    def suite(model: Any) -> dict[str, float]:
+        return completeness_suite(model, members, nonmembers, reference=shadow, side=side,
+                                  seed=cell.seed, n_bootstrap=MIA_BOOTSTRAP)
+
+    learned, learn_s = ctx.load_learned(cell.dataset, cell.model, cell.method, cell.seed)
     t1 = time.perf_counter()
-    before = evaluate_ranking(unl, split.train, split.test, ks)
-    shards_before = _user_shards(unl)
+    before = evaluate_ranking(learned, split.train, truth, ks, users=eval_users)
+    shards_before = _user_shards(learned)
     timings["eval_before_seconds"] = time.perf_counter() - t1
     t1 = time.perf_counter()
-    mia_before = membership_report(unl, members, nonmembers, seed=cell.seed,
-                                   n_bootstrap=MIA_BOOTSTRAP)
+    mia_before = suite(learned)
     timings["membership_before_seconds"] = time.perf_counter() - t1
+    del learned
 
-    report = unl.forget(request)
-    forget_s = float(report.seconds)
+    unl, report, seconds = timed_forget(
+        lambda: ctx.load_learned(cell.dataset, cell.model, cell.method, cell.seed)[0],
+        request)
     remaining = unl.train_
-    if cell.method == REFERENCE_METHOD and not ctx.has_reference(cell):
-        ctx.store_reference(cell, unl, forget_s, learn_s)
+    if cell.method == REFERENCE_METHOD:
+        retrain_seconds = seconds
+        if not ctx.has_reference(cell):
+            ctx.store_reference(cell, unl, float(np.median(seconds)), learn_s)
+    else:
+        _, _, retrain_seconds = timed_forget(
+            lambda: ctx.load_learned(cell.dataset, cell.model, REFERENCE_METHOD,
+                                     cell.seed)[0], request)
 
     t2 = time.perf_counter()
-    retained = np.setdiff1d(np.arange(split.train.n_users), forget)
-    if cell.grain == "user":
-        after = evaluate_ranking(unl, remaining, split.test, ks, users=retained)
-    else:
-        truth = split.test.select(~request.match_rows(split.test))
-        after = evaluate_ranking(unl, remaining, truth, ks)
+    after = evaluate_ranking(unl, remaining, truth, ks, users=eval_users)
     metric = f"ndcg@{k}"
-    fairness = a_igf(after, remaining, metric=metric)
-    fairness_before = a_igf(before, split.train, metric=metric)
+    fairness = a_igf_signed(after, remaining, metric=metric)
+    fairness_before = a_igf_signed(before, split.train, metric=metric)
     shard_fair = _shard_fairness(after, _user_shards(unl), metric)
     shard_fair_before = _shard_fairness(before, shards_before, metric)
     timings["eval_after_seconds"] = time.perf_counter() - t2
 
     t3 = time.perf_counter()
-    ref, ref_state = ctx.reference(cell)
+    ref, _ = ctx.reference(cell)
     agreement = agreement_report(unl, ref, remaining, members, retained, k=k)
-    mia = membership_report(unl, members, nonmembers, seed=cell.seed,
-                            n_bootstrap=MIA_BOOTSTRAP)
+    mia = suite(unl)
     timings["completeness_seconds"] = time.perf_counter() - t3
 
-    ref_forget = float(ref_state["forget_seconds"])
+    forget_s, retrain_s = float(np.median(seconds)), float(np.median(retrain_seconds))
     counts = {"user": {"n_forget_users": float(len(request.users))},
               "interaction": {"n_forget_pairs": float(len(request.pairs))},
               "item": {"n_forget_items": float(len(request.items))}}[cell.grain]
     metrics: dict[str, float] = dict(summarize(after))
     metrics.update({f"{m}_before": v for m, v in summarize(before).items()})
     metrics.update({
-        "a_igf": fairness, "a_igf_before": fairness_before,
+        "a_igf": abs(fairness), "a_igf_before": abs(fairness_before),
+        "a_igf_signed": fairness, "a_igf_signed_before": fairness_before,
         "shard_fairness": shard_fair, "shard_fairness_before": shard_fair_before,
         **agreement,
         **mia,
-        **{f"{name}_before": mia_before[name]
-           for name in ("mia_auc_user", "mia_auc_interaction", "mia_auc_user_se",
-                        "mia_auc_interaction_se")},
-        "forget_seconds": forget_s, "learn_seconds": learn_s,
-        "retrain_forget_seconds": ref_forget,
-        "speedup_vs_retrain": ref_forget / forget_s if forget_s > 0 else float("nan"),
+        **{f"{name}_before": v for name, v in mia_before.items()
+           if name.startswith("mia_") and not name.startswith("mia_n_")},
+        **_timing_metrics("forget", seconds),
+        **_timing_metrics("retrain_forget", retrain_seconds),
+        "learn_seconds": learn_s,
+        "speedup_vs_retrain": retrain_s / forget_s if forget_s > 0 else float("nan"),
         **counts,
         "n_users_affected": float(len(forget)),
         "rows_removed": float(report.rows_removed),
@@ -577,8 +680,9 @@ def summary_line(res: CellResult, k: int = 20) -> str:
     return (f"{res.cell.id}: ndcg@{k} {g(f'ndcg@{k}_before')} → {g(f'ndcg@{k}')}, "
             f"a_igf {g('a_igf')}, forget {g('forget_seconds', '.2f')} s "
             f"(×{g('speedup_vs_retrain', '.1f')}), overlap@{k} "
-            f"{g(f'overlap@{k}_vs_retrain', '.3f')}, mia user "
-            f"{g('mia_auc_user_before', '.3f')} → {g('mia_auc_user', '.3f')}{tag}")
+            f"{g(f'overlap@{k}_vs_retrain', '.3f')}, mia "
+            f"{g('mia_auc_before', '.3f')} → {g('mia_auc', '.3f')} "
+            f"({attack_name(m.get('mia_attack', float('nan')))}){tag}")
 
 
 # ---------------------------------------------------------------------------- the grid

@@ -4,8 +4,8 @@ The runner's work is three keyed, idempotent stages (see :mod:`trustrec.bench.ru
 
 1. **learn**: one learned state per (dataset, model, method, seed) that a pending cell or
    a missing reference needs;
-2. **reference**: one retrained reference per group of cells (same forget set) that lacks
-   it. Where the group's ``retrain`` cell is pending, that cell runs here and stores the
+2. **reference**: one retrained reference and one shadow model per group of cells (same
+   forget set) that lacks them. Where the group's ``retrain`` cell is pending, that cell runs here and stores the
    reference, exactly as in a sequential run (so its speed-up is 1 by construction and the
    group is retrained once); otherwise the reference alone is computed;
 3. **cells**: every other pending cell.
@@ -102,7 +102,8 @@ def make_plan(ctx: BenchContext, pending: Iterable[Cell]) -> Plan:
     groups: dict[Any, list[Cell]] = {}
     for cell in pending:
         groups.setdefault(cell.group, []).append(cell)
-    need_ref = {g: cs for g, cs in groups.items() if not ctx.has_reference(cs[0])}
+    need_ref = {g: cs for g, cs in groups.items()
+                if not (ctx.has_reference(cs[0]) and ctx.has_shadow(cs[0]))}
     keys = [learn_key(c) for c in pending]
     keys += [learn_key(cs[0], REFERENCE_METHOD) for cs in need_ref.values()]
     learn = [k for k in dict.fromkeys(keys) if not has_learned(ctx, k)]
@@ -151,7 +152,9 @@ def reference_task(spec: dict[str, Any], key: dict[str, Any]) -> dict[str, Any]:
         return cell_task(spec, key)
     t0 = time.perf_counter()
     try:
-        worker_context(spec).reference(cell)
+        ctx = worker_context(spec)
+        ctx.reference(cell)
+        ctx.shadow(cell)
     except Exception as exc:
         return _failure(t0, exc)
     return {"status": "done", "seconds": time.perf_counter() - t0}

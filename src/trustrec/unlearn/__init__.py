@@ -3,7 +3,8 @@
 Registered methods: ``retrain`` (exact, full retrain), ``sisa`` (exact, user shards),
 ``receraser`` and ``ultrare`` (exact, clustered shards with a learned combiner);
 ``scif`` and ``ifru`` (approximate, influence functions), ``finetune`` and ``neggrad``
-(approximate baselines).
+(approximate baselines); ``noop`` and ``reset-rows`` (negative controls that forget
+nothing, :mod:`trustrec.unlearn.controls`).
 """
 
 from trustrec.unlearn import retrain, sisa  # noqa: F401  (register methods)
@@ -14,6 +15,7 @@ from trustrec.unlearn.base import (
     UnlearnerBase,
     make_unlearner,
 )
+from trustrec.unlearn.controls import NoOp, ResetRows  # (registers the controls)
 from trustrec.unlearn.ensemble import ShardEnsemble
 from trustrec.unlearn.finetune import FineTune, NegGrad  # (registers "finetune", "neggrad")
 from trustrec.unlearn.ifru import IFRU  # (registers "ifru")
@@ -40,7 +42,9 @@ __all__ = [
     "ForgetRequest",
     "InfluenceUnlearner",
     "NegGrad",
+    "NoOp",
     "RecEraser",
+    "ResetRows",
     "Retrain",
     "SCIF",
     "Unlearner",
