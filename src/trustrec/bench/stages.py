@@ -5,9 +5,9 @@ The runner's work is three keyed, idempotent stages (see :mod:`trustrec.bench.ru
 1. **learn**: one learned state per (dataset, model, method, seed) that a pending cell or
    a missing reference needs;
 2. **reference**: one retrained reference and one shadow model per group of cells (same
-   forget set) that lacks them. Where the group's ``retrain`` cell is pending, that cell runs here and stores the
-   reference, exactly as in a sequential run (so its speed-up is 1 by construction and the
-   group is retrained once); otherwise the reference alone is computed;
+   forget set) that lacks them. Where the group's ``retrain`` cell is pending, that cell
+   runs here and stores the reference, exactly as in a sequential run (so the group is
+   retrained once); otherwise the reference and the shadow alone are computed;
 3. **cells**: every other pending cell.
 
 Each stage's items run in parallel on the engine and the next stage starts when all of
