@@ -18,9 +18,9 @@ from trustrec.data.selection import (
     select_forget_users,
 )
 from trustrec.errors import ConfigError
-from trustrec.unlearn import ForgetRequest, make_unlearner
 from trustrec.models import make_model
 from trustrec.seeding import child_seed
+from trustrec.unlearn import ForgetRequest, make_unlearner
 from trustrec.unlearn.objectives import make_objective
 
 from ._approx import Case, fitted

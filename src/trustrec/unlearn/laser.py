@@ -229,10 +229,11 @@ class LASER(UnlearnerBase):
     * Stage isolation: after stage g, the rows of user-indexed parameter tables (names
       starting with ``"user"``, leading dimension ``n_users``) of users whose rows the
       stage does not train on are reset to their values before the stage, so a stage
-      changes only its own users (and the shared item side). This is a no-op for the trained tables of
-      sampled-loss models (BPR, NeuMF and LightGCN's layer-0 table never move users
-      without rows; checked on ML-100K) and keeps full-matrix models such as WMF, whose
-      user step would shrink every data-less user to zero, from erasing earlier groups.
+      changes only its own users (and the shared item side). This is a no-op for the
+      trained tables of sampled-loss models (BPR, NeuMF and LightGCN's layer-0 table
+      never move users without rows; checked on ML-100K) and keeps full-matrix models
+      such as WMF, whose user step would shrink every data-less user to zero, from
+      erasing earlier groups.
       LightGCN's propagated cache ``user_final`` keeps, for users outside the group, its
       value from before the stage, while ``item_final`` is propagated over the last
       stage's graph. At stage 0 nothing is reset (no earlier state exists).
