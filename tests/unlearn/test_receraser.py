@@ -15,7 +15,12 @@ from trustrec.seeding import child_seed
 from trustrec.unlearn import ForgetRequest, RecEraser
 from trustrec.unlearn.ensemble import average_scores, pretrained_embeddings
 from trustrec.unlearn.partition import balanced_kmeans, interaction_balanced_partition
-from trustrec.unlearn.receraser import AGGREGATOR_PARAMS, Aggregator, init_aggregator
+from trustrec.unlearn.receraser import (
+    AGGREGATOR_PARAMS,
+    SCORE_ATTENTION_PARAMS,
+    Aggregator,
+    init_aggregator,
+)
 
 from .conftest import build, fit, model_config, params_equal
 
@@ -29,10 +34,16 @@ def fresh_shard(rows, s: int, seed: int, valid_rows=None):
                                                        seed=child_seed(seed, "shard", s))
 
 
-def same_aggregator(a: Aggregator, b: Aggregator) -> bool:
-    return (all(torch.equal(a.params[k], b.params[k]) for k in AGGREGATOR_PARAMS)
-            and torch.equal(a.user_table, b.user_table)
-            and torch.equal(a.item_table, b.item_table))
+def same_aggregator(a, b) -> bool:
+    """Two aggregators (paper's or score attention) with equal parameters and tables."""
+    if type(a) is not type(b):
+        return False
+    if isinstance(a, Aggregator):
+        return (all(torch.equal(a.params[k], b.params[k]) for k in AGGREGATOR_PARAMS)
+                and torch.equal(a.user_table, b.user_table)
+                and torch.equal(a.item_table, b.item_table))
+    return (all(torch.equal(a.params[k], b.params[k]) for k in SCORE_ATTENTION_PARAMS)
+            and torch.equal(a.users_emb, b.users_emb) and torch.equal(a.owner, b.owner))
 
 
 @pytest.fixture(scope="module")
@@ -68,7 +79,7 @@ def test_forget_is_exact_for_shards_and_aggregator(split):
             assert u.models_[s] is before[s][0]
             assert all(u.models_[s].params_[k] is t for k, t in before[s][1].items())
     # the aggregator equals a fresh one trained on the new shards and remaining rows
-    assert same_aggregator(u.combiner_, u.train_aggregator(u.models_, remaining))
+    assert same_aggregator(u.combiner_, u._fit_combiner(u.models_, remaining, valid))
     assert u.aggregator_seed() == child_seed(5, "aggregator")
 
 
@@ -104,17 +115,18 @@ def test_interaction_partition_forget_is_exact(split):
             assert params_equal(u.models_[s].params_, ref.params_)
         else:
             assert u.models_[s] is models[s]
-    assert same_aggregator(u.combiner_, u.train_aggregator(u.models_, remaining))
+    assert same_aggregator(u.combiner_, u._fit_combiner(u.models_, remaining, None))
     # the partition no longer holds the forgotten pair
     key = pair[0][0] * split.train.n_items + pair[0][1]
     assert key not in set(u.pair_keys_.tolist())
     assert len(u.pair_keys_) == split.train.n_interactions - 1
 
 
-def test_trained_attention_beats_its_start_and_the_average(split):
-    """On real ML-100K the BPR-trained aggregator must learn to combine the shards."""
+def test_papers_trained_attention_beats_its_start_and_the_average(split):
+    """On real ML-100K the paper's BPR-trained aggregator learns to combine the shards."""
     u = build("receraser", model_cfg={"epochs": 30, "dim": 16}, n_shards=K,
-              agg_epochs=10, agg_batch_size=16384).fit(split.train, None, seed=0)
+              agg_epochs=10, agg_batch_size=16384,
+              aggregation="attention").fit(split.train, None, seed=0)
     trained = ndcg_at(u, split.train, split.test, 20)
     average = ndcg_at(lambda users: average_scores(u, users), split.train, split.test, 20)
     d = u.models_[0].user_embeddings().shape[1]
@@ -131,15 +143,51 @@ def test_only_dot_product_models_and_config_errors():
         RecEraser("neumf")
     with pytest.raises(ConfigError, match="partition"):
         build("receraser", partition="items")
+    with pytest.raises(ConfigError, match="did you mean 'owner'"):
+        build("receraser", aggregation="ownr")
     with pytest.raises(ConfigError, match="capacity"):
         build("receraser", capacity=0.5)
     with pytest.raises(ConfigError, match="agg_lr"):
         build("receraser", agg_lr=0)
-    with pytest.raises(ConfigError, match="aggregation"):
-        build("receraser", aggregation="owner")
     with pytest.raises(ConfigError, match="unknown option 'epoch'"):
         build("receraser", pretrain_config={"epoch": 3})
     with pytest.raises(UnknownNameError, match="unknown model"):
         build("receraser", pretrain_model="svd")
     with pytest.raises(ConfigError, match="n_shards"):
         build("receraser", n_shards=0)
+
+
+def test_score_attention_starts_at_owner_scoring(ubp, split):
+    """The default aggregator's start is owner scoring (up to the softmax's 0.3 %)."""
+    from trustrec.unlearn.receraser import ScoreAttention, init_score_attention
+
+    d = ubp.models_[0].user_embeddings().shape[1]
+    start = ScoreAttention.build(init_score_attention(d, d // 2, 0), ubp.models_,
+                                 ubp.assignment_)
+    users = np.arange(40)
+    owner = np.stack([ubp.models_[ubp.assignment_[u]].score([u])[0] for u in users])
+    got = start.scores(users)
+    assert np.abs(got - owner).max() < 0.01 * np.abs(owner).max()
+    rec = ubp.combiner_.record
+    assert rec["valid_ndcg@20"][rec["chosen_epoch"]] == max(rec["valid_ndcg@20"])
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("model", ["bpr", "wmf"])
+def test_receraser_is_never_below_owner_scoring_and_beats_sisa(model, ml100k_split):
+    """Default models on real ML-100K, seed 0, test NDCG@20 over every user (measured:
+    RecEraser .2452 / .2485 for BPR / WMF, owner scoring of its shards .2456 / .2485, SISA
+    .2098 / .2190). Bounds: RecEraser >= SISA (the paper's ordering, a 3-4 point margin
+    here) and within 0.005 of owner scoring of its own shard models on test (selected on
+    validation, where it is never below owner scoring by construction)."""
+    from trustrec.unlearn import make_unlearner
+    from trustrec.unlearn.ensemble import owner_scores
+
+    split = ml100k_split
+    rec = make_unlearner("receraser", model).fit(split.train, split.valid, seed=0)
+    sisa = make_unlearner("sisa", model).fit(split.train, split.valid, seed=0)
+    ndcg = ndcg_at(rec, split.train, split.test, 20)
+    owner = ndcg_at(lambda users: owner_scores(rec, np.asarray(users)), split.train,
+                    split.test, 20)
+    assert ndcg >= owner - 0.005, (ndcg, owner)
+    assert ndcg >= ndcg_at(sisa, split.train, split.test, 20)

@@ -167,3 +167,19 @@ def test_config_errors(split):
         build("sisa", model="bpr-typo")
     with pytest.raises(ConfigError, match="unknown option"):
         SISA("bpr", {"epoch": 2})
+
+
+@pytest.mark.parametrize("model", ["bpr", "wmf"])
+def test_parallel_workers_give_bitwise_the_same_shards(model, split):
+    """Shards (re)trained in threads are exactly the shards trained one by one."""
+    from .conftest import fit as fit_fast
+
+    one = fit_fast("sisa", split, model=model, workers=1)
+    two = fit_fast("sisa", split, model=model, workers=2)
+    for a, b in zip(one.models_, two.models_, strict=True):
+        assert params_equal(a.params_, b.params_)
+    users = np.flatnonzero(one.assignment_ < 2)[:6]  # users of two shards
+    ra, rb = one.forget(ForgetRequest(users=users)), two.forget(ForgetRequest(users=users))
+    assert ra.details["shards"] == rb.details["shards"] and len(rb.details["shards"]) == 2
+    for a, b in zip(one.models_, two.models_, strict=True):
+        assert params_equal(a.params_, b.params_)

@@ -32,7 +32,7 @@ def test_partition_is_exactly_balanced_ot_clustering(split, method):
 
 
 def test_forget_is_exact_for_shards_and_combiner(split):
-    u = fit("ultrare", split, seed=6, n_shards=K)
+    u = fit("ultrare", split, seed=6, n_shards=K, aggregation="combiner")
     assert u.combiner_.shape == (K + 2,)
     models = list(u.models_)
     users = np.array([0, 500, 900])
@@ -55,8 +55,8 @@ def test_forget_is_exact_for_shards_and_combiner(split):
 
 
 def test_combiner_beats_the_average_on_real_data(split):
-    u = build("ultrare", model_cfg={"epochs": 30, "dim": 16}, n_shards=K).fit(
-        split.train, None, seed=0)
+    u = build("ultrare", model_cfg={"epochs": 30, "dim": 16}, n_shards=K,
+              aggregation="combiner").fit(split.train, None, seed=0)
     combined = ndcg_at(u, split.train, split.test, 20)
     average = ndcg_at(lambda users: average_scores(u, users), split.train, split.test, 20)
     # measured: combiner 0.227, average 0.140 (BPR item biases of the shards that never

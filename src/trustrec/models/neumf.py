@@ -133,6 +133,7 @@ class NeuMF(EmbeddingRecommender):
     See the module docstring for the parameter layout and implementation choices.
     """
 
+    parallel_safe = False  # fit sets torch's process-wide thread count
     name = "neumf"
     Config = NeuMFConfig
 

@@ -96,9 +96,13 @@ def wmf_cg_step(x_f: np.ndarray, y_f: np.ndarray, indptr: np.ndarray, indices: n
             w = b32 - a32 * s
             for c in range(d):
                 r[c] += w * y[c]
+        # every reduction has a loop of its own without stores: a store beside a
+        # reduction makes LLVM choose between vector and scalar code by a run-time
+        # overlap check of the arrays' addresses, and the two sum in different orders,
+        # so the bits of a fit would depend on where its arrays lie in memory
+        p[:] = r
         rs = np.float32(0.0)
         for c in range(d):
-            p[c] = r[c]
             rs += r[c] * r[c]
         for _ in range(cg_steps):
             if rs < 1e-20:
@@ -122,10 +126,11 @@ def wmf_cg_step(x_f: np.ndarray, y_f: np.ndarray, indptr: np.ndarray, indices: n
             if pap <= 0:
                 break
             step = rs / pap
-            rs_new = np.float32(0.0)
             for c in range(d):
                 x[c] += step * p[c]
                 r[c] -= step * ap[c]
+            rs_new = np.float32(0.0)
+            for c in range(d):
                 rs_new += r[c] * r[c]
             beta = rs_new / rs
             for c in range(d):

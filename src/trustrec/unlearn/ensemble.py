@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
@@ -89,16 +90,18 @@ def pretrained_embeddings(train: Dataset, model: str, config: dict[str, Any],
 
 
 def check_shard_config(cfg: Any, aggregations: tuple[str, ...]) -> None:
-    """Validate ``cfg.n_shards`` (integer >= 1) and ``cfg.aggregation`` (one of ``aggregations``).
+    """Validate ``cfg.n_shards`` and ``cfg.workers`` (integers >= 1) and
+    ``cfg.aggregation`` (one of ``aggregations``).
 
     Raises:
         ConfigError: naming the config class and the field.
     """
     where = type(cfg).__name__
-    k = cfg.n_shards
-    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
-        raise ConfigError(f"{where}.n_shards must be an integer >= 1, got {k!r}")
-    cfg.n_shards = int(k)
+    for name in ("n_shards", "workers"):
+        k = getattr(cfg, name)
+        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
+            raise ConfigError(f"{where}.{name} must be an integer >= 1, got {k!r}")
+        setattr(cfg, name, int(k))
     if cfg.aggregation not in aggregations:
         hint = suggest(str(cfg.aggregation), sorted(aggregations))
         raise ConfigError(f"{where}.aggregation: unknown aggregation "
@@ -127,6 +130,12 @@ class ShardEnsemble(UnlearnerBase):
       scratch, with its own seed) on the new shard models and the remaining training rows.
       Other shard models are kept as they are (the same objects and tensors). The new
       models are built first and committed at the end, so an error changes nothing.
+    * ``workers > 1`` (re)trains up to that many shards at once in threads. The training
+      kernels of BPR-MF, WMF and LightGCN are numba code that releases the GIL, so the
+      threads run in parallel; each shard is trained exactly as alone (own data, own
+      seed, single-threaded kernel), so the models are bitwise the same as with one
+      worker. A model whose training sets process-wide torch threads
+      (``parallel_safe = False``: NeuMF) is trained one shard at a time.
 
     Attributes:
         assignment_: int64 shard per user index (None for a row partition).
@@ -192,6 +201,21 @@ class ShardEnsemble(UnlearnerBase):
         tr, va = self.shard_data(shard, train, valid)
         return self._new_model().fit(tr, va, seed=self.shard_seed(shard), progress=progress)
 
+    def _train_shards(self, shards: list[int], train: Dataset, valid: Dataset | None,
+                      progress: bool = False
+                      ) -> dict[int, tuple[EmbeddingRecommender, float]]:
+        """Fresh models of ``shards`` with their training seconds, ``workers`` at a time."""
+        def one(s: int) -> tuple[EmbeddingRecommender, float]:
+            t0 = time.perf_counter()
+            model = self.train_shard(s, train, valid, progress)
+            return model, time.perf_counter() - t0
+
+        workers = min(self.config.workers, len(shards))
+        if workers <= 1 or not getattr(self._new_model(), "parallel_safe", True):
+            return {s: one(s) for s in shards}
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            return dict(zip(shards, pool.map(one, shards), strict=True))
+
     # ------------------------------------------------------------------ hooks
     def _partition(self, progress: bool) -> dict[str, Any]:
         """Compute the partition from ``train_`` / ``valid_`` (sets ``assignment_``)."""
@@ -222,11 +246,10 @@ class ShardEnsemble(UnlearnerBase):
         t0 = time.perf_counter()
         details = dict(self._partition(progress) or {})
         details["partition_seconds"] = time.perf_counter() - t0
-        models, seconds = [], []
-        for s in range(self.n_shards):
-            t0 = time.perf_counter()
-            models.append(self.train_shard(s, self.train_, self.valid_, progress))
-            seconds.append(time.perf_counter() - t0)
+        trained = self._train_shards(list(range(self.n_shards)), self.train_, self.valid_,
+                                     progress)
+        models = [trained[s][0] for s in range(self.n_shards)]
+        seconds = [trained[s][1] for s in range(self.n_shards)]
         t0 = time.perf_counter()
         combiner = self._fit_combiner(models, self.train_, self.valid_)
         if combiner is not None:
@@ -242,12 +265,9 @@ class ShardEnsemble(UnlearnerBase):
         if self.valid_ is not None:
             hit.append(self.row_shards(self.valid_)[valid_removed])
         shards = np.unique(np.concatenate(hit)).tolist()
-        new, seconds = {}, []
-        for s in shards:
-            t0 = time.perf_counter()
-            new[s] = self.train_shard(s, train, valid)
-            seconds.append(time.perf_counter() - t0)
-        models = [new.get(s, m) for s, m in enumerate(self.models_)]
+        trained = self._train_shards(shards, train, valid)
+        seconds = [trained[s][1] for s in shards]
+        models = [trained[s][0] if s in trained else m for s, m in enumerate(self.models_)]
         combiner = self._fit_combiner(models, train, valid)
         self._prune_partition(train, valid)  # commit
         self.models_, self.combiner_ = models, combiner
@@ -260,6 +280,14 @@ class ShardEnsemble(UnlearnerBase):
         """The shard owning each user (the fixed partition)."""
         self._check_fitted()
         return np.asarray(self.assignment_, dtype=np.int64)
+
+    def released_tables(self, side: str) -> list[np.ndarray]:
+        """Every shard model's ``side`` table (``"user"`` / ``"item"``): what the saved
+        ensemble releases, and what a fold-in attack can use
+        (:mod:`trustrec.evaluate.suite`)."""
+        self._check_fitted()
+        return [np.asarray(m.user_embeddings() if side == "user" else m.item_embeddings())
+                for m in self.models_]
 
     # ------------------------------------------------------------------ persistence
     def persistent_models(self) -> dict[str, EmbeddingRecommender]:

@@ -416,6 +416,16 @@ class LASER(UnlearnerBase):
         self._check_fitted()
         return self.checkpoints_[-1].score(self._check_users(users))
 
+    def user_embeddings(self) -> np.ndarray:
+        """The final model's user representations (what LASER releases)."""
+        self._check_fitted()
+        return self.checkpoints_[-1].user_embeddings()
+
+    def item_embeddings(self) -> np.ndarray:
+        """The final model's item representations."""
+        self._check_fitted()
+        return self.checkpoints_[-1].item_embeddings()
+
     def user_shards(self) -> np.ndarray:
         """The group of each user (fixed at ``fit``)."""
         self._check_fitted()

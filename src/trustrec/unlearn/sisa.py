@@ -34,10 +34,13 @@ class SISAConfig:
         aggregation: how scores are formed from the shard models; ``"owner"``: the model
             of the user's shard scores the user; ``"average"``: the mean of all shard
             models' scores. Names come from :data:`AGGREGATIONS`.
+        workers: shards (re)trained at once, in threads (see
+            :class:`~trustrec.unlearn.ensemble.ShardEnsemble`).
     """
 
     n_shards: int = 10
     aggregation: str = "owner"
+    workers: int = 1
 
     def __post_init__(self) -> None:
         check_shard_config(self, tuple(AGGREGATIONS.names()))
