@@ -437,15 +437,15 @@ class RecEraser(ShardEnsemble):
       NDCG@20 from .259 to .225 over 10 epochs, also when trained on validation rows), so
       RecEraser scores as its owner shards do, .2485 (WMF) and .2452 (BPR-MF), above
       SISA's .2190 and .2098 as the paper reports. ``"owner"`` skips the aggregator.
-    * The paper's aggregator (``"attention"``): one transform ``(W_s, b_s)`` per shard
-      shared by users and items, initialised at the identity; attention as in the paper. Dropout is omitted; an L2
-      penalty ``agg_reg`` on the aggregated embeddings regularises instead. Trained with
-      Adam (seed ``child_seed(seed, "aggregator")``) for ``agg_epochs`` epochs on large
-      batches, every step re-aggregating the batch's users and all items from the
-      precomputed stacked sub-model embeddings (cheap: S·n·d² per step). No
-      validation-based stopping. It trains with ``agg_threads=1`` torch thread by default:
-      with two threads MKL split long reductions differently from run to run (measured:
-      parameters differing by up to 6e-4 between identical runs), which breaks exactness.
+    * The paper's aggregator (``"attention"``): one transform ``(W_s, b_s)`` per shard shared
+      by users and items, initialised at the identity; attention as in the paper. Dropout is
+      omitted; an L2 penalty ``agg_reg`` on the aggregated embeddings regularises instead.
+      Trained with Adam (seed ``child_seed(seed, "aggregator")``) for ``agg_epochs`` epochs on
+      large batches, every step re-aggregating the batch's users and all items from the
+      precomputed stacked sub-model embeddings (cheap: S·n·d² per step). No validation-based
+      stopping. It trains with ``agg_threads=1`` torch thread by default: with two threads MKL
+      split long reductions differently from run to run (measured: parameters differing by up
+      to 6e-4 between identical runs), which breaks exactness.
     * For BPR with item bias the sub-model embeddings include the bias as an extra column
       (and a constant 1 on the user side), so ``e_u · e_i`` is the sub-model's full score.
     * Sub-models must score by a dot product of their embeddings (bpr, wmf, lightgcn);
