@@ -37,8 +37,9 @@ def tiny_spec(ml100k_dir, out, **extra):
 
 
 def quality(frame: pd.DataFrame) -> pd.Series:
-    """Every metric except timings, indexed by the cell's axes and the metric."""
-    keep = ~frame["metric"].str.contains("seconds|speedup")
+    """Every metric except timings (and how many timed runs they took), indexed by the
+    cell's axes and the metric."""
+    keep = ~frame["metric"].str.contains("seconds|speedup|repeats")
     return frame[keep].set_index(list(frame.columns[:-1]))["value"].sort_index()
 
 

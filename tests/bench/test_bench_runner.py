@@ -136,7 +136,9 @@ def test_report_and_plots(bench_run):
     assert pngs == ["completeness_ml-100k_p0.05_core.png", "efficiency_ml-100k_p0.05_core.png",
                     "fairness_ml-100k_p0.05_core.png", "utility_ml-100k_p0.05_core.png",
                     "utility_vs_time_ml-100k_p0.05.png"]
-    assert "Completeness: MIA user" in md and "Fairness: Shard var" in md
+    assert "Completeness: MIA, strongest attack" in md and "Fairness: Shard var" in md
+    assert "Efficiency: Parts retrained" in md and "MIA fold-in user" in md
+    assert "± " in md  # single seed: the MIA figures carry their bootstrap interval
     for p in (result.out / "plots").glob("*.png"):
         assert p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
@@ -253,3 +255,28 @@ def test_grain_axis_is_checked(ml100k_dir, tmp_path):
     assert [c.id for c in spec.cells()] == [
         "ml-100k/bpr/retrain/core/p0.05/seed0", "ml-100k/bpr/sisa/core/p0.05/seed0",
         "ml-100k/bpr/retrain/item/core/p0.05/seed0", "ml-100k/bpr/sisa/item/core/p0.05/seed0"]
+
+
+def test_cure4rec_protocol_grid(ml100k_dir, tmp_path):
+    """protocol = "cure4rec": 5-core data (the paper's 943 x 1,349), an 80/20 split with no
+    validation rows, untruncated NDCG (never above the standard one), and the paper's
+    figures printed beside ours in the report."""
+    spec = tiny_spec(ml100k_dir, tmp_path / "c4r", models=["bcemf"], methods=["retrain"],
+                     protocol="cure4rec",
+                     model_configs={"bcemf": {"epochs": 2, "batch_size": 8192}})
+    assert spec.split_ratios == [0.8, 0.0, 0.2]
+    result = run_bench(spec, quiet=True, stop_on_error=True)
+    cfg = json.loads((result.out / "ml-100k/bcemf/retrain/core/p0.05/seed0/config.json")
+                     .read_text())
+    assert cfg["data"]["protocol"] == "cure4rec" and cfg["ndcg_ideal"] == "untruncated"
+    md = (result.out / "report.md").read_text()
+    assert "943 users × 1349 items, 99287 interactions" in md
+    assert "## Beside the CURE4Rec paper" in md and "| learn | 0.3215 |" in md
+    assert "git commit: " in md and "model bcemf (resolved): dim=32" in md
+    v = result.results.set_index("metric")["value"]
+    assert v["n_eval_users"] == 943 - 47
+    table = pd.read_parquet(result.out / "ml-100k/bcemf/retrain/core/p0.05/seed0"
+                            / "per_user.parquet")
+    assert (table["n_relevant"] > 0).all()
+    with pytest.raises(Exception, match="did you mean 'cure4rec'"):
+        tiny_spec(ml100k_dir, tmp_path / "bad", protocol="cure4rek")

@@ -267,3 +267,20 @@ def test_ml100k_ndcg_agrees_with_implicit(ml100k_split, factor_scores):
                                   show_progress=False, num_threads=1)
     ours = evaluate_ranking(lambda us: u[us] @ v.T, sp_.train, sp_.test, ks=(10,))
     assert ours["ndcg@10"].mean() == pytest.approx(theirs["ndcg"], rel=1e-6)
+
+
+def test_untruncated_ideal_dcg_is_cure4rec_s():
+    """CURE4Rec's NDCG divides by the DCG of *all* relevant items: a user with more than k
+    relevant items cannot reach 1, and the value is never above the standard one."""
+    n_items = 6
+    train = make_ds([], 1, n_items)
+    truth = make_ds([(0, i) for i in range(4)], 1, n_items)
+    perfect = lambda users: np.tile(-np.arange(n_items, dtype=np.float32), (len(users), 1))  # noqa: E731
+    std = evaluate_ranking(perfect, train, truth, (2,))
+    unt = evaluate_ranking(perfect, train, truth, (2,), ndcg_ideal="untruncated")
+    assert std["ndcg@2"].iloc[0] == pytest.approx(1.0)
+    disc = 1 / np.log2(np.arange(4) + 2)
+    assert unt["ndcg@2"].iloc[0] == pytest.approx(disc[:2].sum() / disc.sum())
+    assert (unt["recall@2"] == std["recall@2"]).all()
+    with pytest.raises(ConfigError, match="ndcg_ideal"):
+        evaluate_ranking(perfect, train, truth, (2,), ndcg_ideal="full")

@@ -24,6 +24,7 @@ from trustrec.models.base import MODEL_JSON, MODEL_TENSORS
 # Small, fast settings for the structural tests (shapes, determinism, persistence).
 FAST_DEFAULT: dict[str, Any] = {"epochs": 2, "dim": 8}
 FAST: dict[str, dict[str, Any]] = {
+    "bcemf": {"epochs": 2, "dim": 8, "batch_size": 8192},
     "bpr": {"epochs": 3, "dim": 8},
     "wmf": {"epochs": 2, "dim": 8},
     "lightgcn": {"epochs": 2, "dim": 8},
@@ -32,6 +33,7 @@ FAST: dict[str, dict[str, Any]] = {
 # Settings under which the model must clearly beat popularity on ML-100K test NDCG@20.
 LEARN_DEFAULT: dict[str, Any] = {"epochs": 10, "dim": 32}
 LEARN: dict[str, dict[str, Any]] = {
+    "bcemf": {"epochs": 10, "dim": 32, "lr": 0.01, "batch_size": 4096},
     "bpr": {"epochs": 20, "dim": 32},  # ~0.24 vs popularity 0.134
     "wmf": {"epochs": 5, "dim": 32},  # ~0.30
     "lightgcn": {"epochs": 10, "dim": 32},  # ~0.22

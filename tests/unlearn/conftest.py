@@ -14,6 +14,7 @@ from trustrec.unlearn import make_unlearner
 
 #: Small model configs: quality is not the point here, exactness and bookkeeping are.
 FAST_MODEL: dict[str, dict[str, Any]] = {
+    "bcemf": {"epochs": 2, "dim": 8, "batch_size": 8192},
     "bpr": {"epochs": 3, "dim": 8},
     "wmf": {"epochs": 2, "dim": 8},
     "lightgcn": {"epochs": 2, "dim": 8, "n_layers": 2},

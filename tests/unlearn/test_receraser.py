@@ -139,7 +139,7 @@ def test_papers_trained_attention_beats_its_start_and_the_average(split):
 
 
 def test_only_dot_product_models_and_config_errors():
-    with pytest.raises(ConfigError, match="dot product.*bpr, lightgcn, wmf"):
+    with pytest.raises(ConfigError, match="dot product.*bcemf, bpr, lightgcn, wmf"):
         RecEraser("neumf")
     with pytest.raises(ConfigError, match="partition"):
         build("receraser", partition="items")

@@ -161,7 +161,7 @@ def test_bad_config_is_a_config_error(bad):
 
 def test_model_without_objective_is_refused():
     with pytest.raises(ConfigError, match="scif needs a model with a differentiable "
-                                          "objective: bpr, "):
+                                          "objective: bcemf, bpr, "):
         make_unlearner("scif", "lightgcn", {"dim": 8})
 
 

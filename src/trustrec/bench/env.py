@@ -25,6 +25,26 @@ def versions() -> dict[str, str]:
             "scipy": scipy.__version__, "pandas": pandas.__version__}
 
 
+@cache
+def git_commit() -> str:
+    """The git commit of the trustrec source tree that runs (``-dirty`` when it has
+    uncommitted changes), or ``"unknown"`` outside a git checkout."""
+    import subprocess
+
+    import trustrec
+
+    root = Path(trustrec.__file__).resolve().parent
+    try:
+        head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True,
+                              text=True, timeout=10, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
+                               cwd=root, capture_output=True, text=True, timeout=10,
+                               check=True).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return f"{head}-dirty" if dirty else head
+
+
 def host_info() -> dict[str, Any]:
     """The machine a result was measured on."""
     import torch

@@ -8,19 +8,20 @@ What one cell (dataset, model, method, grain, selection, ratio, seed) does:
    split (early stopping on validation). The learned state does not depend on the forget
    set, so it is computed once per (dataset, model, method, seed), saved under
    ``<out>/_learned/...`` and loaded by each cell that needs it.
-3. **Utility before**: rank the test split with the learned model (every test user).
+3. **Utility before**: rank the test split with the learned model, on the same users and
+   test rows as after forgetting (step 5).
 4. **Forget**: select the forget set on the training split by grain (``user``: core /
    edge / random users; ``interaction``: random pairs; ``item``: popular / unpopular /
    random items as core / edge / random; ratio p) and call ``forget``; its wall time is
    ``forget_seconds``.
 5. **Utility after**: rank the test split again. For the user grain only the *retained*
-   users count: forgotten users are excluded from utility after forgetting (the model must
-   no longer serve them from their data, and they have no training rows left to mask). For
-   the other grains every test user counts, on the test rows the request does not name.
-6. **Fairness**: A-IGF of the after-forgetting per-user NDCG@k, with activity groups
-   taken from the remaining training data (and ``a_igf_before`` on the full training split);
-   shard fairness, the variance across the method's user shards of their mean NDCG@k
-   (0 for unsharded methods).
+   users count: forgotten users are excluded from utility (the model must no longer serve
+   them from their data, and they have no training rows left to mask). For the other
+   grains every test user counts, on the test rows the request does not name.
+6. **Fairness**: A-IGF (absolute and signed) of the per-user NDCG@k before and after, both
+   with activity groups taken from the remaining training data; shard fairness, the
+   variance across the method's user shards of their mean NDCG@k (0 for unsharded
+   methods).
 7. **Completeness**: agreement with the reference, the ``retrain`` method's model after the
    same forget request (same dataset, model, selection, ratio and seed): top-k overlap and
    Spearman rank correlation over retained users, overlap on the forgotten users, and the
@@ -178,13 +179,23 @@ class GridData:
         self._splits: dict[tuple[str, int], Split] = {}
 
     # --------------------------------------------------------------- data
+    @property
+    def protocol(self) -> Any:
+        """The spec's evaluation protocol (:mod:`trustrec.bench.protocol`)."""
+        from trustrec.bench.protocol import get_protocol
+
+        return get_protocol(getattr(self.spec, "protocol", "trustrec"))
+
     def dataset(self, label: str) -> Dataset:
-        """The loaded dataset of a label (loaded once)."""
+        """The loaded dataset of a label (loaded once; the protocol's k-core applied)."""
         if label not in self._datasets:
+            from trustrec.data.filter import k_core
             from trustrec.data.loaders import load_dataset
 
-            self._datasets[label] = load_dataset(self.sources[label], self.spec.data_dir,
-                                                 progress=self.progress)
+            ds = load_dataset(self.sources[label], self.spec.data_dir,
+                              progress=self.progress)
+            k = self.protocol.k_core
+            self._datasets[label] = k_core(ds, k, k) if k else ds
         return self._datasets[label]
 
     def split(self, label: str, seed: int) -> Split:
@@ -212,9 +223,13 @@ class BenchContext(GridData):
 
     # --------------------------------------------------------------- configs
     def data_config(self, label: str) -> dict[str, Any]:
-        """Where a dataset comes from and how it is split."""
+        """Where a dataset comes from, how it is filtered and split (the protocol is part
+        of it only when it is not the default, so stored states stay current)."""
+        extra = ({} if self.protocol.name == "trustrec"
+                 else {"protocol": self.protocol.name, "k_core": self.protocol.k_core})
         return {"source": self.sources[label], "data_dir": self.spec.data_dir,
-                "split": "random_split", "split_ratios": list(self.spec.split_ratios)}
+                "split": "random_split", "split_ratios": list(self.spec.split_ratios),
+                **extra}
 
     def learned_config(self, dataset: str, model: str, method: str, seed: int
                        ) -> dict[str, Any]:
@@ -248,7 +263,9 @@ class BenchContext(GridData):
                               "method_config": self._method_cfg[REFERENCE_METHOD]},
                 "ks": list(self.spec.ks), "headline_k": self.k,
                 "fairness": {"metric": f"ndcg@{self.k}", "active_share": 0.05,
-                             "shard": "variance of per-shard mean ndcg (after)"},
+                             "shard": "variance of per-shard mean ndcg (after)",
+                             "a_igf_headline": self.protocol.a_igf},
+                "ndcg_ideal": self.protocol.ndcg_ideal,
                 "forget_request": {"user": "users", "interaction": "pairs",
                                    "item": "items"}[cell.grain],
                 "measures": {"membership": {"suite": list(SUITE_ATTACKS),
@@ -539,8 +556,10 @@ def compute_cell(ctx: BenchContext, cell: Cell) -> tuple[dict[str, float], pd.Da
                                   seed=cell.seed, n_bootstrap=MIA_BOOTSTRAP)
 
     learned, learn_s = ctx.load_learned(cell.dataset, cell.model, cell.method, cell.seed)
+    ideal = ctx.protocol.ndcg_ideal
     t1 = time.perf_counter()
-    before = evaluate_ranking(learned, split.train, truth, ks, users=eval_users)
+    before = evaluate_ranking(learned, split.train, truth, ks, users=eval_users,
+                              ndcg_ideal=ideal)
     shards_before = _user_shards(learned)
     timings["eval_before_seconds"] = time.perf_counter() - t1
     t1 = time.perf_counter()
@@ -562,10 +581,11 @@ def compute_cell(ctx: BenchContext, cell: Cell) -> tuple[dict[str, float], pd.Da
                                      cell.seed)[0], request)
 
     t2 = time.perf_counter()
-    after = evaluate_ranking(unl, remaining, truth, ks, users=eval_users)
+    after = evaluate_ranking(unl, remaining, truth, ks, users=eval_users, ndcg_ideal=ideal)
     metric = f"ndcg@{k}"
     fairness = a_igf_signed(after, remaining, metric=metric)
-    fairness_before = a_igf_signed(before, split.train, metric=metric)
+    # the same users, grouped by the same (remaining) activity, before and after
+    fairness_before = a_igf_signed(before, remaining, metric=metric)
     shard_fair = _shard_fairness(after, _user_shards(unl), metric)
     shard_fair_before = _shard_fairness(before, shards_before, metric)
     timings["eval_after_seconds"] = time.perf_counter() - t2
@@ -734,7 +754,7 @@ def run_bench(spec: BenchSpec, *, quiet: bool = False, stop_on_error: bool = Fal
         results = [ran.get(c) or CellResult(c, "skipped",
                                             metrics=read_json(out / c.id / METRICS_JSON))
                    for c in cells]
-        return _finish(out, cells, spec, results)
+        return _finish(out, cells, spec, results, ctx)
 
     def one(cell: Cell) -> CellResult:
         with single_threaded():  # as in a worker: results do not depend on the engine
@@ -742,7 +762,7 @@ def run_bench(spec: BenchSpec, *, quiet: bool = False, stop_on_error: bool = Fal
 
     results = run_serially(cells, one, out=out, k=ctx.k, desc="bench", quiet=quiet,
                            stop_on_error=stop_on_error, emit=emit)
-    return _finish(out, cells, spec, results)
+    return _finish(out, cells, spec, results, ctx)
 
 
 def emitter(quiet: bool, log: Callable[[str], None] | None) -> Callable[[str], None]:
@@ -791,10 +811,23 @@ def run_serially(cells: list[Any], run_one: Callable[[Any], CellResult], *, out:
     return results
 
 
-def _finish(out: Path, cells: list[Cell], spec: BenchSpec, results: list[CellResult]
-            ) -> BenchResult:
+def _finish(out: Path, cells: list[Cell], spec: BenchSpec, results: list[CellResult],
+            ctx: GridData | None = None) -> BenchResult:
     """Collect the finished cells into ``results.csv`` and write the reports."""
     frame = collect(out, cells)
     paths = {"results": out / "results.csv"}
-    paths.update(write_report(out, frame, spec))
+    paths.update(write_report(out, frame, spec, data_info=data_info(ctx)))
     return BenchResult(out, results, frame, paths)
+
+
+def data_info(ctx: GridData | None) -> dict[str, dict[str, float]]:
+    """Size and density of every dataset a context loaded (for the report)."""
+    if ctx is None:
+        return {}
+    out = {}
+    for label in ctx.sources:
+        ds = ctx.dataset(label)
+        cells = max(ds.n_users * ds.n_items, 1)
+        out[label] = {"users": ds.n_users, "items": ds.n_items,
+                      "interactions": ds.n_interactions, "density": ds.n_interactions / cells}
+    return out

@@ -81,6 +81,9 @@ class BenchSpec:
         engine: where parallel tasks run: ``"local"`` (a pool of local processes, the
             default) or ``"ray"`` (Ray tasks; needs ``pip install 'trustrec[ray]'``). See
             :mod:`trustrec.bench.engine`. Results do not depend on it, nor on ``workers``.
+        protocol: ``"trustrec"`` (default) or ``"cure4rec"`` (:mod:`trustrec.bench.protocol`:
+            its data filter, 80/20 split, untruncated NDCG and signed A-IGF; the split
+            ratios are then the protocol's).
     """
 
     datasets: list[str] = _default(["ml-100k"])
@@ -98,8 +101,14 @@ class BenchSpec:
     data_dir: str | None = None
     workers: int | None = None
     engine: str = "local"
+    protocol: str = "trustrec"
 
     def __post_init__(self) -> None:
+        from trustrec.bench.protocol import get_protocol
+
+        forced = get_protocol(self.protocol).split_ratios
+        if forced is not None:
+            self.split_ratios = list(forced)
         for name in ("datasets", "models", "methods", "grains", "selections"):
             setattr(self, name, str_list(name, getattr(self, name)))
         _check_grains(self.grains, self.selections)

@@ -141,6 +141,10 @@ def rank_topk(scores: np.ndarray | torch.Tensor, exclude: sp.csr_matrix | None,
     return _topk(np.asarray(scores), exclude, rows, k)[0]
 
 
+#: Ideal-DCG conventions of NDCG (see :func:`evaluate_ranking`).
+NDCG_IDEALS = ("truncated", "untruncated")
+
+
 def _check_ks(ks: Sequence[int]) -> list[int]:
     try:
         out = sorted({int(k) for k in ks})
@@ -159,6 +163,7 @@ def evaluate_ranking(
     users: np.ndarray | None = None,
     exclude: sp.csr_matrix | Dataset | None = None,
     chunk_size: int = 2048,
+    ndcg_ideal: str = "truncated",
 ) -> pd.DataFrame:
     """Per-user ranking metrics.
 
@@ -172,6 +177,10 @@ def evaluate_ranking(
         exclude: extra user × item mask (sparse matrix or Dataset) to remove from the
             ranking.
         chunk_size: users scored at once.
+        ndcg_ideal: the ideal DCG that normalises NDCG@k: ``"truncated"`` (default, the
+            standard definition: the DCG of ``min(n_relevant, k)`` hits at the top) or
+            ``"untruncated"`` (CURE4Rec's released code: the DCG of all ``n_relevant``
+            items, so a user with more than k relevant items can never reach 1).
 
     Returns:
         DataFrame, one row per user sorted by user: ``user``, ``n_relevant``, and
@@ -186,6 +195,9 @@ def evaluate_ranking(
     ks = _check_ks(ks)
     if chunk_size < 1:
         raise ConfigError(f"chunk_size must be >= 1, got {chunk_size}")
+    if ndcg_ideal not in NDCG_IDEALS:
+        raise ConfigError(f"ndcg_ideal must be one of {', '.join(NDCG_IDEALS)}, got "
+                          f"{ndcg_ideal!r}")
     if (train.n_users, train.n_items) != (truth.n_users, truth.n_items):
         raise ValueError(f"train {train.name!r} ({train.n_users}×{train.n_items}) and truth "
                          f"{truth.name!r} ({truth.n_users}×{truth.n_items}) have different "
@@ -207,8 +219,10 @@ def evaluate_ranking(
         mask = ((mask + extra) > 0).astype(np.float32).tocsr()
         mask.sort_indices()
     kmax = min(ks[-1], n_items)
-    disc = 1.0 / np.log2(np.arange(kmax) + 2.0)
+    n_disc = max(kmax, int(n_rel_all.max(initial=0)))
+    disc = 1.0 / np.log2(np.arange(n_disc) + 2.0)
     cum_disc = np.concatenate([[0.0], np.cumsum(disc)])
+    untruncated = ndcg_ideal == "untruncated"
     out: dict[str, list[np.ndarray]] = {f"{m}@{k}": [] for m in METRICS for k in ks}
     for start in range(0, len(users), chunk_size):
         rows = users[start:start + chunk_size]
@@ -228,7 +242,7 @@ def evaluate_ranking(
             h = hits[:, :k]
             nh = h.sum(1)
             dcg = h @ disc[:k]
-            idcg = cum_disc[np.minimum(n_rel, min(k, kmax))]
+            idcg = cum_disc[n_rel if untruncated else np.minimum(n_rel, min(k, kmax))]
             out[f"ndcg@{k}"].append(dcg / idcg)
             out[f"recall@{k}"].append(nh / n_rel)
             out[f"precision@{k}"].append(nh / k)

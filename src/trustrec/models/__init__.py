@@ -1,6 +1,6 @@
 """Recommenders: the protocol, the registry, and the registered models."""
 
-from trustrec.models import bpr, lightgcn, neumf, wmf  # noqa: F401  (register models)
+from trustrec.models import bcemf, bpr, lightgcn, neumf, wmf  # noqa: F401  (register models)
 from trustrec.models.base import (
     MODELS,
     EmbeddingRecommender,

@@ -23,6 +23,8 @@ rows). ``G`` holds the terms that do not belong to any row (WMF's all-cells part
   ``ℓ = c (p − s)² − s²`` with ``s = x_u·y_i``, ``p = y`` and ``c = 1 + alpha·y`` (Hu et
   al.'s confidence of an observation of strength y). The ``users × items`` matrix is never
   formed.
+* ``bcemf``: ``ℓ = BCE(p_u·q_i, y) + n_neg · mean_k BCE(p_u·q_{j_k}, 0)`` with hashed
+  negatives, no L2 (the model has none).
 * ``neumf``: ``ℓ = BCE(f(u, i), y) + n_neg · mean_k BCE(f(u, j_k), 0) + reg/2 ·
   ‖embeddings‖²`` with the model's own forward pass ``f`` and hashed negatives (the
   model's loss is the mean of these terms over a batch; as a sum it has the same
@@ -478,6 +480,51 @@ class WMFObjective(Objective):
         return loss
 
 
+def pointwise_collaborative_labels(removed: Dataset, remaining: Dataset,
+                                   n_neg: int) -> np.ndarray:
+    """SCIF's label of each removed row for a pointwise model with ``n_neg`` negatives.
+
+    Each retained positive of a user comes with ``n_neg`` negatives, so a user's mean
+    label is ``1 / (1 + n_neg)``. A user with no retained row gets its item's mean:
+    ``n_i / (n_i + n_neg · N / n_items)`` (its positives against the expected number of
+    times it is drawn as a negative among the N retained rows), 0 for an item without
+    positives.
+    """
+    u_has = remaining.user_counts() > 0
+    n_i = remaining.item_counts().astype(np.float64)
+    expected_neg = n_neg * remaining.n_interactions / max(remaining.n_items, 1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        i_mean = np.where(n_i > 0, n_i / (n_i + expected_neg), 0.0)
+    ru, ri = removed.users, removed.items
+    return np.where(u_has[ru], 1.0 / (1 + n_neg), i_mean[ri]).astype(np.float32)
+
+
+@OBJECTIVES.register("bcemf")
+class BCEMFObjective(Objective):
+    """BCE-MF's pointwise BCE with hashed negatives, no L2 (CURE4Rec's "WMF")."""
+
+    model_name = "bcemf"
+
+    def __init__(self, model: EmbeddingRecommender, seed: int = 0,
+                 n_neg: int | None = None) -> None:
+        super().__init__(model, seed)
+        self.n_neg = int(model.config.n_neg if n_neg is None else n_neg)
+
+    def collaborative_labels(self, removed: Dataset, remaining: Dataset) -> np.ndarray:
+        """:func:`pointwise_collaborative_labels` with the model's ``n_neg``."""
+        return pointwise_collaborative_labels(removed, remaining, int(self.model.config.n_neg))
+
+    def row_loss(self, params: Params, rows: Rows, *, regularize: bool = True) -> torch.Tensor:
+        """``Σ_r w_r [BCE(p_u·q_i, y) + n_neg·mean_k BCE(p_u·q_{j_k}, 0)]``."""
+        pu = _gather(params["user"], rows.users)                       # (n, d)
+        qi = _gather(params["item"], rows.items)                       # (n, d)
+        qj = _gather(params["item"], rows.negatives)                   # (n, k, d)
+        pos = soft_bce((pu * qi).sum(1), rows.labels)
+        neg = soft_bce((pu.unsqueeze(1) * qj).sum(2), torch.zeros(()))
+        weight = float(self.model.config.n_neg) / max(rows.negatives.shape[1], 1)
+        return (rows.weights * (pos + weight * neg.sum(1))).sum()
+
+
 @OBJECTIVES.register("neumf")
 class NeuMFObjective(Objective):
     """NeuMF's BCE with hashed negatives; only the embedding tables are differentiated."""
@@ -492,22 +539,8 @@ class NeuMFObjective(Objective):
         self.n_neg = int(model.config.n_neg if n_neg is None else n_neg)
 
     def collaborative_labels(self, removed: Dataset, remaining: Dataset) -> np.ndarray:
-        """The mean label of the user's (else the item's) retained training instances.
-
-        Each retained positive of a user comes with ``n_neg`` negatives, so a user's mean
-        label is ``1 / (1 + n_neg)``. A user with no retained row gets its item's mean:
-        ``n_i / (n_i + n_neg · N / n_items)`` (its positives against the expected number of
-        times it is drawn as a negative among the N retained rows), 0 for an item without
-        positives.
-        """
-        k = self.n_neg
-        u_has = remaining.user_counts() > 0
-        n_i = remaining.item_counts().astype(np.float64)
-        expected_neg = k * remaining.n_interactions / max(remaining.n_items, 1)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            i_mean = np.where(n_i > 0, n_i / (n_i + expected_neg), 0.0)
-        ru, ri = removed.users, removed.items
-        return np.where(u_has[ru], 1.0 / (1 + k), i_mean[ri]).astype(np.float32)
+        """:func:`pointwise_collaborative_labels` with the model's ``n_neg``."""
+        return pointwise_collaborative_labels(removed, remaining, int(self.model.config.n_neg))
 
     def row_loss(self, params: Params, rows: Rows, *, regularize: bool = True) -> torch.Tensor:
         """``Σ_r w_r [BCE(f(u,i), y) + n_neg·mean_k BCE(f(u,j_k), 0) + L2 of embeddings]``."""

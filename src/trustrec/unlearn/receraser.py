@@ -48,7 +48,7 @@ from trustrec.unlearn.partition import balanced_kmeans, interaction_balanced_par
 
 #: Models whose score is the dot product of ``user_embeddings()`` and ``item_embeddings()``
 #: (what the attention aggregator combines).
-DOT_PRODUCT_MODELS = frozenset({"bpr", "wmf", "lightgcn"})
+DOT_PRODUCT_MODELS = frozenset({"bcemf", "bpr", "wmf", "lightgcn"})
 #: Partitions of RecEraser: user-based (UBP) and interaction-based (IBP).
 PARTITIONS = ("user", "interaction")
 #: RecEraser's ways to combine the shard models (see :class:`RecEraserConfig`).
