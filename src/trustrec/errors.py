@@ -34,3 +34,8 @@ class ChecksumError(TrustrecError):
 class UnsupportedRequestError(TrustrecError, NotImplementedError):
     """A well-formed forget request of a grain (user / interaction / item) that the
     unlearning method does not support."""
+
+
+class IntegrityError(DataFormatError):
+    """A stored file is missing, truncated, altered or inconsistent with its manifest or
+    its model description. The message names the file."""

@@ -173,6 +173,42 @@ def test_load_corrupted_json_is_a_format_error(name, corrupt, fitted, tmp_path: 
 
 
 @pytest.mark.parametrize("name", NAMES)
+def test_param_shapes_describe_the_fitted_tensors(name, fitted, ml100k_split):
+    m = fitted(name)
+    want = m.param_shapes(ml100k_split.train.n_users, ml100k_split.train.n_items)
+    assert {k: tuple(v.shape) for k, v in m.params_.items()} == want
+
+
+@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("damage", ["drop", "reshape", "nan", "truncate"])
+def test_damaged_tensors_are_an_integrity_error(name, damage, fitted, tmp_path: Path):
+    """A missing, reshaped or NaN tensor, or a truncated file, is a one-line error naming
+    the file, never a model that silently scores wrong."""
+    from safetensors.torch import save_file
+
+    from trustrec.errors import IntegrityError
+
+    fitted(name).save(tmp_path / "m")
+    f = tmp_path / "m" / MODEL_TENSORS
+    params = dict(fitted(name).params_)
+    first = sorted(params)[-1]
+    if damage == "drop":
+        del params[first]
+    elif damage == "reshape":
+        params[first] = params[first].reshape(-1)[:-1].clone()
+    elif damage == "nan":
+        params[first] = params[first].clone()
+        params[first].view(-1)[0] = float("nan")
+    if damage == "truncate":
+        f.write_bytes(f.read_bytes()[:-9])
+    else:
+        save_file({k: v.contiguous() for k, v in params.items()}, str(f))
+    with pytest.raises(IntegrityError, match=str(f)) as err:
+        load_model(tmp_path / "m")
+    assert "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize("name", NAMES)
 def test_config_typo_is_a_config_error(name):
     with pytest.raises(ConfigError, match="did you mean 'epochs'"):
         make_model(name, epoch=3)

@@ -22,7 +22,7 @@ from safetensors.torch import load_file, save_file
 from trustrec import __version__
 from trustrec.config import build_config, to_dict
 from trustrec.data.dataset import Dataset
-from trustrec.errors import DataFormatError
+from trustrec.errors import DataFormatError, IntegrityError
 from trustrec.fileio import atomic_write_bytes
 from trustrec.registry import Registry
 
@@ -173,6 +173,16 @@ class EmbeddingRecommender:
         if not self.params_:
             raise RuntimeError(f"{type(self).__name__} is not fitted: call fit() or load()")
 
+    def param_shapes(self, n_users: int, n_items: int) -> dict[str, tuple[int, ...]]:
+        """The names and shapes of ``params_`` that this config implies for an id space.
+
+        Loading checks a file against it, so a missing, extra or reshaped tensor is an
+        error instead of a model that silently scores wrong. Default: ``user`` and
+        ``item`` tables of width ``config.dim``.
+        """
+        d = int(self.config.dim)
+        return {"user": (n_users, d), "item": (n_items, d)}
+
     # ------------------------------------------------------------------ inference
     def user_embeddings(self) -> np.ndarray:
         """``(n_users, d)`` float32 user representations used for scoring."""
@@ -234,7 +244,35 @@ def load_model(path: str | Path) -> EmbeddingRecommender:
     tensor_file = path / MODEL_TENSORS
     if not tensor_file.is_file():
         raise FileNotFoundError(f"{tensor_file} missing")
-    model.params_ = dict(load_file(str(tensor_file)))
-    model.n_users_, model.n_items_ = int(meta["n_users"]), int(meta["n_items"])
+    try:
+        n_users, n_items = int(meta["n_users"]), int(meta["n_items"])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise IntegrityError(f"{meta_file}: no valid id-space size ({exc})") from None
+    try:
+        params = dict(load_file(str(tensor_file)))
+    except Exception as exc:  # safetensors raises its own types for damaged files
+        raise IntegrityError(f"{tensor_file}: not a readable safetensors file "
+                             f"({type(exc).__name__}: {exc})") from None
+    check_params(params, model.param_shapes(n_users, n_items), tensor_file)
+    model.params_ = params
+    model.n_users_, model.n_items_ = n_users, n_items
     model.fit_info_ = meta.get("fit_info", {})
     return model
+
+
+def check_params(params: dict[str, torch.Tensor], expected: dict[str, tuple[int, ...]],
+                 where: Path) -> None:
+    """Raise IntegrityError unless ``params`` has exactly the expected names and shapes
+    and only finite values (names the file, the tensor and what is wrong)."""
+    missing = sorted(set(expected) - set(params))
+    extra = sorted(set(params) - set(expected))
+    if missing or extra:
+        raise IntegrityError(f"{where}: tensors do not match the model description "
+                             f"(missing {missing}, unexpected {extra})")
+    for name, shape in expected.items():
+        got = tuple(params[name].shape)
+        if got != tuple(shape):
+            raise IntegrityError(f"{where}: tensor {name!r} has shape {got}, the model "
+                                 f"description implies {tuple(shape)}")
+        if params[name].is_floating_point() and not bool(torch.isfinite(params[name]).all()):
+            raise IntegrityError(f"{where}: tensor {name!r} holds NaN or infinite values")

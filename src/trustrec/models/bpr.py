@@ -167,6 +167,10 @@ class BPR(EmbeddingRecommender):
                      patience=cfg.patience, eval_every=cfg.eval_every, progress=progress,
                      desc="bpr")
 
+    def param_shapes(self, n_users: int, n_items: int) -> dict[str, tuple[int, ...]]:
+        """``user``, ``item`` and ``item_bias`` (kept, zero, when the bias is unused)."""
+        return {**super().param_shapes(n_users, n_items), "item_bias": (n_items,)}
+
     # ------------------------------------------------------------------ inference
     def _bias(self) -> np.ndarray | None:
         b = self.params_.get("item_bias")

@@ -284,6 +284,12 @@ class LightGCN(EmbeddingRecommender):
                      patience=cfg.patience, eval_every=cfg.eval_every, progress=progress,
                      desc="lightgcn")
 
+    def param_shapes(self, n_users: int, n_items: int) -> dict[str, tuple[int, ...]]:
+        """Layer-0 ``user`` / ``item`` tables and their propagated ``*_final`` caches."""
+        d = int(self.config.dim)
+        return {"user": (n_users, d), "item": (n_items, d), "user_final": (n_users, d),
+                "item_final": (n_items, d)}
+
     # ------------------------------------------------------------------ inference
     def user_embeddings(self) -> np.ndarray:
         """``(n_users, dim)`` propagated user embeddings (mean of layers 0..K)."""

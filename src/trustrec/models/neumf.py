@@ -163,6 +163,18 @@ class NeuMF(EmbeddingRecommender):
         p["out.bias"] = torch.zeros(1)
         return p
 
+    def param_shapes(self, n_users: int, n_items: int) -> dict[str, tuple[int, ...]]:
+        """The GMF and MLP tables, each MLP layer's weight and bias, and the output layer."""
+        cfg: NeuMFConfig = self.config
+        out = {"user_gmf": (n_users, cfg.gmf_dim), "item_gmf": (n_items, cfg.gmf_dim),
+               "user_mlp": (n_users, cfg.mlp_dim), "item_mlp": (n_items, cfg.mlp_dim)}
+        fan_in = 2 * cfg.mlp_dim
+        for k, size in enumerate(cfg.layers):
+            out[f"mlp.{k}.weight"], out[f"mlp.{k}.bias"] = (size, fan_in), (size,)
+            fan_in = size
+        out["out.weight"], out["out.bias"] = (cfg.gmf_dim + fan_in,), (1,)
+        return out
+
     def _tail(self, h: torch.Tensor, p: dict[str, torch.Tensor]) -> torch.Tensor:
         """Hidden layers 1.. of the MLP applied to the (pre-activation) first layer ``h``."""
         h = torch.relu(h)

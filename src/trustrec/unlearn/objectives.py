@@ -499,11 +499,9 @@ def pointwise_collaborative_labels(removed: Dataset, remaining: Dataset,
     return np.where(u_has[ru], 1.0 / (1 + n_neg), i_mean[ri]).astype(np.float32)
 
 
-@OBJECTIVES.register("bcemf")
-class BCEMFObjective(Objective):
-    """BCE-MF's pointwise BCE with hashed negatives, no L2 (CURE4Rec's "WMF")."""
-
-    model_name = "bcemf"
+class PointwiseObjective(Objective):
+    """Base of the pointwise BCE objectives with the model's ``n_neg`` sampled negatives
+    (hashed; a different count may be asked for) and SCIF's pointwise relabelling."""
 
     def __init__(self, model: EmbeddingRecommender, seed: int = 0,
                  n_neg: int | None = None) -> None:
@@ -513,6 +511,13 @@ class BCEMFObjective(Objective):
     def collaborative_labels(self, removed: Dataset, remaining: Dataset) -> np.ndarray:
         """:func:`pointwise_collaborative_labels` with the model's ``n_neg``."""
         return pointwise_collaborative_labels(removed, remaining, int(self.model.config.n_neg))
+
+
+@OBJECTIVES.register("bcemf")
+class BCEMFObjective(PointwiseObjective):
+    """BCE-MF's pointwise BCE with hashed negatives, no L2 (CURE4Rec's "WMF")."""
+
+    model_name = "bcemf"
 
     def row_loss(self, params: Params, rows: Rows, *, regularize: bool = True) -> torch.Tensor:
         """``Σ_r w_r [BCE(p_u·q_i, y) + n_neg·mean_k BCE(p_u·q_{j_k}, 0)]``."""
@@ -526,21 +531,12 @@ class BCEMFObjective(Objective):
 
 
 @OBJECTIVES.register("neumf")
-class NeuMFObjective(Objective):
+class NeuMFObjective(PointwiseObjective):
     """NeuMF's BCE with hashed negatives; only the embedding tables are differentiated."""
 
     model_name = "neumf"
     user_tables = ("user_gmf", "user_mlp")
     item_tables = ("item_gmf", "item_mlp")
-
-    def __init__(self, model: EmbeddingRecommender, seed: int = 0,
-                 n_neg: int | None = None) -> None:
-        super().__init__(model, seed)
-        self.n_neg = int(model.config.n_neg if n_neg is None else n_neg)
-
-    def collaborative_labels(self, removed: Dataset, remaining: Dataset) -> np.ndarray:
-        """:func:`pointwise_collaborative_labels` with the model's ``n_neg``."""
-        return pointwise_collaborative_labels(removed, remaining, int(self.model.config.n_neg))
 
     def row_loss(self, params: Params, rows: Rows, *, regularize: bool = True) -> torch.Tensor:
         """``Σ_r w_r [BCE(f(u,i), y) + n_neg·mean_k BCE(f(u,j_k), 0) + L2 of embeddings]``."""
