@@ -28,12 +28,15 @@ no known item gets the zero vector.
 from __future__ import annotations
 
 import numpy as np
+import scipy.sparse as sp
 import torch
 
 from trustrec.errors import ConfigError
 
 # Users per batched solve: bounds the (users × d × d) Gram tensor.
 _CHUNK_USERS = 4096
+# Elements of the rows' outer products formed at once (64 MiB of float64).
+_OUTER_ELEMENTS = 1 << 23
 
 
 def fold_in(item_table: np.ndarray, users: np.ndarray, items: np.ndarray, n_users: int, *,
@@ -76,19 +79,23 @@ def fold_in(item_table: np.ndarray, users: np.ndarray, items: np.ndarray, n_user
         return out
     gram = q.T @ q
     lam = reg * float(torch.trace(gram)) / d
-    base = gram + lam * torch.eye(d, dtype=torch.float64)
-    order = np.argsort(u, kind="stable")
-    su, si = u[order], i[order]
-    present = np.unique(su)
+    base = (gram + lam * torch.eye(d, dtype=torch.float64)).numpy()
+    qn = q.numpy()
+    present, local = np.unique(u, return_inverse=True)
+    # per user, Σ_{i∈C_u} q_i q_iᵀ = Qᵀ diag(c_u) Q: a sparse (users × items) count matrix
+    # times the items' flattened outer products, a few columns of them at a time
+    counts = sp.csr_matrix((np.ones(len(u)), (local, i)), shape=(len(present), len(qn)))
+    ra, rb = np.triu_indices(d)  # the Gram is symmetric: its upper triangle suffices
+    grams = np.empty((len(present), d, d))
+    step = max(1, _OUTER_ELEMENTS // max(len(qn), 1))
+    for c0 in range(0, len(ra), step):
+        a_, b_ = ra[c0:c0 + step], rb[c0:c0 + step]
+        block = counts @ (qn[:, a_] * qn[:, b_])
+        grams[:, a_, b_] = block
+        grams[:, b_, a_] = block
+    b = counts @ qn
     for start in range(0, len(present), _CHUNK_USERS):
-        block = present[start:start + _CHUNK_USERS]
-        lo = int(np.searchsorted(su, block[0], side="left"))
-        hi = int(np.searchsorted(su, block[-1], side="right"))
-        local = torch.from_numpy(np.searchsorted(block, su[lo:hi]))
-        qi = q[torch.from_numpy(si[lo:hi])]
-        outer = (qi[:, :, None] * qi[:, None, :]).reshape(len(qi), d * d)
-        a = torch.zeros(len(block), d * d, dtype=torch.float64).index_add_(0, local, outer)
-        b = torch.zeros(len(block), d, dtype=torch.float64).index_add_(0, local, qi)
-        a = base + alpha * a.reshape(len(block), d, d)
-        out[block] = torch.linalg.solve(a, (1.0 + alpha) * b).numpy()
+        sl = slice(start, start + _CHUNK_USERS)
+        a = base + alpha * grams[sl]
+        out[present[sl]] = np.linalg.solve(a, (1.0 + alpha) * b[sl][:, :, None])[:, :, 0]
     return out
