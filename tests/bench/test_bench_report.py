@@ -57,17 +57,17 @@ def test_report_tables_with_intervals(tmp_path):
     paths = write_report(tmp_path, _frame())
     md = paths["markdown"].read_text()
     # NDCG@20 of retrain over seeds 0, 1, 2: 0.30, 0.31, 0.32 → 0.3100 ± t(0.975, 2)·0.01/√3
-    # CURE4Rec-style columns: MIA user, MIA interaction (not measured here: "–"), overlap
+    # CURE4Rec-style columns: MIA, strongest attack (not measured here: "–"), overlap
     # (identical over seeds: the value alone), then NDCG@20 and Recall@20
     h = stats.t.ppf(0.975, 2) * 0.01 / math.sqrt(3)
-    assert f"| bpr | retrain | – | – | 1.0000 | 0.3100 ± {h:.4f} | 0.2000 |" in md
+    assert f"| bpr | retrain | – | 1.0000 | 0.3100 ± {h:.4f} | 0.2000 |" in md
     assert "5.00×" in md  # sisa speed-up
     assert "seeds: 0, 1, 2" in md
     # one overview plot, then one figure per aspect of the one selection
     assert len(list((tmp_path / "plots").glob("*.png"))) == 5
     html = paths["html"].read_text()
     assert html.count("<img") == 5 and "<table>" in html
-    assert '<th colspan="3" class="aspect">Completeness</th>' in html
+    assert '<th colspan="2" class="aspect">Completeness</th>' in html
     summary = pd.read_csv(paths["summary"])
     row = summary[(summary["method"] == "retrain") & (summary["metric"] == "ndcg@20")]
     assert row["ci_high"].item() - row["mean"].item() == pytest.approx(h)

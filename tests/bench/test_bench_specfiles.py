@@ -15,7 +15,7 @@ from trustrec.bench import load_spec
 
 SPECS = Path(__file__).resolve().parents[2] / "benchmarks" / "specs"
 METHODS = ["retrain", "sisa", "receraser", "ultrare", "laser", "scif", "ifru", "finetune",
-           "neggrad"]
+           "neggrad", "noop", "reset-rows"]
 
 
 @pytest.mark.parametrize(("name", "ratios"), [("cure4rec-ml100k.toml", [0.05]),
@@ -27,7 +27,7 @@ def test_cure4rec_spec_files(name, ratios):
     assert spec.selections == ["core", "edge", "random"] and spec.grains == ["user"]
     assert spec.ratios == ratios and spec.seeds == [0, 1, 2]
     cells = spec.cells()
-    assert len(cells) == 2 * 9 * 3 * len(ratios) * 3
+    assert len(cells) == 2 * 11 * 3 * len(ratios) * 3
     assert len({c.id for c in cells}) == len(cells)
     # each group's retrain cell comes first
     assert cells[0].method == "retrain"

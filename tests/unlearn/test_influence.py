@@ -344,5 +344,5 @@ def test_neumf_objective_gradients_match_its_forward_pass():
 
 def test_model_without_objective_is_a_config_error():
     with pytest.raises(ConfigError, match="needs a model with a differentiable objective: "
-                                          "bpr, "):
+                                          "bcemf, bpr, "):
         check_supported("lightgcn-ish", "scif")
