@@ -92,6 +92,8 @@ def test_round_trip_train_forget_evaluate(trained, tmp_path):
     left = pd.read_parquet(work / "unlearner" / "data" / "train.parquet")
     assert len(left) == len(train) - 2
     assert json.loads((work / "forget_report.json").read_text())["request"]["n_pairs"] == 2
+    receipts = sorted((work / "receipts").glob("*.json"))
+    assert len(receipts) == 2  # one per request, never overwritten
 
     res = invoke("evaluate", "--model-dir", work, "--out", tmp_path / "eval.json")
     assert res.exit_code == 0, res.output
@@ -110,7 +112,9 @@ def test_unknown_user_is_exit_2_and_changes_nothing(trained):
     assert len(res.stderr.strip().splitlines()) == 1
     assert "Traceback" not in res.output
     assert snapshot(trained) == before
-    assert not any(p.name.startswith(".") for p in trained.parent.iterdir())
+    # nothing beside the directory but its lock file
+    assert [p.name for p in trained.parent.iterdir() if p.name.startswith(".")] in (
+        [], [".model.lock"])
 
 
 def test_forget_errors(trained, tmp_path):
@@ -196,3 +200,34 @@ def test_sisa_model_directory_forgets_from_a_users_file(ml100k_dir, tmp_path):
     res = invoke("forget", "--model-dir", out, "--users-file", ids)
     assert res.exit_code == 2 and "already forgotten" in res.stderr
     assert snapshot(out) == before
+
+
+def test_bad_spec_values_name_the_field_and_the_accepted_values(tmp_path):
+    """`kind = "privcy"` and `lr = "fast"` are one-line errors naming the file and field."""
+    spec = tmp_path / "grid.toml"
+    spec.write_text('kind = "privcy"\nmodels = ["bpr"]\n')
+    res = invoke("bench", "--spec", spec, "--out", tmp_path / "o", "--quiet")
+    assert res.exit_code == 2 and "unknown kind 'privcy'" in res.stderr
+    assert "did you mean 'privacy'" in res.stderr and str(spec) in res.stderr
+    spec.write_text('models = ["bpr"]\n[model_configs.bpr]\nlr = "fast"\n')
+    res = invoke("bench", "--spec", spec, "--out", tmp_path / "o", "--quiet")
+    assert res.exit_code == 2 and "BPRConfig.lr" in res.stderr and "'fast'" in res.stderr
+    assert "valid number" in res.stderr and len(res.stderr.strip().splitlines()) == 1
+    spec.write_text('kind = "unlearning"\nmodels = ["bprr"]\n')  # the kind is accepted
+    res = invoke("bench", "--spec", spec, "--out", tmp_path / "o", "--quiet")
+    assert res.exit_code == 2 and "unknown model 'bprr'" in res.stderr
+    assert not (tmp_path / "o").exists()
+
+
+def test_config_values_are_converted_by_the_field_type(ml100k_dir, tmp_path):
+    from trustrec.errors import ConfigError
+    from trustrec.models import make_model
+
+    assert make_model("bpr", use_bias="false").config.use_bias is False
+    assert make_model("bpr", dim="8").config.dim == 8
+    with pytest.raises(ConfigError, match=r"BPRConfig.dim .*integer.*8.5"):
+        make_model("bpr", dim=8.5)
+    res = invoke("train", "--dataset", ml100k_dir, "--model", "bpr", "--out", tmp_path / "m",
+                 "--config", "dim=8.5")
+    assert res.exit_code == 2 and "BPRConfig.dim" in res.stderr
+    assert not (tmp_path / "m").exists()

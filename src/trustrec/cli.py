@@ -263,16 +263,31 @@ def forget(
         help="Comma-separated raw item ids to forget entirely.")] = None,
     out: Annotated[Path | None, typer.Option(
         help="Write the updated model directory here (default: update in place).")] = None,
+    idempotency_key: Annotated[str | None, typer.Option(
+        help="A key of your choosing: the same key again returns the first request's "
+             "receipt and forgets nothing more.")] = None,
+    ledger_url: Annotated[str | None, typer.Option(
+        envvar="TRUSTREC_LEDGER_URL",
+        help="Request ledger (default: SQLite in the model directory; or "
+             "postgresql://...).")] = None,
+    lock_timeout: Annotated[float | None, typer.Option(
+        help="Seconds to wait for another writer of the directory (default: as long as it "
+             "takes).")] = None,
 ) -> None:
-    """Forget users, interactions or items (raw ids) and write a receipt.
+    """Forget users, interactions or items (raw ids) and keep a receipt.
 
-    The ids are checked first: an unknown or already-forgotten id is an error and nothing
-    is written. The unlearner then removes the rows and retrains what they touched; the
-    updated directory (with forget_report.json: counts, what was retrained, seconds,
-    sha256 of the remaining training data, and a check that none of the requested rows
-    remain) replaces the old one atomically, or is written to --out.
+    The ids are checked first: an unknown or already-forgotten id is an error naming it,
+    and nothing is recorded or written. The request is then recorded in the directory's
+    ledger and applied under the directory's lock, together with any other pending
+    request (one retrain for the batch): its rows leave the training, validation and test
+    data, the raw ids of forgotten users and items leave the id maps, what the rows
+    touched is retrained, and the new state, checked after a reload, replaces the old one
+    atomically. The receipt (receipts/<request id>.json, never overwritten) holds counts,
+    what was retrained, seconds, the verification and a keyed digest of the ids; the salt
+    of that digest is printed once and kept nowhere else.
     """
-    from trustrec.modeldir import forget_in_model_dir, read_id_file, read_pairs_file
+    from trustrec.modeldir import copy_model_dir, read_id_file, read_pairs_file
+    from trustrec.workflows.forget import forget as forget_request
 
     if users is not None and users_file is not None:
         raise ConfigError("give either --users or --users-file, not both")
@@ -282,14 +297,25 @@ def forget(
     item_ids = _split_list(items)
     if not (user_ids or pair_ids or item_ids):
         raise ConfigError("nothing to forget: give --users, --users-file, --pairs or --items")
-    report = forget_in_model_dir(model_dir, users=user_ids, pairs=pair_ids, items=item_ids,
-                                 out=out)
-    removed = report["removed"]
-    typer.echo(f"forgot {removed['training_rows']} training rows "
-               f"({removed['users_affected']} users affected), retrained "
-               f"{', '.join(report['retrained'])} in {report['seconds']:.1f} s; "
-               f"verified: {report['verification']['passed']}")
-    typer.echo(f"receipt: {Path(report['model_dir']) / 'forget_report.json'}")
+    if out is not None:
+        copy_model_dir(model_dir, out)
+        model_dir = out
+    row = forget_request(model_dir, users=user_ids, pairs=pair_ids, items=item_ids,
+                         idempotency_key=idempotency_key, ledger_url=ledger_url,
+                         lock_timeout=lock_timeout)
+    receipt = row["receipt"]
+    removed = receipt["removed"]
+    again = "" if row["created"] else " (already applied for this idempotency key)"
+    typer.echo(f"request {row['request_id']} applied in version {row['model_version']}"
+               f"{again}: batch of {receipt['batch_requests']} request(s) removed "
+               f"{removed['training_rows']} training, {removed['validation_rows']} "
+               f"validation and {removed['test_rows']} test rows, retrained "
+               f"{', '.join(receipt['retrained']) or 'nothing'} in "
+               f"{receipt['seconds']:.1f} s; verified: {receipt['verification']['passed']}")
+    typer.echo(f"receipt: {Path(model_dir) / 'receipts' / (row['request_id'] + '.json')}")
+    if row.get("salt"):
+        typer.echo(f"salt: {row['salt']} (keep it: the receipt's ids_digest is "
+                   "sha256(salt || ids); it is stored nowhere else)")
 
 
 # ---------------------------------------------------------------------------- evaluate
@@ -393,6 +419,75 @@ def protect(
                f"{report['seconds']:.1f} s → {out}"
                + (f" (reused calibrations: {', '.join(reused)})" if reused else ""))
     typer.echo(f"report: {Path(out) / 'protect_report.json'}")
+
+
+# ---------------------------------------------------------------------------- deletions
+@app.command()
+@handle_errors
+def ledger(
+    model_dir: Annotated[Path, typer.Option(help="Model directory.")],
+    status: Annotated[str | None, typer.Option(
+        help="Only requests with this status: received, applying, applied, rejected.")
+    ] = None,
+    limit: Annotated[int, typer.Option(help="Rows to show.")] = 100,
+    offset: Annotated[int, typer.Option(help="Rows to skip.")] = 0,
+    apply: Annotated[bool, typer.Option(
+        "--apply", help="First apply every pending request (e.g. after a crash).")] = False,
+    ledger_url: Annotated[str | None, typer.Option(
+        envvar="TRUSTREC_LEDGER_URL", help="Request ledger (default: SQLite in the model "
+                                           "directory; or postgresql://...).")] = None,
+) -> None:
+    """Print the directory's request ledger as JSON: every deletion request, its status,
+    the model version that applied it and its receipt. It holds no raw id."""
+    from trustrec.modeldir import read_meta
+    from trustrec.store.ledger import Ledger
+    from trustrec.workflows.forget import apply_pending
+
+    read_meta(model_dir)
+    if apply:
+        apply_pending(model_dir, ledger_url=ledger_url)
+    with Ledger(model_dir, ledger_url) as book:
+        _echo_json({"counts": book.counts(), "rows": book.rows(limit, offset, status)})
+
+
+@app.command()
+@handle_errors
+def serve(
+    model_dir: Annotated[Path, typer.Option(help="Model directory to serve.")],
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+    token_file: Annotated[Path | None, typer.Option(
+        help="File holding the bearer token (default: $TRUSTREC_SERVICE_TOKEN).")] = None,
+    batch_delay: Annotated[float, typer.Option(
+        help="Seconds a batch waits for more requests after its first.")] = 1.0,
+    max_wait: Annotated[float, typer.Option(
+        help="Most seconds the oldest pending request waits for its batch.")] = 10.0,
+    ledger_url: Annotated[str | None, typer.Option(
+        envvar="TRUSTREC_LEDGER_URL", help="Request ledger (default: SQLite in the model "
+                                           "directory; or postgresql://...).")] = None,
+) -> None:
+    """Run the deletion service (HTTP API with token authentication) for a model directory.
+
+    POST /v1/requests takes raw ids and answers 202 at once; requests are recorded in the
+    ledger and applied in batches; GET /v1/requests/{id} gives status and receipt,
+    GET /v1/ledger the ledger, GET /v1/health liveness. See trustrec.service.app.
+    """
+    import os
+
+    import uvicorn
+
+    from trustrec.service.app import create_app
+
+    if token_file is not None:
+        token = token_file.read_text(encoding="utf-8").strip()
+    else:
+        token = os.environ.get("TRUSTREC_SERVICE_TOKEN", "").strip()
+    if not token:
+        raise ConfigError("the service needs a token: --token-file FILE or "
+                          "TRUSTREC_SERVICE_TOKEN")
+    app_ = create_app(model_dir, token=token, ledger_url=ledger_url,
+                      batch_delay=batch_delay, max_wait=max_wait)
+    uvicorn.run(app_, host=host, port=port, log_level="warning")
 
 
 def main() -> None:  # pragma: no cover  (python -m trustrec.cli)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import functools
 from collections.abc import Mapping
 from typing import Any, ClassVar, TypeVar
 
@@ -12,7 +13,8 @@ from trustrec.errors import ConfigError
 T = TypeVar("T")
 
 
-def build_config(cls: type[T], values: Mapping[str, Any] | None = None, *, where: str = "") -> T:
+def build_config(cls: type[T], values: Mapping[str, Any] | None = None, *, where: str = "",
+                 typed: bool = True) -> T:
     """Instantiate dataclass ``cls`` from ``values``, rejecting unknown keys.
 
     A typo gets a specific error with the closest valid name, e.g.
@@ -22,6 +24,9 @@ def build_config(cls: type[T], values: Mapping[str, Any] | None = None, *, where
         cls: a dataclass type.
         values: field values; missing fields keep their defaults.
         where: context for the error message (e.g. the spec file).
+        typed: convert and check values by the fields' types first (pydantic); a class
+            whose ``__post_init__`` normalises looser input itself (the grid specs, which
+            take comma strings for lists) passes False.
     """
     values = dict(values or {})
     names = [f.name for f in dataclasses.fields(cls)]  # type: ignore[arg-type]
@@ -31,10 +36,30 @@ def build_config(cls: type[T], values: Mapping[str, Any] | None = None, *, where
             hint = f" (did you mean {close[0]!r}?)" if close else f"; valid: {', '.join(names)}"
             ctx = f" in {where}" if where else ""
             raise ConfigError(f"unknown option {key!r} for {cls.__name__}{ctx}{hint}")
+    from pydantic import ValidationError
+
     try:
-        return cls(**values)
+        return _adapter(cls).validate_python(values) if typed else cls(**values)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        field = ".".join(str(x) for x in err["loc"]) or "(config)"
+        ctx = f" in {where}" if where else ""
+        raise ConfigError(f"{cls.__name__}.{field}{ctx}: {err['msg']} (got "
+                          f"{err.get('input')!r})") from None
+    except ConfigError:
+        raise
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"bad value for {cls.__name__}: {exc}") from exc
+
+
+@functools.cache
+def _adapter(cls: type) -> Any:
+    """A pydantic validator of dataclass ``cls``: values are converted by the field's type
+    (``"false"`` is a boolean false; ``8.5`` for an integer field, or ``"fast"`` for a
+    number, is an error naming the field), then ``__post_init__`` checks ranges."""
+    from pydantic import TypeAdapter
+
+    return TypeAdapter(cls)
 
 
 def to_dict(cfg: object) -> dict[str, Any]:

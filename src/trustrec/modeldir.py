@@ -26,7 +26,6 @@ import hashlib
 import io
 import json
 import shutil
-import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -39,7 +38,7 @@ import pandas as pd
 from trustrec import __version__
 from trustrec.data.dataset import Dataset
 from trustrec.errors import DataFormatError, InvalidRequestError, TrustrecError
-from trustrec.fileio import now_iso, swap_into_place, to_jsonable
+from trustrec.fileio import now_iso, to_jsonable
 
 META_JSON = "trustrec.json"
 UNLEARNER_DIR = "unlearner"
@@ -101,17 +100,20 @@ def _check_target(target: Path, replace_ok: bool) -> None:
 
 def _write_dir(target: Path, meta: dict[str, Any], unlearner: Any, test: Dataset,
                report: dict[str, Any] | None = None,
-               verify: Any = None, extra: Any = None) -> None:
-    """Write a complete model directory into a temporary sibling and swap it into place.
+               verify: Any = None, extra: Any = None) -> str:
+    """Write the next state of a model directory and make it live atomically.
 
-    ``extra(tmp)``, when given, runs on the complete temporary directory before the swap
-    (to add files, e.g. ``trustrec.privacy.protect``'s report; raising aborts the write).
+    The state is written into a new version folder (:func:`trustrec.store.versions.
+    new_version`), checked, given its manifest last, and swapped in; the caller holds the
+    directory lock. ``extra(tmp)``, when given, runs on the complete folder before
+    ``verify`` (to add files, e.g. ``trustrec.privacy.protect``'s report; raising aborts
+    the write). Returns the new version's name.
     """
+    from trustrec.store.manifest import write_manifest
+    from trustrec.store.versions import new_version, version_name
     from trustrec.unlearn.persist import save_unlearner, write_rows
 
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.tmp-"))
-    try:
+    with new_version(target) as tmp:
         save_unlearner(unlearner, tmp / UNLEARNER_DIR)
         models = unlearner.persistent_models()
         model_dirs = [f"{UNLEARNER_DIR}/{rel}" for rel in sorted(models)]
@@ -127,10 +129,8 @@ def _write_dir(target: Path, meta: dict[str, Any], unlearner: Any, test: Dataset
             report = {**(report or {}), "verification": verify(tmp)}
         if report is not None:
             _write_json(tmp / REPORT_JSON, report)
-        swap_into_place(tmp, target)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+        write_manifest(tmp)
+    return version_name(target)
 
 
 # ---------------------------------------------------------------------------- reading
@@ -173,14 +173,45 @@ def read_meta(path: str | Path) -> dict[str, Any]:
 
 
 def load_model_dir(path: str | Path) -> ModelDir:
-    """Load a model directory written by :func:`train_model_dir` (or updated by forget)."""
+    """Load a model directory written by :func:`train_model_dir` (or updated by forget).
+
+    The live state is checked against its manifest first (a damaged file is an
+    :class:`~trustrec.errors.IntegrityError` naming it); a copy a crashed writer left
+    behind is removed when no writer holds the directory.
+
+    Raises:
+        IntegrityError: a file is missing, truncated or altered.
+        FileNotFoundError: not a model directory.
+    """
+    from trustrec.store.manifest import check_manifest
+    from trustrec.store.versions import live_version
     from trustrec.unlearn.persist import load_unlearner
 
     path = Path(path)
+    tidy(path)
     meta = read_meta(path)
+    live = live_version(path)
+    if live is not None:
+        check_manifest(live, required=True)
     unl = load_unlearner(path / UNLEARNER_DIR)
     test = _read_rows(path / TEST_PARQUET, unl.train_, f"{unl.train_.name}:test")
     return ModelDir(path, meta, unl, test)
+
+
+def tidy(path: str | Path) -> list[str]:
+    """Remove what a crashed writer left (old versions, half-written ones) when no writer
+    holds the directory; returns what was removed (nothing when it is busy)."""
+    from trustrec.store.lock import LockTimeout, directory_lock
+    from trustrec.store.versions import collect_garbage
+
+    path = Path(path)
+    if not path.is_dir():
+        return []
+    try:
+        with directory_lock(path, timeout=0, purpose="tidy", log=lambda _: None):
+            return collect_garbage(path)
+    except (LockTimeout, OSError):  # busy, or a read-only place: leave it to a writer
+        return []
 
 
 # ---------------------------------------------------------------------------- train
@@ -216,6 +247,7 @@ def train_model_dir(dataset: str, model: str, out: str | Path, *, method: str = 
 
     target = Path(out)
     _check_target(target, overwrite)
+    _check_no_deletions(target)
     unl = make_unlearner(method, model, model_config or {}, **(method_config or {}))
     ds = load_dataset(dataset, data_dir, progress=progress)
     split = random_split(ds, tuple(split_ratios), seed=int(seed))
@@ -240,18 +272,85 @@ def train_model_dir(dataset: str, model: str, out: str | Path, *, method: str = 
         "history": [{"event": "train", "time": now_iso(), "seconds": seconds,
                      "rows": split.train.n_interactions}],
     }
-    _write_dir(target, meta, unl, split.test)
+    from trustrec.store.lock import directory_lock
+    from trustrec.store.versions import collect_garbage
+
+    with directory_lock(target, purpose="train"):
+        _check_target(target, overwrite)
+        _check_no_deletions(target)
+        _write_dir(target, meta, unl, split.test)
+        collect_garbage(target)
     return read_meta(target)
 
 
+def _check_no_deletions(target: Path) -> None:
+    """Refuse to train into a directory whose ledger has applied deletions: a model
+    trained anew from the source data would bring the forgotten data back."""
+    from trustrec.store.ledger import LEDGER_FILE, Ledger
+
+    if not (target / LEDGER_FILE).is_file():
+        return
+    with Ledger(target) as ledger:
+        applied = ledger.counts().get("applied", 0)
+    if applied:
+        raise TrustrecError(f"{target} has {applied} applied deletion request(s); training "
+                            "anew from the source data would bring the forgotten data back. "
+                            "Train into a new directory.")
+
+
+# ---------------------------------------------------------------------------- copy
+def copy_model_dir(src: str | Path, out: str | Path) -> None:
+    """Copy the live state of a model directory into a new directory ``out``.
+
+    The copy has its own versions, lock and (empty) ledger; ``out`` must not exist or be
+    empty.
+    """
+    from trustrec.store.lock import directory_lock
+    from trustrec.store.manifest import write_manifest
+    from trustrec.store.versions import new_version
+
+    src, out = Path(src), Path(out)
+    _check_target(out, replace_ok=False)
+    md = load_model_dir(src)
+    with directory_lock(src, purpose="copy"), directory_lock(out, purpose="copy"), \
+            new_version(out) as tmp:
+        for entry in ("trustrec.json", "unlearner", "model", "test.parquet",
+                      "protect_report.json", "protection"):
+            p = src / entry
+            if p.is_dir():
+                shutil.copytree(p, tmp / entry)
+            elif p.is_file():
+                shutil.copy2(p, tmp / entry)
+        write_manifest(tmp)
+    del md
+
+
 # ---------------------------------------------------------------------------- forget
-def read_id_file(path: str | Path) -> list[str]:
-    """Raw ids, one per line; blank lines and lines starting with ``#`` are skipped."""
+def text_lines(path: str | Path) -> list[tuple[int, str]]:
+    """``(line number, line)`` of a UTF-8 text file.
+
+    Raises:
+        FileNotFoundError: no such file.
+        DataFormatError: a byte sequence that is not UTF-8 (names the file and line).
+    """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such file")
     out = []
-    for line in path.read_text(encoding="utf-8").splitlines():
+    for n, raw in enumerate(path.read_bytes().splitlines(), 1):
+        try:
+            out.append((n, raw.decode("utf-8")))
+        except UnicodeDecodeError as exc:
+            raise DataFormatError(f"{path}, line {n}: not UTF-8 text (byte "
+                                  f"{raw[exc.start:exc.start + 1]!r} at column "
+                                  f"{exc.start + 1})") from None
+    return out
+
+
+def read_id_file(path: str | Path) -> list[str]:
+    """Raw ids, one per line; blank lines and lines starting with ``#`` are skipped."""
+    out = []
+    for _, line in text_lines(path):
         s = line.strip()
         if s and not s.startswith("#"):
             out.append(s)
@@ -271,10 +370,8 @@ def read_pairs_file(path: str | Path) -> list[tuple[str, str]]:
         DataFormatError: a line without exactly two non-empty fields (names file and line).
     """
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: no such file")
     pairs = []
-    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+    for n, line in text_lines(path):
         s = line.strip()
         if not s or s.startswith("#"):
             continue

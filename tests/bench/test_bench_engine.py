@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import sys
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -192,3 +193,61 @@ def test_cli_engine_options(ml100k_dir, tmp_path):
     res = runner.invoke(app, ["bench", "--datasets", str(ml100k_dir), "--workers", "0",
                               "--out", str(tmp_path / "c"), "--quiet"])
     assert res.exit_code == 2 and "workers must be a positive integer" in res.output
+
+
+def _children(pid: int) -> list[int]:
+    """Pids whose parent is ``pid`` (from /proc)."""
+    out = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            out.append(int(stat.parent.name))
+    return out
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+@pytest.mark.skipif(not Path("/proc").is_dir(), reason="needs /proc (Linux)")
+def test_killing_the_bench_ends_its_workers(ml100k_dir, tmp_path):
+    """kill -9 of `trustrec bench` (the issue's orphaned workers): its local workers die
+    with it instead of running on and writing into the output folder."""
+    import os
+    import signal
+    import subprocess
+    import time
+
+    spec = tiny_spec(ml100k_dir, tmp_path / "b", workers=2, seeds=[0, 1, 2, 3],
+                     model_configs={"bpr": {"epochs": 300, "dim": 32, "patience": 300}})
+    spec_file = tmp_path / "spec.json"
+    spec_file.write_text(json.dumps(spec.to_json()))
+    code = ("import json, sys; from trustrec.bench import run_bench, spec_from_mapping\n"
+            "if __name__ == '__main__':\n"
+            " run_bench(spec_from_mapping(json.load(open(sys.argv[1]))), quiet=True)\n")
+    script = tmp_path / "run.py"
+    script.write_text(code)
+    proc = subprocess.Popen([sys.executable, str(script), str(spec_file)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    t0 = time.monotonic()
+    workers: list[int] = []
+    while time.monotonic() - t0 < 240:
+        kids = [p for p in _children(proc.pid) if _alive(p)]
+        if len(kids) >= 2 and (tmp_path / "b" / "_learned").exists():
+            workers = kids
+            break
+        time.sleep(0.2)
+    assert workers, "the bench did not start its workers"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=30)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and any(_alive(p) for p in workers):
+        time.sleep(0.2)
+    assert not [p for p in workers if _alive(p)], "workers outlived the bench"

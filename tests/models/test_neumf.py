@@ -144,8 +144,11 @@ def test_fit_uses_its_thread_setting_and_restores_torch_threads(data, monkeypatc
         cfg = {"gmf_dim": 4, "mlp_dim": 4, "layers": [8], "epochs": 1}
         one = make_model("neumf", num_threads=1, **cfg).fit(data, seed=0)
         assert torch.get_num_threads() == 2
-        two = make_model("neumf", num_threads=0, **cfg).fit(data, seed=0)
+        make_model("neumf", num_threads=0, **cfg).fit(data, seed=0)
+        again = make_model("neumf", num_threads=1, **cfg).fit(data, seed=0)
     finally:
         torch.set_num_threads(before)
-    assert seen == [1, 2]
-    assert all(torch.equal(one.params_[k], two.params_[k]) for k in one.params_)
+    assert seen == [1, 2, 1]
+    # bitwise reproducible for a given thread count (the default pins one thread); across
+    # thread counts torch may split reductions differently, so no equality is claimed
+    assert all(torch.equal(one.params_[k], again.params_[k]) for k in one.params_)

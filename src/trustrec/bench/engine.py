@@ -21,6 +21,9 @@ Choices:
 * **ray** submits the same functions as ``ray.remote`` tasks (one CPU each) to the running
   Ray instance, or to a local one started with ``num_cpus=workers`` and shut down at the
   end. Ray is an optional extra (``pip install trustrec[ray]``), imported only here.
+* **Workers die with the parent** (:func:`die_with_parent`): a killed ``trustrec bench``
+  leaves no worker behind. Ray's workers belong to its own daemon: a local Ray instance
+  started here is shut down when the run ends normally, not when it is killed.
 * **One thread per worker**: ``workers`` processes on as many cores must not each start a
   pool of as many threads. Every worker calls :func:`limit_threads` first: the usual
   thread-count variables are set to 1 (for libraries loaded later), the already loaded
@@ -46,6 +49,42 @@ THREAD_ENV = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "OPENBLAS_NUM_THRE
               "NUMEXPR_NUM_THREADS": "1"}
 
 TaskFn = Callable[[dict[str, Any], Any], dict[str, Any]]
+
+
+def die_with_parent(parent_pid: int) -> None:
+    """End this worker when the process that started it ends, however it ends.
+
+    On Linux the kernel is asked to send SIGKILL when the parent dies
+    (``prctl(PR_SET_PDEATHSIG)``); a daemon thread also polls the parent pid every half
+    second, for kernels or platforms without it. So killing ``trustrec bench`` (any signal,
+    ``kill -9`` included) never leaves workers running on, writing into the output folder.
+    """
+    import ctypes
+    import signal
+    import threading
+    import time
+
+    try:
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):  # pragma: no cover  (not Linux)
+        pass
+    if os.getppid() != parent_pid:  # the parent died before the signal was armed
+        os._exit(1)
+
+    def watch() -> None:
+        while True:
+            time.sleep(0.5)
+            if os.getppid() != parent_pid:
+                os._exit(1)
+
+    threading.Thread(target=watch, name="trustrec-parent-watch", daemon=True).start()
+
+
+def worker_init(parent_pid: int) -> None:
+    """Initialiser of every local worker: die with the parent, one thread for numerics."""
+    die_with_parent(parent_pid)
+    limit_threads()
 
 
 def limit_threads() -> None:
@@ -128,7 +167,8 @@ class LocalEngine:
         self.workers = workers
         self._pool = ProcessPoolExecutor(max_workers=workers,
                                          mp_context=multiprocessing.get_context("spawn"),
-                                         initializer=limit_threads)
+                                         initializer=worker_init,
+                                         initargs=(os.getpid(),))
 
     def map(self, fn: TaskFn, spec: dict[str, Any], keys: Sequence[Any]
             ) -> Iterator[tuple[int, dict[str, Any]]]:

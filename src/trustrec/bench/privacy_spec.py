@@ -414,7 +414,11 @@ def load_privacy_spec_if_privacy(path: str | Path | None,
     if path is None:
         return None
     values = read_spec_file(path)
-    if values.get("kind", "unlearning") != PRIVACY_KIND:
+    kind = values.get("kind", "unlearning")
+    if kind not in (PRIVACY_KIND, "unlearning"):
+        raise ConfigError(f"kind: unknown kind {kind!r} in {path}"
+                          f"{suggest(str(kind), ['privacy', 'unlearning'])}")
+    if kind != PRIVACY_KIND:
         return None
     given = {k: v for k, v in (overrides or {}).items() if v is not None}
     for key, why in _UNLEARNING_ONLY.items():

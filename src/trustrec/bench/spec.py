@@ -426,7 +426,11 @@ def spec_from_mapping(values: Mapping[str, Any] | None, where: str = "bench spec
         values: top-level keys of :class:`BenchSpec`; missing keys keep their defaults.
         where: context for error messages (e.g. the file name).
         validate: also check names against the registries (:meth:`BenchSpec.validate`).
+            ``kind = "unlearning"`` (this grid's kind) is accepted and dropped.
     """
+    values = dict(values or {})
+    if values.get("kind", "unlearning") == "unlearning":
+        values.pop("kind", None)
     return build_spec(BenchSpec, values, where, validate)
 
 
@@ -442,7 +446,7 @@ def build_spec(cls: type, values: Mapping[str, Any] | None, where: str, validate
     if values is not None and not isinstance(values, Mapping):
         raise ConfigError(f"{where}: expected a table of options at the top level, got "
                           f"{type(values).__name__}")
-    spec = build_config(cls, values or {}, where=where)
+    spec = build_config(cls, values or {}, where=where, typed=False)
     if validate:
         spec.validate(where)
     return spec

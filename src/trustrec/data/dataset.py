@@ -152,6 +152,31 @@ class Dataset:
         """
         return self.select(~request.row_mask(self)).without_user_attributes(request.users)
 
+    def with_ids(self, user_ids: np.ndarray | None = None,
+                 item_ids: np.ndarray | None = None) -> Dataset:
+        """The same rows with other raw-id maps (same lengths, ids unique).
+
+        Used to erase the raw ids of forgotten users and items from every copy of an id
+        space (see :mod:`trustrec.workflows.forget`).
+
+        Raises:
+            ValueError: a map of the wrong length or with duplicate ids.
+        """
+        new = {}
+        for name, ids, n in (("user_ids", user_ids, self.n_users),
+                             ("item_ids", item_ids, self.n_items)):
+            if ids is None:
+                continue
+            ids = np.asarray(ids).astype(str)
+            if len(ids) != n or len(np.unique(ids)) != n:
+                raise ValueError(f"Dataset {self.name!r}: {name} must hold {n} unique ids")
+            new[name] = ids
+        return replace(self, **new) if new else self
+
+    def without_item_attributes(self, items: np.ndarray) -> Dataset:
+        """A new Dataset whose attribute rows of ``items`` (indices) are all missing."""
+        return self._without_attributes("item_attributes", items)
+
     def without_user_attributes(self, users: np.ndarray) -> Dataset:
         """A new Dataset whose attribute rows of ``users`` (indices) are all missing.
 
@@ -159,13 +184,16 @@ class Dataset:
         (gender, age, ...) as well as its interactions. Columns become pandas' nullable
         dtypes so that other users' values keep their type; the input is not changed.
         """
-        users = np.asarray(users, dtype=np.int64)
-        table = self.user_attributes
-        if table.empty or len(users) == 0:
+        return self._without_attributes("user_attributes", users)
+
+    def _without_attributes(self, field_name: str, ids: np.ndarray) -> Dataset:
+        ids = np.asarray(ids, dtype=np.int64)
+        table = getattr(self, field_name)
+        if table.empty or len(ids) == 0:
             return self
-        gone = table.index.intersection(users)
+        gone = table.index.intersection(ids)
         if len(gone) == 0:
             return self
         table = table.convert_dtypes()
         table.loc[gone, :] = pd.NA
-        return replace(self, user_attributes=table)
+        return replace(self, **{field_name: table})

@@ -19,7 +19,9 @@ Implementation notes:
   dense gradient: on CPU this is several times faster than ``torch.nn.functional.embedding``'s
   backward and deterministic. Everything else is plain autograd + ``torch.optim.Adam``;
   initialisation draws from a ``torch.Generator`` seeded by the fit's child seed, so the
-  same seed gives bitwise-identical parameters.
+  same seed gives bitwise-identical parameters *for the same torch thread count*
+  (``num_threads``, one by default): with another count torch may split its reductions
+  differently, and the weights differ in the last bits.
 - Defaults (batch 8,192, lr 0.005 — larger than the paper's 256 / 0.001 for speed) reach
   test NDCG@20 ≈ 0.26 on ML-100K in ~10 epochs, a little below BPR-MF, as Rendle et al.
   (RecSys 2020, "Neural Collaborative Filtering vs. Matrix Factorization Revisited") found.
