@@ -84,6 +84,9 @@ def _echo_json(obj: Any) -> None:
 @app.command()
 @handle_errors
 def bench(
+    kind: Annotated[str | None, typer.Option(
+        help="Experiment kind: unlearning (default) or privacy; a spec file's 'kind' "
+             "sets it too.")] = None,
     datasets: Annotated[str | None, typer.Option(
         help="Comma-separated dataset names or paths (default: ml-100k).")] = None,
     models: Annotated[str | None, typer.Option(
@@ -114,52 +117,33 @@ def bench(
     quiet: Annotated[bool, typer.Option(
         "--quiet", "-q", help="No progress bar and no per-cell lines.")] = False,
 ) -> None:
-    """Run the unlearning benchmark grid and write results.csv, report.md and report.html.
+    """Run a benchmark grid and write results.csv, summary.csv, report.md and report.html.
 
-    Every cell (dataset x model x method x selection x ratio x seed) learns, forgets the
-    selected users, and measures utility (before/after, same users), fairness (A-IGF),
-    completeness (a suite of membership attacks, and agreement with retraining) and
-    efficiency (forget time against a retrain timed in the same process). Finished cells
-    are skipped on a rerun, so an interrupted run resumes. With no options it runs the
-    default grid on MovieLens-100K (fetched into the cache on first use).
+    The default kind, unlearning: every cell (dataset x model x method x selection x ratio
+    x seed) learns, forgets the selected users, and measures utility (before/after, same
+    users), fairness (A-IGF), completeness (a suite of membership attacks, and agreement
+    with retraining) and efficiency (forget time against a retrain timed in the same
+    process). With no options it runs the default grid on MovieLens-100K (fetched into the
+    cache on first use).
 
-    A spec file with `kind = "privacy"` runs the attribute-privacy grid instead (dataset x
-    model x method x attribute set x seed: attack metrics, NDCG/Recall, seconds and a
-    privacy-vs-utility plot); --selections and --ratios do not apply to it.
+    `--kind privacy` (or `kind = "privacy"` in the spec file) runs the attribute-privacy
+    grid instead (dataset x model x method x seed: attack metrics, NDCG/Recall, seconds
+    and a privacy-vs-utility plot); options a kind does not have are an error.
+
+    Finished cells are skipped on a rerun, so an interrupted run resumes.
     """
-    from trustrec.bench.privacy import load_privacy_spec_if_privacy, run_privacy_bench
+    from trustrec.bench.grid import read_spec_file, spec_with_overrides
+    from trustrec.bench.runner import run_grid
 
-    privacy = load_privacy_spec_if_privacy(spec, {
-        "datasets": datasets, "models": models, "methods": methods, "seeds": seeds,
-        "selections": selections, "ratios": ratios, "out": out, "data_dir": data_dir,
-        "engine": engine, "workers": workers})
-    if privacy is not None:
-        res = run_privacy_bench(privacy, quiet=quiet)
-        typer.echo(f"cells: {res.count('done')} run, {res.count('skipped')} already done, "
-                   f"{len(res.failed)} failed\nresults: {res.paths['results']}\n"
-                   f"report:  {res.paths['html']}\n         {res.paths['markdown']}")
-        for bad in res.failed:
-            typer.echo(f"failed: {bad.cell.id}: {bad.error} (traceback in "
-                       f"{res.out / bad.cell.id / 'run.json'})", err=True)
-        if res.failed:
-            raise typer.Exit(1)
-        return
-    from trustrec.bench.runner import run_bench
-    from trustrec.bench.spec import load_spec, spec_from_mapping
-
-    values: dict[str, Any] = {}
-    if spec is not None:
-        values = load_spec(spec, validate=False).to_json()
-    overrides = {"datasets": _split_list(datasets), "models": _split_list(models),
-                 "methods": _split_list(methods), "selections": _split_list(selections),
-                 "ratios": _split_list(ratios), "seeds": _split_list(seeds),
-                 "out": str(out) if out is not None else None,
-                 "data_dir": str(data_dir) if data_dir is not None else None,
+    values = read_spec_file(spec) if spec is not None else {}
+    overrides = {"kind": kind, "datasets": _split_list(datasets),
+                 "models": _split_list(models), "methods": _split_list(methods),
+                 "selections": _split_list(selections), "ratios": _split_list(ratios),
+                 "seeds": _split_list(seeds), "out": out, "data_dir": data_dir,
                  "engine": engine, "workers": workers, "protocol": protocol}
-    values.update({k: v for k, v in overrides.items() if v is not None})
-    where = f"{spec} with command-line options" if spec is not None else "command line"
-    bench_spec = spec_from_mapping(values, where=where)
-    result = run_bench(bench_spec, quiet=quiet)
+    grid = spec_with_overrides(values, overrides,
+                               str(spec) if spec is not None else "command line")
+    result = run_grid(grid, quiet=quiet)
     failed = result.failed
     typer.echo(f"cells: {result.count('done')} run, {result.count('skipped')} already "
                f"done, {len(failed)} failed")

@@ -20,7 +20,7 @@ from trustrec.bench import run_bench, spec_from_mapping
 from trustrec.bench import stages as S
 from trustrec.bench.collect import read_results
 from trustrec.bench.engine import ENGINES, import_ray, open_engine
-from trustrec.bench.runner import BenchContext
+from trustrec.bench.experiments.unlearning import Unlearning, UnlearningContext
 from trustrec.cli import app
 from trustrec.errors import ConfigError, TrustrecError, UnknownNameError
 
@@ -67,7 +67,7 @@ def test_metrics_do_not_depend_on_engine(runs, engine):
     for cid in CELLS:
         run = json.loads((result.out / cid / "run.json").read_text())
         assert run["status"] == "done"
-    # the retrain cells ran in the reference stage and are their groups' reference
+    # a retrain cell is timed against itself and agrees with its group's reference
     v = result.results.set_index(["method", "seed", "metric"])["value"]
     for seed in (0, 1):
         assert v[("retrain", seed, "speedup_vs_retrain")] == pytest.approx(1.0)
@@ -94,9 +94,10 @@ def test_killed_parallel_run_resumes(runs, ml100k_dir):
     (out / CELLS[3] / "run.json").unlink()
     learned = out / "_learned" / "ml-100k" / "bpr" / "sisa" / "seed1"
     (learned / "state.json").unlink()
-    ctx = BenchContext(spec)
-    plan = S.make_plan(ctx, [c for c in spec.cells() if c.id == CELLS[3]])
-    assert plan.learn == [("ml-100k", "bpr", "sisa", 1)] and plan.reference == []
+    ctx = UnlearningContext(spec)
+    stages = Unlearning().stages(ctx, [c for c in spec.cells() if c.id == CELLS[3]])
+    assert [(s.name, s.keys) for s in stages] == [("learn", [["ml-100k", "bpr", "sisa", 1]]),
+                                                   ("reference", [])]
     again = run_bench(spec, quiet=True, stop_on_error=True)
     assert [c.status for c in again.cells] == ["skipped"] * 3 + ["done"]
     assert (out / CELLS[0] / "run.json").stat().st_mtime_ns == stamp
@@ -105,19 +106,19 @@ def test_killed_parallel_run_resumes(runs, ml100k_dir):
     np.testing.assert_array_equal(new.to_numpy(), old.to_numpy())
 
 
-def test_plan_puts_retrain_cells_in_the_reference_stage(ml100k_dir, tmp_path):
+def test_stages_learn_every_state_then_one_reference_per_group(ml100k_dir, tmp_path):
     spec = tiny_spec(ml100k_dir, tmp_path / "p")
-    plan = S.make_plan(BenchContext(spec), spec.cells())
-    assert sorted(plan.learn) == [("ml-100k", "bpr", m, s) for m in ("retrain", "sisa")
-                                  for s in (0, 1)]
-    assert [c.method for c in plan.reference] == ["retrain", "retrain"]
-    assert [c.method for c in plan.cells] == ["sisa", "sisa"]
-    # without retrain in the grid, the reference stage computes the reference alone
+    learn, reference = Unlearning().stages(UnlearningContext(spec), spec.cells())
+    assert learn.name == "learn" and reference.name == "reference"
+    assert sorted(map(tuple, learn.keys)) == [("ml-100k", "bpr", m, s)
+                                             for m in ("retrain", "sisa") for s in (0, 1)]
+    assert [(k["method"], k["seed"]) for k in reference.keys] == [("retrain", 0),
+                                                                 ("retrain", 1)]
+    # without retrain in the grid, its learned state and the references are still staged
     spec = tiny_spec(ml100k_dir, tmp_path / "q", methods=["sisa"])
-    plan = S.make_plan(BenchContext(spec), spec.cells())
-    assert ("ml-100k", "bpr", "retrain", 0) in plan.learn
-    assert [c.method for c in plan.reference] == ["sisa", "sisa"]
-    assert [c.method for c in plan.cells] == ["sisa", "sisa"]
+    learn, reference = Unlearning().stages(UnlearningContext(spec), spec.cells())
+    assert ["ml-100k", "bpr", "retrain", 0] in learn.keys
+    assert [k["method"] for k in reference.keys] == ["retrain", "retrain"]
 
 
 class InlineEngine:
@@ -136,7 +137,7 @@ class InlineEngine:
 def test_failed_learned_state_fails_its_cells_without_rerunning(ml100k_dir, tmp_path,
                                                                monkeypatch):
     calls = []
-    real = BenchContext.learned
+    real = UnlearningContext.learned
 
     def learned(self, dataset, model, method, seed):
         calls.append((method, seed))
@@ -144,9 +145,9 @@ def test_failed_learned_state_fails_its_cells_without_rerunning(ml100k_dir, tmp_
             raise RuntimeError("boom (test)")
         return real(self, dataset, model, method, seed)
 
-    monkeypatch.setattr(BenchContext, "learned", learned)
+    monkeypatch.setattr(UnlearningContext, "learned", learned)
     monkeypatch.setattr(S, "open_engine", lambda name, workers: InlineEngine())
-    monkeypatch.setattr(S, "warm_numba_cache", lambda ctx, plan: None)
+    monkeypatch.setattr(Unlearning, "warm_up", lambda self, ctx, stages, pending: None)
     S._context.cache_clear()
     lines = []
     spec = tiny_spec(ml100k_dir, tmp_path / "f", workers=2)

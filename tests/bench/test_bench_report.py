@@ -10,14 +10,13 @@ import pytest
 from scipy import stats
 
 from trustrec.bench import run_bench, spec_from_mapping
-from trustrec.bench.collect import RESULT_COLUMNS, collect, read_results
-from trustrec.bench.report import (
-    format_cell,
-    headline_k,
-    mean_ci,
-    summary_frame,
-    write_report,
-)
+from trustrec.bench.collect import collect, read_results, result_columns
+from trustrec.bench.experiments.unlearning import Unlearning
+from trustrec.bench.render import format_cell, mean_ci, summary_frame
+from trustrec.bench.report import headline_k, write_report
+
+RESULT_COLUMNS = result_columns(Unlearning.axes)
+GROUP = [a for a in Unlearning.axes if a != "seed"]
 
 
 def test_mean_ci_is_a_student_t_interval():
@@ -47,7 +46,7 @@ def _frame(seeds=(0, 1, 2)):
                  "overlap@20_vs_retrain": 1.0 if method == "retrain" else 0.6,
                  "rank_corr_vs_retrain": 1.0 if method == "retrain" else 0.7}
             for k, v in m.items():
-                rows.append({"dataset": "ml-100k", "model": "bpr", "method": method,
+                rows.append({"kind": "unlearning", "cell": "", "dataset": "ml-100k", "model": "bpr", "method": method,
                              "grain": "user", "selection": "core", "ratio": 0.05,
                              "seed": seed, "metric": k, "value": v})
     return pd.DataFrame(rows, columns=RESULT_COLUMNS)
@@ -77,13 +76,13 @@ def test_summary_frame_is_mean_and_student_t_interval():
     frame = _frame()
     frame.loc[(frame["method"] == "sisa") & (frame["metric"] == "a_igf"), "value"] = \
         [0.01, 0.04, 0.10]
-    s = summary_frame(frame).set_index(["method", "metric"])
+    s = summary_frame(frame, GROUP).set_index(["method", "metric"])
     vals = np.array([0.01, 0.04, 0.10])
     h = stats.t.ppf(0.975, 2) * vals.std(ddof=1) / math.sqrt(3)
     row = s.loc[("sisa", "a_igf")]
     assert row["n"] == 3 and row["mean"] == pytest.approx(vals.mean())
     assert (row["ci_low"], row["ci_high"]) == pytest.approx((vals.mean() - h, vals.mean() + h))
-    one = summary_frame(_frame(seeds=(0,))).set_index(["method", "metric"])
+    one = summary_frame(_frame(seeds=(0,)), GROUP).set_index(["method", "metric"])
     assert one.loc[("sisa", "a_igf"), "n"] == 1
     assert np.isnan(one.loc[("sisa", "a_igf"), "ci_low"])
 
@@ -96,7 +95,7 @@ def test_headline_k_falls_back_to_largest():
 
 
 def test_collect_of_empty_folder_writes_header_only(tmp_path):
-    frame = collect(tmp_path)
+    frame = collect(tmp_path, Unlearning())
     assert frame.empty
     assert (tmp_path / "results.csv").read_text().strip() == ",".join(RESULT_COLUMNS)
 

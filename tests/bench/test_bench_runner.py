@@ -60,7 +60,9 @@ def test_results_csv_long_format(bench_run):
     frame = read_results(result.out / "results.csv")
     assert list(frame.columns) == RESULT_COLUMNS
     assert (result.out / "results.csv").read_text().splitlines()[0] == \
-        "dataset,model,method,grain,selection,ratio,seed,metric,value"
+        "kind,cell,dataset,model,method,grain,selection,ratio,seed,metric,value"
+    assert set(frame["kind"]) == {"unlearning"}
+    assert set(frame["cell"]) == {RETRAIN, SISA}
     assert set(frame["method"]) == {"retrain", "sisa"}
     assert set(frame["dataset"]) == {"ml-100k"}
     assert set(frame["grain"]) == {"user"}
@@ -206,7 +208,7 @@ def test_sisa_without_retrain_in_grid_still_gets_reference(ml100k_dir, tmp_path)
 
 
 def test_shard_fairness_is_the_variance_of_shard_means():
-    from trustrec.bench.runner import _shard_fairness
+    from trustrec.bench.experiments.unlearning import _shard_fairness
 
     per_user = pd.DataFrame({"user": [0, 1, 2, 3, 4], "ndcg@20": [0.2, 0.4, 0.5, 0.1, 0.9]})
     shards = np.array([0, 0, 1, 1, -1])  # user 4 belongs to no shard

@@ -1,36 +1,27 @@
-"""Gather finished cells into one long table, ``results.csv``.
+"""Gather finished cells into one long table, ``results.csv``, the same for every kind.
 
 Every finished cell folder (its ``run.json`` says ``"status": "done"``) contributes one row
-per metric of its ``metrics.json``, with the cell's axes taken from its ``config.json``.
-Unfinished or half-written cells are skipped. The ``grain`` column (what the forget request
-named: ``user``, ``interaction`` or ``item``) is ``user`` for cells written before grains
-existed, and a ``results.csv`` without that column reads back with it.
+per metric of its ``metrics.json``: ``kind, cell, <the kind's axes>, metric, value``, the
+axes taken from its ``config.json``. Unfinished or half-written cells are skipped.
 """
 
 from __future__ import annotations
 
 import io
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
 from trustrec.bench.files import write_atomic
-from trustrec.bench.spec import Cell
 from trustrec.errors import DataFormatError
 
-#: Columns of ``results.csv``, in order.
-RESULT_COLUMNS = ["dataset", "model", "method", "grain", "selection", "ratio", "seed",
-                  "metric", "value"]
-AXES = RESULT_COLUMNS[:7]
-#: Columns of a ``results.csv`` written before the ``grain`` axis existed.
-LEGACY_COLUMNS = [c for c in RESULT_COLUMNS if c != "grain"]
 RUN_JSON, CONFIG_JSON, METRICS_JSON, PER_USER = ("run.json", "config.json", "metrics.json",
                                                  "per_user.parquet")
-#: Folders under the output folder that hold shared state, not cells.
-PRIVATE_DIRS = ("_learned", "_reference", "plots")
+#: The leading and trailing columns of every ``results.csv``; the kind's axes go between.
+LEAD, TAIL = ["kind", "cell"], ["metric", "value"]
 
 
 def read_json(path: Path) -> Any:
@@ -53,79 +44,103 @@ def is_done(folder: Path) -> bool:
 
 
 def finished_cell_dirs(out: str | Path, cells: Iterable[Any] | None = None,
-                       private: tuple[str, ...] = PRIVATE_DIRS) -> list[Path]:
+                       private: tuple[str, ...] = ()) -> list[Path]:
     """Folders of finished cells: the given ones (anything with an ``id``), or every
-    finished cell under ``out`` outside the grid's ``private`` top-level folders."""
+    finished cell under ``out`` outside its ``private`` top-level folders."""
     out = Path(out)
     if cells is not None:
         dirs = [out / c.id for c in cells]
     else:
         dirs = sorted(p.parent for p in out.rglob(RUN_JSON)
-                      if p.relative_to(out).parts[0] not in private)
+                      if p.relative_to(out).parts[0] not in private
+                      and not p.relative_to(out).parts[0].startswith("_"))
     return [d for d in dirs if is_done(d)]
 
 
-def cell_rows(folder: Path) -> list[dict[str, Any]]:
+def result_columns(axes: Sequence[str]) -> list[str]:
+    """The columns of a kind's ``results.csv``."""
+    return [*LEAD, *axes, *TAIL]
+
+
+def cell_rows(folder: Path, kind: str, axes: Sequence[str],
+              defaults: dict[str, Any] | None = None) -> list[dict[str, Any]]:
     """Long-format rows (one per metric) of one finished cell."""
     cfg = read_json(folder / CONFIG_JSON)
     metrics = read_json(folder / METRICS_JSON)
     try:
-        axes = {a: cfg["cell"].get(a, "user") if a == "grain" else cfg["cell"][a]
-                for a in AXES}
+        cell = cfg["cell"]
+        values = {a: cell[a] if a in cell else (defaults or {})[a] for a in axes}
     except (KeyError, TypeError, AttributeError) as exc:
         raise DataFormatError(f"{folder / CONFIG_JSON}: no cell axes ({exc})") from None
-    rows = []
-    for name, value in metrics.items():
-        v = float("nan") if value is None else float(value)
-        rows.append({**axes, "metric": str(name), "value": v})
-    return rows
+    head = {"kind": kind, "cell": cfg.get("id", "")}
+    return [{**head, **values, "metric": str(name),
+             "value": float("nan") if value is None else float(value)}
+            for name, value in metrics.items()]
 
 
-def results_frame(out: str | Path, cells: Iterable[Cell] | None = None) -> pd.DataFrame:
-    """The long results table of the finished cells (columns :data:`RESULT_COLUMNS`)."""
+def results_frame(out: str | Path, experiment: Any, cells: Iterable[Any] | None = None
+                  ) -> pd.DataFrame:
+    """The long results table of the finished cells of one kind."""
     rows: list[dict[str, Any]] = []
-    for folder in finished_cell_dirs(out, cells):
-        rows.extend(cell_rows(folder))
-    frame = pd.DataFrame(rows, columns=RESULT_COLUMNS)
-    frame["ratio"] = frame["ratio"].astype(float)
-    frame["seed"] = frame["seed"].astype(int)
+    defaults = getattr(experiment, "axis_defaults", {})
+    for folder in finished_cell_dirs(out, cells, experiment.private_dirs):
+        rows.extend(cell_rows(folder, experiment.name, experiment.axes, defaults))
+    frame = pd.DataFrame(rows, columns=result_columns(experiment.axes))
+    return typed(frame, experiment)
+
+
+def typed(frame: pd.DataFrame, experiment: Any) -> pd.DataFrame:
+    """The results table with the kind's column types (numbers where they are numbers)."""
+    for col in [*LEAD, *experiment.axes, "metric"]:
+        if col not in experiment.numeric_axes:
+            frame[col] = frame[col].astype(str)
+    for col, kind in experiment.numeric_axes.items():
+        if col in frame.columns:
+            frame[col] = frame[col].astype(kind)
     frame["value"] = frame["value"].astype(float)
     return frame.reset_index(drop=True)
 
 
-def collect(out: str | Path, cells: Iterable[Cell] | None = None,
+def collect(out: str | Path, experiment: Any, cells: Iterable[Any] | None = None,
             path: str | Path | None = None) -> pd.DataFrame:
     """Write ``results.csv`` (atomically) from the finished cells and return the table.
 
-    Args:
-        out: the benchmark's output folder.
-        cells: restrict to these cells (default: every finished cell under ``out``).
-        path: where to write (default ``<out>/results.csv``).
-
-    Returns:
-        The table: columns exactly ``dataset,model,method,grain,selection,ratio,seed,metric,
-        value``; NaN values are written as empty fields.
+    NaN values are written as empty fields.
     """
-    frame = results_frame(out, cells)
+    frame = results_frame(out, experiment, cells)
     buf = io.StringIO()
     frame.to_csv(buf, index=False, float_format="%.10g")
-    write_atomic(Path(path) if path else Path(out) / "results.csv",
-                       buf.getvalue().encode())
+    write_atomic(Path(path) if path else Path(out) / "results.csv", buf.getvalue().encode())
     return frame
 
 
-def read_results(path: str | Path) -> pd.DataFrame:
-    """Read a ``results.csv`` back, checking its columns (a file without ``grain`` gets
-    ``grain = "user"``)."""
+def read_results(path: str | Path, experiment: Any | None = None) -> pd.DataFrame:
+    """Read a ``results.csv`` back, checking its columns.
+
+    Args:
+        path: the file.
+        experiment: the kind it must hold (default: the kind named in its ``kind`` column,
+            or unlearning for a file written before kinds existed).
+
+    Raises:
+        FileNotFoundError: no such file.
+        DataFormatError: columns that are not the kind's.
+    """
+    from trustrec.bench.experiments import get_experiment
+
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: results file not found")
-    frame = pd.read_csv(path, dtype={"dataset": str, "model": str, "method": str,
-                                     "grain": str, "selection": str, "metric": str})
-    if list(frame.columns) == LEGACY_COLUMNS:
-        frame.insert(RESULT_COLUMNS.index("grain"), "grain", "user")
-    if list(frame.columns) != RESULT_COLUMNS:
-        raise DataFormatError(f"{path}: columns are {list(frame.columns)}, expected "
-                              f"{RESULT_COLUMNS}")
-    return frame
-
+    frame = pd.read_csv(path, dtype={"kind": str, "cell": str, "metric": str})
+    if "kind" not in frame.columns:  # written before experiment kinds: unlearning
+        frame.insert(0, "cell", "")
+        frame.insert(0, "kind", "unlearning")
+    if experiment is None:
+        kind = str(frame["kind"].iloc[0]) if len(frame) else "unlearning"
+        experiment = get_experiment(kind, str(path))
+    if "grain" in experiment.axes and "grain" not in frame.columns:
+        frame.insert(frame.columns.get_loc("selection"), "grain", "user")
+    want = result_columns(experiment.axes)
+    if list(frame.columns) != want:
+        raise DataFormatError(f"{path}: columns are {list(frame.columns)}, expected {want}")
+    return typed(frame, experiment)

@@ -1,131 +1,61 @@
-"""Run a benchmark grid in parallel, stage by stage, on an engine (local processes or Ray).
+"""Run a grid in parallel, stage by stage, on an engine (local processes or Ray), any kind.
 
-The runner's work is three keyed, idempotent stages (see :mod:`trustrec.bench.runner`):
+An experiment kind declares its stages of shared artefacts (e.g. learned models, then
+retrained references; or undefended base models), each a list of JSON-ready keys
+(:meth:`~trustrec.bench.experiments.base.Experiment.stages`), and which artefacts each cell
+needs (``dependencies``). Each stage's items run in parallel on the engine and the next
+stage starts when all of them are finished; the cells come last. A task is a top-level
+function of ``(spec as a JSON dict, key)``: the worker rebuilds the kind's context from the
+spec (kept for the worker's next tasks), computes its one item from the files of earlier
+stages and writes its own files with the runner's done-markers, so a killed run resumes
+like a sequential one. A cell whose artefact failed is recorded as failed without being run
+(its ``run.json`` holds the upstream traceback); nothing is computed twice.
 
-1. **learn**: one learned state per (dataset, model, method, seed) that a pending cell or
-   a missing reference needs;
-2. **reference**: one retrained reference and one shadow model per group of cells (same
-   forget set) that lacks them. Where the group's ``retrain`` cell is pending, that cell
-   runs here and stores the reference, exactly as in a sequential run (so the group is
-   retrained once); otherwise the reference and the shadow alone are computed;
-3. **cells**: every other pending cell.
-
-Each stage's items run in parallel on the engine and the next stage starts when all of
-them are finished. A task is a top-level function of ``(spec as a JSON dict, key)``: the
-worker rebuilds a :class:`~trustrec.bench.runner.BenchContext` from the spec (kept for the
-worker's next tasks), computes its one item from the files of earlier stages and writes
-its own files with the runner's done-markers, so a killed run resumes like a sequential
-one. A cell whose learned state or reference failed is recorded as failed without being
-run (its ``run.json`` holds the upstream traceback); nothing is computed twice.
-
-Numba's on-disk cache (``cache=True``) is written by whichever process compiles a kernel
-first, index before machine code, with data files numbered per index. Two processes
-compiling one kernel for the first time (after an edit of its source, say) can therefore
-leave an index entry that points at another signature's machine code, or at a stale file
-of the previous source version. So before the engine starts, the parent *warms the
-cache*: it fits and forgets every (model, method) of the pending work
-once on a tiny synthetic dataset (64 users, 50 items, at most 2 model epochs); array dtypes
-are the same for every dataset, so this compiles every kernel with the signatures the
-real data uses. The workers then only load compiled code. Warm-up failures are ignored:
-the real task then raises and is recorded as usual. It costs a second or two per (model,
-method) pair, a little more where a method has a large fixed cost.
+Before the engine starts, the kind may warm caches in the parent (``warm_up``): the
+unlearning kind compiles every numba kernel once, so that workers never race to write
+numba's on-disk cache.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import json
 import time
 import traceback
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from typing import Any
-
-import numpy as np
 
 from trustrec.bench.collect import CONFIG_JSON, RUN_JSON, read_json
 from trustrec.bench.engine import Engine, open_engine
 from trustrec.bench.env import host_info, versions
 from trustrec.bench.files import write_json
+from trustrec.bench.grid import fingerprint
 from trustrec.bench.runner import (
-    STATE_JSON,
-    BenchContext,
     CellResult,
+    cell_config,
     fresh_folder,
-    is_current,
     run_cell,
     summary_line,
 )
-from trustrec.bench.spec import REFERENCE_METHOD, Cell, fingerprint
 from trustrec.errors import TrustrecError
 from trustrec.fileio import now_iso
-
-LearnKey = tuple[str, str, str, int]
-WARM_USERS = 64
-WARM_EPOCHS = 2
-
-
-# ---------------------------------------------------------------------------- the plan
-@dataclasses.dataclass
-class Plan:
-    """The pending work of a grid, by stage.
-
-    Attributes:
-        learn: learned states to compute, as (dataset, model, method, seed).
-        reference: per group lacking a reference, the cell that stands for it: its pending
-            ``retrain`` cell (run as a whole) or any of its pending cells (reference only).
-        cells: the remaining pending cells.
-    """
-
-    learn: list[LearnKey]
-    reference: list[Cell]
-    cells: list[Cell]
-
-    def __len__(self) -> int:
-        return len(self.learn) + len(self.reference) + len(self.cells)
-
-
-def learn_key(cell: Cell, method: str | None = None) -> LearnKey:
-    """The learned state a cell needs (of its own method, or of ``method``)."""
-    return (cell.dataset, cell.model, method or cell.method, cell.seed)
-
-
-def has_learned(ctx: BenchContext, key: LearnKey) -> bool:
-    """Whether the learned state of ``key`` is stored and current."""
-    return is_current(ctx.learned_dir(*key), STATE_JSON,
-                       fingerprint(ctx.learned_config(*key)))
-
-
-def make_plan(ctx: BenchContext, pending: Iterable[Cell]) -> Plan:
-    """Split the pending cells into the three stages (skipping what is already stored)."""
-    pending = list(pending)
-    groups: dict[Any, list[Cell]] = {}
-    for cell in pending:
-        groups.setdefault(cell.group, []).append(cell)
-    need_ref = {g: cs for g, cs in groups.items()
-                if not (ctx.has_reference(cs[0]) and ctx.has_shadow(cs[0]))}
-    keys = [learn_key(c) for c in pending]
-    keys += [learn_key(cs[0], REFERENCE_METHOD) for cs in need_ref.values()]
-    learn = [k for k in dict.fromkeys(keys) if not has_learned(ctx, k)]
-    reference = []
-    for cs in need_ref.values():
-        ref_cell = next((c for c in cs if c.method == REFERENCE_METHOD), cs[0])
-        reference.append(ref_cell)
-    in_stage2 = {c for c in reference if c.method == REFERENCE_METHOD}
-    return Plan(learn, reference, [c for c in pending if c not in in_stage2])
 
 
 # ---------------------------------------------------------------------------- tasks
 @functools.lru_cache(maxsize=2)
-def _context(spec_text: str) -> BenchContext:
-    """The worker's context for a spec (datasets and splits stay loaded between tasks)."""
-    from trustrec.bench.spec import spec_from_mapping
+def _context(spec_text: str) -> tuple[Any, Any]:
+    """The worker's experiment and context for a spec (datasets stay loaded)."""
+    from trustrec.bench.grid import grid_spec_from_mapping
 
-    return BenchContext(spec_from_mapping(json.loads(spec_text), validate=False))
+    spec = grid_spec_from_mapping(json.loads(spec_text), validate=False)
+    from trustrec.bench.experiments import get_experiment
+
+    experiment = get_experiment(spec.kind)
+    return experiment, experiment.context(spec)
 
 
-def worker_context(spec: dict[str, Any]) -> BenchContext:
-    """The :class:`BenchContext` of a spec given as a JSON dict (cached per process)."""
+def worker_context(spec: dict[str, Any]) -> tuple[Any, Any]:
+    """``(experiment, context)`` of a spec given as a JSON dict (cached per process)."""
     return _context(json.dumps(spec, sort_keys=True))
 
 
@@ -134,90 +64,34 @@ def _failure(t0: float, exc: BaseException) -> dict[str, Any]:
             "error": f"{type(exc).__name__}: {exc}", "traceback": traceback.format_exc()}
 
 
-def learn_task(spec: dict[str, Any], key: list[Any]) -> dict[str, Any]:
-    """Stage 1: compute and store the learned state ``(dataset, model, method, seed)``."""
+def stage_task(spec: dict[str, Any], key: list[Any]) -> dict[str, Any]:
+    """Compute one artefact: ``key = [stage name, artefact key]``."""
     t0 = time.perf_counter()
     try:
-        ctx = worker_context(spec)
-        ctx.learned(str(key[0]), str(key[1]), str(key[2]), int(key[3]))
-    except Exception as exc:
-        return _failure(t0, exc)
-    return {"status": "done", "seconds": time.perf_counter() - t0}
-
-
-def reference_task(spec: dict[str, Any], key: dict[str, Any]) -> dict[str, Any]:
-    """Stage 2: store the group's reference; a ``retrain`` cell is run as a whole."""
-    cell = Cell(**key)
-    if cell.method == REFERENCE_METHOD:
-        return cell_task(spec, key)
-    t0 = time.perf_counter()
-    try:
-        ctx = worker_context(spec)
-        ctx.reference(cell)
-        ctx.shadow(cell)
+        experiment, ctx = worker_context(spec)
+        experiment.run_stage(ctx, key[0], key[1])
     except Exception as exc:
         return _failure(t0, exc)
     return {"status": "done", "seconds": time.perf_counter() - t0}
 
 
 def cell_task(spec: dict[str, Any], key: dict[str, Any]) -> dict[str, Any]:
-    """Stage 3: run one cell into its folder (the runner's :func:`run_cell`)."""
+    """Run one cell (given by its axes) into its folder (the runner's :func:`run_cell`)."""
     t0 = time.perf_counter()
     try:
-        res = run_cell(worker_context(spec), Cell(**key))
+        experiment, ctx = worker_context(spec)
+        res = run_cell(ctx, experiment, experiment.cell_from_axes(key))
     except Exception as exc:  # run_cell records its own errors; this is a bug guard
         return _failure(t0, exc)
     return {"status": res.status, "seconds": res.seconds, "metrics": res.metrics,
             "error": res.error}
 
 
-# ---------------------------------------------------------------------------- warm-up
-def warm_numba_cache(ctx: BenchContext, plan: Plan) -> None:
-    """Compile every numba kernel the plan's (model, method) pairs use, in this process.
-
-    Fits each pair once with at most :data:`WARM_EPOCHS` model epochs on a tiny synthetic
-    dataset (:data:`WARM_USERS` users; every dataset has the same array dtypes, so the
-    kernels compile with the signatures the real data needs) and forgets one unit (user,
-    interaction, item) of each of the spec's grains.
-    Errors are ignored (the real task reports them).
-    """
-    from trustrec.data.split import random_split
-    from trustrec.data.synthetic import ml1m_shaped
-    from trustrec.unlearn.base import make_unlearner
-    from trustrec.unlearn.request import ForgetRequest
-
-    pairs = dict.fromkeys((m, meth) for _, m, meth, _ in plan.learn)
-    for cell in [*plan.reference, *plan.cells]:
-        pairs.update(dict.fromkeys([(cell.model, cell.method),
-                                    (cell.model, REFERENCE_METHOD)]))
-    tiny = ml1m_shaped(0, n_users=WARM_USERS, n_items=50, n_interactions=WARM_USERS * 25)
-    split = random_split(tiny, tuple(ctx.spec.split_ratios), seed=0)
-    train = split.train
-    one = {"user": ForgetRequest(users=train.users[:1]),
-           "interaction": ForgetRequest(pairs=[[train.users[-1], train.items[-1]]]),
-           "item": ForgetRequest(items=[int(np.argmax(train.item_counts()))])}
-    requests = [one[g] for g in ctx.spec.grains if g in one]
-    for model, method in pairs:
-        try:
-            cfg = dict(ctx.spec.model_config(model))
-            if isinstance(cfg.get("epochs"), int):
-                cfg["epochs"] = min(cfg["epochs"], WARM_EPOCHS)
-            unl = make_unlearner(method, model, cfg, **ctx.spec.method_config(method))
-            unl.fit(split.train, split.valid, seed=0)
-        except Exception:  # best effort: the real task reports errors
-            continue
-        for request in requests:
-            try:
-                unl.forget(request)
-            except Exception:  # e.g. a grain the method does not support
-                continue
-
-
 # ---------------------------------------------------------------------------- failures
-def fail_cell(ctx: BenchContext, cell: Cell, error: str, trace: str) -> CellResult:
-    """Record a cell as failed without running it (an upstream stage failed)."""
+def fail_cell(ctx: Any, experiment: Any, cell: Any, error: str, trace: str) -> CellResult:
+    """Record a cell as failed without running it (an artefact it needs failed)."""
     folder = ctx.out / cell.id
-    config = ctx.cell_config(cell)
+    config = cell_config(ctx, experiment, cell)
     fp = fingerprint(config)
     fresh_folder(folder)
     write_json(folder / CONFIG_JSON, {**config, "fingerprint": fp})
@@ -228,24 +102,20 @@ def fail_cell(ctx: BenchContext, cell: Cell, error: str, trace: str) -> CellResu
     return CellResult(cell, "failed", 0.0, error=error)
 
 
-def _result(cell: Cell, outcome: dict[str, Any]) -> CellResult:
-    return CellResult(cell, outcome["status"], float(outcome.get("seconds", 0.0)),
-                      dict(outcome.get("metrics") or {}), outcome.get("error"))
-
-
 def _raise_failed(what: str, outcome: dict[str, Any]) -> None:
     raise TrustrecError(f"{what} failed: {outcome.get('error')}\n"
                         f"{outcome.get('traceback', '')}")
 
 
 # ---------------------------------------------------------------------------- the run
-def run_parallel(ctx: BenchContext, pending: list[Cell], *, engine: str, workers: int,
-                 emit: Callable[[str], None], quiet: bool = False,
-                 stop_on_error: bool = False) -> dict[Cell, CellResult]:
+def run_parallel(ctx: Any, experiment: Any, pending: list[Any], *, engine: str,
+                 workers: int, emit: Callable[[str], None], quiet: bool = False,
+                 stop_on_error: bool = False) -> dict[Any, CellResult]:
     """Run the pending cells of a grid stage by stage on ``engine`` with ``workers``.
 
     Args:
         ctx: the parent's context (datasets already loaded).
+        experiment: the grid's kind.
         pending: the cells to run (finished ones left out).
         engine: ``"local"`` or ``"ray"``.
         workers: parallel tasks.
@@ -258,17 +128,19 @@ def run_parallel(ctx: BenchContext, pending: list[Cell], *, engine: str, workers
     """
     from tqdm.auto import tqdm
 
-    plan = make_plan(ctx, pending)
-    if not len(plan):
+    stages = experiment.stages(ctx, pending)
+    if not pending:
         return {}
-    warm_numba_cache(ctx, plan)
+    experiment.warm_up(ctx, stages, pending)
     spec_json = ctx.spec.to_json()
-    results: dict[Cell, CellResult] = {}
-    failed_learn: dict[LearnKey, dict[str, Any]] = {}
-    failed_ref: dict[Any, dict[str, Any]] = {}
+    results: dict[Any, CellResult] = {}
+    failed: dict[str, dict[str, Any]] = {}
 
-    def stage(eng: Engine, name: str, fn: Callable, keys: list[Any],
-              on_done: Callable[[int, dict[str, Any]], None]) -> None:
+    def token(stage: str, key: Any) -> str:
+        return json.dumps([stage, key], sort_keys=True, default=str)
+
+    def run_stage(eng: Engine, name: str, fn: Callable, keys: list[Any],
+                  on_done: Callable[[int, dict[str, Any]], None]) -> None:
         if not keys:
             return
         bar = tqdm(total=len(keys), desc=name, unit="task", disable=quiet, dynamic_ncols=True)
@@ -279,77 +151,50 @@ def run_parallel(ctx: BenchContext, pending: list[Cell], *, engine: str, workers
         finally:
             bar.close()
 
-    def learned_done(i: int, outcome: dict[str, Any]) -> None:
-        if outcome["status"] == "failed":
-            key = plan.learn[i]
-            what = f"learned state {'/'.join(map(str, key))}"
-            if stop_on_error:
-                _raise_failed(what, outcome)
-            failed_learn[key] = outcome
-            emit(f"{what}: FAILED ({outcome['error']})")
-
-    def reference_done(i: int, outcome: dict[str, Any]) -> None:
-        cell = plan.reference[i]
-        if cell.method == REFERENCE_METHOD:
-            cell_done(cell, outcome)
-        if outcome["status"] == "failed" and not ctx.has_reference(cell):
-            failed_ref[cell.group] = outcome
-            if cell.method != REFERENCE_METHOD:
-                if stop_on_error:
-                    _raise_failed(f"reference of {cell.id}", outcome)
-                emit(f"reference for {cell.id}: FAILED ({outcome['error']})")
-
-    def cell_done(cell: Cell, outcome: dict[str, Any]) -> None:
-        res = _result(cell, outcome)
+    def cell_done(cell: Any, outcome: dict[str, Any]) -> None:
+        res = CellResult(cell, outcome["status"], float(outcome.get("seconds", 0.0)),
+                         dict(outcome.get("metrics") or {}), outcome.get("error"))
         results[cell] = res
         if res.status == "failed" and stop_on_error:
             trace = outcome.get("traceback") or read_json(
                 ctx.out / cell.id / RUN_JSON).get("traceback", "")
             raise TrustrecError(f"cell {cell.id} failed: {res.error}\n{trace}")
         if res.status != "skipped":
-            emit(summary_line(res, ctx.k))
+            emit(summary_line(res, experiment, ctx.k))
 
     eng = open_engine(engine, workers)
     try:
-        stage(eng, "learn", learn_task, [list(k) for k in plan.learn], learned_done)
-        ready = []
-        for cell in plan.reference:
-            up = failed_learn.get(learn_key(cell, REFERENCE_METHOD)) or (
-                failed_learn.get(learn_key(cell)) if cell.method == REFERENCE_METHOD
-                else None)
-            if up is not None:
-                failed_ref[cell.group] = up
-                if cell.method == REFERENCE_METHOD:
-                    cell_done(cell, _upstream(ctx, cell, "its learned state", up))
-            else:
-                ready.append(cell)
-        plan.reference = ready
-        stage(eng, "reference", reference_task, [c.axes() for c in ready],
-              reference_done)
+        for stage in stages:
+            keys = [[stage.name, k] for k in stage.keys
+                    if not any(token(*d) in failed for d in experiment.key_dependencies(
+                        stage.name, k))]
+
+            def stage_done(i: int, outcome: dict[str, Any], keys: list = keys,
+                           name: str = stage.name) -> None:
+                if outcome["status"] == "failed":
+                    what = experiment.describe_key(name, keys[i][1])
+                    if stop_on_error:
+                        _raise_failed(what, outcome)
+                    failed[token(*keys[i])] = outcome
+                    emit(f"{what}: FAILED ({outcome['error']})")
+
+            run_stage(eng, stage.name, stage_task, keys, stage_done)
         runnable = []
-        for cell in plan.cells:
-            up, what = failed_learn.get(learn_key(cell)), "its learned state"
-            if up is None and cell.group in failed_ref:
-                up, what = failed_ref[cell.group], "the retrain reference of its group"
-            if up is not None:
-                cell_done(cell, _upstream(ctx, cell, what, up))
+        for cell in pending:
+            bad = [token(*d) for d in experiment.dependencies(cell) if token(*d) in failed]
+            if bad:
+                up = failed[bad[0]]
+                error = f"{json.loads(bad[0])[0]} failed: {up.get('error')}"
+                fail_cell(ctx, experiment, cell, error, up.get("traceback", ""))
+                cell_done(cell, {"status": "failed", "error": error,
+                                 "traceback": up.get("traceback", "")})
             else:
                 runnable.append(cell)
-        plan.cells = runnable
-        stage(eng, "cells", cell_task, [c.axes() for c in runnable],
-              lambda i, outcome: cell_done(runnable[i], outcome))
+        run_stage(eng, "cells", cell_task, [c.axes() for c in runnable],
+                  lambda i, outcome: cell_done(runnable[i], outcome))
     finally:
         eng.close()
     return results
 
 
-def _upstream(ctx: BenchContext, cell: Cell, what: str, outcome: dict[str, Any]
-              ) -> dict[str, Any]:
-    error = f"{what} failed: {outcome.get('error')}"
-    res = fail_cell(ctx, cell, error, outcome.get("traceback", ""))
-    return {"status": "failed", "seconds": res.seconds, "error": error,
-            "traceback": outcome.get("traceback", "")}
-
-
-__all__ = ["Plan", "cell_task", "fail_cell", "learn_task", "make_plan", "reference_task",
-           "run_parallel", "warm_numba_cache", "worker_context"]
+__all__ = ["cell_task", "fail_cell", "run_parallel", "stage_task", "worker_context"]

@@ -90,3 +90,31 @@ def leave_last_out(ds: Dataset, n_valid: int = 1, n_test: int = 1) -> Split:
     test = from_end < t
     valid = ~test & (from_end < t + v)
     return Split(ds.select(~test & ~valid), ds.select(valid), ds.select(test))
+
+
+def temporal_split(ds: Dataset, ratios: tuple[float, float, float] = (0.8, 0.1, 0.1)
+                   ) -> Split:
+    """Global temporal split: the earliest rows train, the next validate, the latest test.
+
+    Rows are ordered by timestamp (ties by row order) and cut at the shares' quantiles:
+    the first ``round(n * ratios[0])`` rows train, the next ``round(n * ratios[1])``
+    validate, the rest test. Unlike the per-user splits, a user may have no training row
+    (it joined late): evaluation then ranks it from whatever the model knows.
+
+    Args:
+        ds: the dataset.
+        ratios: train, validation, test shares; non-negative, summing to 1, train > 0.
+    """
+    r = np.asarray(ratios, dtype=np.float64)
+    if r.shape != (3,) or (r < 0).any() or r[0] <= 0 or abs(r.sum() - 1.0) > 1e-9:
+        raise ConfigError(f"split ratios must be three non-negative shares summing to 1 with "
+                          f"a positive train share, got {tuple(ratios)}")
+    n = ds.n_interactions
+    order = np.lexsort((np.arange(n), ds.timestamps))
+    rank = np.empty(n, dtype=np.int64)
+    rank[order] = np.arange(n)
+    n_train = int(round(n * r[0]))
+    n_valid = int(round(n * r[1]))
+    train = rank < n_train
+    valid = (rank >= n_train) & (rank < n_train + n_valid)
+    return Split(ds.select(train), ds.select(valid), ds.select(~train & ~valid))

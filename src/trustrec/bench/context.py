@@ -1,0 +1,95 @@
+"""The shared state of a grid run: datasets and splits, each computed once.
+
+:class:`GridContext` loads every dataset of a spec once (applying the protocol's filter)
+and splits it once per seed, by the spec's ``split`` (random shares, leave-last-out or a
+global temporal cut). Experiment kinds subclass it with their own shared artefacts.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from trustrec.bench.grid import dataset_label
+from trustrec.data.dataset import Dataset
+from trustrec.data.split import Split
+
+
+def make_split(ds: Dataset, how: str, ratios: tuple[float, float, float], seed: int
+               ) -> Split:
+    """Split ``ds`` by ``how``: ``"random"`` (per user, seeded), ``"leave_last_out"``
+    (each user's last row to test, the one before to validation) or ``"temporal"``."""
+    from trustrec.data.split import leave_last_out, random_split, temporal_split
+
+    if how == "random":
+        return random_split(ds, ratios, seed=seed)
+    if how == "leave_last_out":
+        return leave_last_out(ds)
+    return temporal_split(ds, ratios)
+
+
+class GridContext:
+    """Datasets and seeded splits of a grid spec, each loaded or computed once.
+
+    Attributes: ``spec``, ``out`` (its output folder), ``progress``, ``sources`` (label ->
+    name or path) and ``k`` (the headline cut-off: 20 when measured, else the largest).
+    """
+
+    def __init__(self, spec: Any, progress: bool = False) -> None:
+        self.spec = spec
+        self.out = Path(spec.out)
+        self.progress = progress
+        self.sources = {dataset_label(d): d for d in spec.datasets}
+        self.k = 20 if 20 in spec.ks else max(spec.ks)
+        self._datasets: dict[str, Dataset] = {}
+        self._splits: dict[tuple[str, int], Split] = {}
+
+    @property
+    def protocol(self) -> Any:
+        """The spec's evaluation protocol (:mod:`trustrec.bench.protocol`)."""
+        from trustrec.bench.protocol import get_protocol
+
+        return get_protocol(getattr(self.spec, "protocol", "trustrec"))
+
+    def dataset(self, label: str) -> Dataset:
+        """The loaded dataset of a label (loaded once; the protocol's k-core applied)."""
+        if label not in self._datasets:
+            from trustrec.data.filter import k_core
+            from trustrec.data.loaders import load_dataset
+
+            ds = load_dataset(self.sources[label], self.spec.data_dir,
+                              progress=self.progress)
+            k = self.protocol.k_core
+            self._datasets[label] = k_core(ds, k, k) if k else ds
+        return self._datasets[label]
+
+    def split(self, label: str, seed: int) -> Split:
+        """The dataset's split for a seed (computed once)."""
+        key = (label, seed)
+        if key not in self._splits:
+            self._splits[key] = make_split(self.dataset(label), self.spec.split,
+                                           tuple(self.spec.split_ratios), seed)
+        return self._splits[key]
+
+    def data_config(self, label: str) -> dict[str, Any]:
+        """Where a dataset comes from, how it is filtered and split (protocol and split
+        kind are recorded only when not the defaults, so stored states stay current)."""
+        extra: dict[str, Any] = {}
+        if self.protocol.name != "trustrec":
+            extra.update(protocol=self.protocol.name, k_core=self.protocol.k_core)
+        if self.spec.split != "random":
+            extra["split_kind"] = self.spec.split
+        return {"source": self.sources[label], "data_dir": self.spec.data_dir,
+                "split": "random_split", "split_ratios": list(self.spec.split_ratios),
+                **extra}
+
+    def data_info(self) -> dict[str, dict[str, float]]:
+        """Size and density of every dataset of the spec (for the report)."""
+        out = {}
+        for label in self.sources:
+            ds = self.dataset(label)
+            cells = max(ds.n_users * ds.n_items, 1)
+            out[label] = {"users": ds.n_users, "items": ds.n_items,
+                          "interactions": ds.n_interactions,
+                          "density": ds.n_interactions / cells}
+        return out
