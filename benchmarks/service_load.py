@@ -60,8 +60,8 @@ def run_load(model_dir: str | Path, *, n_requests: int = 300, threads: int = 16,
     """
     import httpx
 
-    from trustrec.modeldir import load_model_dir
     from trustrec.store.ledger import Ledger
+    from trustrec.workflows.model_dir import load_model_dir
 
     model_dir = Path(model_dir)
     users = [str(u) for u in load_model_dir(model_dir).unlearner.train_.user_ids
@@ -140,8 +140,8 @@ def run_load(model_dir: str | Path, *, n_requests: int = 300, threads: int = 16,
 
 def one_at_a_time(model_dir: str | Path, n: int) -> float:
     """The peer: ``n`` requests applied one by one (one retrain each); requests/second."""
-    from trustrec.modeldir import load_model_dir
     from trustrec.workflows.forget import forget
+    from trustrec.workflows.model_dir import load_model_dir
 
     users = [str(u) for u in load_model_dir(model_dir).unlearner.train_.user_ids
              if not str(u).startswith("forgotten:")][-n:]
@@ -165,7 +165,7 @@ def main() -> None:
     p.add_argument("--batch-delay", type=float, default=1.0)
     p.add_argument("--peer-requests", type=int, default=5)
     a = p.parse_args()
-    from trustrec.modeldir import train_model_dir
+    from trustrec.workflows.train import train_model_dir
 
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp) / "model"

@@ -75,7 +75,7 @@ def parse_assignments(items: list[str] | None, what: str = "--config") -> dict[s
 
 
 def _echo_json(obj: Any) -> None:
-    from trustrec.modeldir import to_json_text
+    from trustrec.fileio import to_json_text
 
     typer.echo(to_json_text(obj), nl=False)
 
@@ -218,7 +218,7 @@ def train(
     `trustrec forget` can retrain what a request touches), the model (model.save format),
     and the test rows for `trustrec evaluate`.
     """
-    from trustrec.modeldir import train_model_dir
+    from trustrec.workflows.train import train_model_dir
 
     model_config = parse_assignments(config)
     if epochs is not None:
@@ -270,7 +270,8 @@ def forget(
     what was retrained, seconds, the verification and a keyed digest of the ids; the salt
     of that digest is printed once and kept nowhere else.
     """
-    from trustrec.modeldir import copy_model_dir, read_id_file, read_pairs_file
+    from trustrec.data.idfiles import read_id_file, read_pairs_file
+    from trustrec.store.modeldir import copy_model_dir
     from trustrec.workflows.forget import forget as forget_request
 
     if users is not None and users_file is not None:
@@ -317,7 +318,8 @@ def evaluate(
     active users and the rest).
     """
     from trustrec.bench.files import write_atomic
-    from trustrec.modeldir import evaluate_model_dir, to_json_text
+    from trustrec.fileio import to_json_text
+    from trustrec.workflows.evaluate import evaluate_model_dir
 
     result = evaluate_model_dir(model_dir)
     if out is not None:
@@ -393,7 +395,7 @@ def protect(
     (method, options, seconds, losses). LEGO also keeps its per-attribute calibrations,
     so protecting its output again with attributes added or dropped reuses them.
     """
-    from trustrec.privacy.protect import protect_model_dir
+    from trustrec.workflows.protect import protect_model_dir
 
     report = protect_model_dir(model_dir, method, attributes, out,
                                config=parse_assignments(config), seed=seed,
@@ -423,8 +425,8 @@ def ledger(
 ) -> None:
     """Print the directory's request ledger as JSON: every deletion request, its status,
     the model version that applied it and its receipt. It holds no raw id."""
-    from trustrec.modeldir import read_meta
     from trustrec.store.ledger import Ledger
+    from trustrec.store.modeldir import read_meta
     from trustrec.workflows.forget import apply_pending
 
     read_meta(model_dir)

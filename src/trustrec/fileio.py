@@ -7,6 +7,8 @@ directory swaps of saved unlearners and model directories.
 
 from __future__ import annotations
 
+import io
+import json
 import math
 import os
 import shutil
@@ -106,3 +108,10 @@ def to_jsonable(obj: Any, *, finite: bool = False) -> Any:
     if isinstance(obj, Path):
         return str(obj)
     return obj
+
+
+def to_json_text(obj: Any) -> str:
+    """Indented JSON text of a JSON-ready object (non-finite floats become null)."""
+    buf = io.StringIO()
+    json.dump(to_jsonable(obj, finite=True), buf, indent=2)
+    return buf.getvalue() + "\n"

@@ -46,7 +46,8 @@ def _frame(seeds=(0, 1, 2)):
                  "overlap@20_vs_retrain": 1.0 if method == "retrain" else 0.6,
                  "rank_corr_vs_retrain": 1.0 if method == "retrain" else 0.7}
             for k, v in m.items():
-                rows.append({"kind": "unlearning", "cell": "", "dataset": "ml-100k", "model": "bpr", "method": method,
+                rows.append({"kind": "unlearning", "cell": "", "dataset": "ml-100k",
+                             "model": "bpr", "method": method,
                              "grain": "user", "selection": "core", "ratio": 0.05,
                              "seed": seed, "metric": k, "value": v})
     return pd.DataFrame(rows, columns=RESULT_COLUMNS)

@@ -11,10 +11,10 @@ import pytest
 from typer.testing import CliRunner
 
 from trustrec.cli import app
-from trustrec.modeldir import load_model_dir
 from trustrec.models import load_model
 from trustrec.privacy.attack import audit_model_dir
 from trustrec.privacy.base import user_table
+from trustrec.workflows.model_dir import load_model_dir
 
 from .test_potau import NEAR_CHANCE
 

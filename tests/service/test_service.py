@@ -10,9 +10,10 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
-from trustrec.modeldir import load_model_dir, train_model_dir
 from trustrec.service.app import create_app
 from trustrec.store.versions import version_name
+from trustrec.workflows.model_dir import load_model_dir
+from trustrec.workflows.train import train_model_dir
 
 TOKEN = "a-long-random-service-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}

@@ -21,10 +21,12 @@ import pandas as pd
 import pytest
 
 from trustrec.errors import InvalidRequestError
-from trustrec.modeldir import ids_sha256, load_model_dir, train_model_dir
 from trustrec.store.ledger import Ledger
+from trustrec.store.modeldir import ids_sha256
 from trustrec.store.versions import version_name
 from trustrec.workflows.forget import PHASES, apply_pending, forget, submit
+from trustrec.workflows.model_dir import load_model_dir
+from trustrec.workflows.train import train_model_dir
 
 TINY = {"epochs": 2, "dim": 8, "eval_every": 1}
 #: How long a subprocess may take (starting Python and torch on a busy 2-core machine).

@@ -352,7 +352,7 @@ def audit_model_dir(model_dir: str | Path, attributes: Sequence[str] | str,
         UnsupportedRequestError: the directory holds several models (e.g. SISA's shards),
             which have no single released user table.
     """
-    from trustrec.modeldir import load_model_dir
+    from trustrec.workflows.model_dir import load_model_dir
 
     md = load_model_dir(model_dir)
     models = md.unlearner.persistent_models()

@@ -143,10 +143,11 @@ def create_app(model_dir: str | Path, *, token: str, ledger_url: str | None = No
     Raises:
         TrustrecError: an empty token, or not a model directory.
     """
-    from trustrec.modeldir import load_model_dir, read_meta
     from trustrec.store.ledger import STATUSES, Ledger
+    from trustrec.store.modeldir import read_meta
     from trustrec.store.versions import version_name
     from trustrec.workflows.forget import submit
+    from trustrec.workflows.model_dir import load_model_dir
 
     if not token:
         raise TrustrecError("the service needs a non-empty token")

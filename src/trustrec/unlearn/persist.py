@@ -37,6 +37,7 @@ from safetensors.numpy import load_file, save_file
 
 from trustrec import __version__
 from trustrec.data.dataset import Dataset
+from trustrec.data.rows import read_ids, read_parquet, read_rows, write_rows
 from trustrec.errors import DataFormatError
 from trustrec.fileio import atomic_write_bytes, swap_into_place
 from trustrec.models.base import load_model
@@ -49,22 +50,6 @@ FORMAT_VERSION = 1
 
 
 # ---------------------------------------------------------------------------- data
-def write_rows(ds: Dataset, path: Path, *, ratings: bool = True) -> None:
-    """Write ``ds``'s rows to Parquet: raw ``user``, ``item``, ``timestamp`` [, ``rating``].
-
-    Args:
-        ds: the rows.
-        path: the Parquet file.
-        ratings: also write the ratings, when ``ds`` has them.
-    """
-    frame = pd.DataFrame({"user": ds.user_ids[ds.users].astype(str),
-                          "item": ds.item_ids[ds.items].astype(str),
-                          "timestamp": ds.timestamps})
-    if ratings and ds.ratings is not None:
-        frame["rating"] = ds.ratings
-    frame.to_parquet(path, index=False)
-
-
 def _write_data(u: Any, folder: Path) -> dict[str, Any]:
     folder.mkdir()
     train, valid = u.train_, u.valid_
@@ -86,68 +71,10 @@ def _write_data(u: Any, folder: Path) -> dict[str, Any]:
             "ratings": train.ratings is not None}
 
 
-def _read_parquet(path: Path, where: str = "the saved unlearner") -> pd.DataFrame:
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: missing from {where}")
-    try:
-        return pd.read_parquet(path)
-    except Exception as exc:  # pyarrow raises many types for corrupt files
-        raise DataFormatError(f"{path}: not a readable Parquet file: {exc}") from None
-
-
-def _ids(path: Path) -> np.ndarray:
-    frame = _read_parquet(path)
-    if "raw_id" not in frame.columns:
-        raise DataFormatError(f"{path}: no column 'raw_id'")
-    ids = frame["raw_id"].to_numpy(dtype=str)
-    if len(np.unique(ids)) != len(ids):
-        raise DataFormatError(f"{path}: duplicate raw ids")
-    return ids
-
-
-def read_rows(path: Path, name: str, user_ids: np.ndarray, item_ids: np.ndarray,
-              user_attrs: pd.DataFrame, item_attrs: pd.DataFrame, ratings: bool, *,
-              where: str = "the saved unlearner") -> Dataset:
-    """Read rows written by :func:`write_rows` into a Dataset over the given id maps.
-
-    Args:
-        path: the Parquet file.
-        name: the dataset's name.
-        user_ids: raw id per user index (the id space of the result).
-        item_ids: raw id per item index.
-        user_attrs: user attribute table of the result.
-        item_attrs: item attribute table of the result.
-        ratings: read the ``rating`` column (it must be there).
-        where: what the file belongs to, for error messages.
-
-    Raises:
-        FileNotFoundError: ``path`` is missing.
-        DataFormatError: unreadable file, missing column, or a raw id not in the id maps
-            (names the file, row and field).
-    """
-    frame = _read_parquet(path, where)
-    need = ["user", "item", "timestamp"] + (["rating"] if ratings else [])
-    missing = [c for c in need if c not in frame.columns]
-    if missing:
-        raise DataFormatError(f"{path}: missing column(s) {missing}")
-    index = {}
-    for col, ids in (("user", user_ids), ("item", item_ids)):
-        codes = pd.Index(np.asarray(ids, dtype=str)).get_indexer(frame[col].astype(str))
-        if (codes < 0).any():
-            r = int(np.argmax(codes < 0))
-            raise DataFormatError(f"{path}: row {r + 1}, field {col!r}: raw id "
-                                  f"{frame[col].iloc[r]!r} is not in the id map of {where}")
-        index[col] = codes
-    return Dataset(name=name, users=index["user"], items=index["item"],
-                   timestamps=frame["timestamp"].to_numpy(dtype=np.int64),
-                   n_users=len(user_ids), n_items=len(item_ids), user_ids=user_ids,
-                   item_ids=item_ids, user_attributes=user_attrs, item_attributes=item_attrs,
-                   ratings=frame["rating"].to_numpy(dtype=np.float32) if ratings else None)
-
-
 def _read_data(folder: Path, meta: dict[str, Any]) -> tuple[Dataset, Dataset | None]:
-    user_ids, item_ids = _ids(folder / "user_ids.parquet"), _ids(folder / "item_ids.parquet")
-    attrs = {k: _read_parquet(folder / f"{k}_attributes.parquet") for k in ("user", "item")}
+    user_ids = read_ids(folder / "user_ids.parquet")
+    item_ids = read_ids(folder / "item_ids.parquet")
+    attrs = {k: read_parquet(folder / f"{k}_attributes.parquet") for k in ("user", "item")}
     ratings = bool(meta.get("ratings", False))
     train = read_rows(folder / "train.parquet", meta["name"], user_ids, item_ids,
                        attrs["user"], attrs["item"], ratings)

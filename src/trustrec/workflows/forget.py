@@ -152,13 +152,14 @@ def submit(model_dir: str | Path, users: Sequence[Any] | None = None,
         ledger_url: a PostgreSQL ledger (default: SQLite in the directory).
         check: check the ids against the live model before recording (a request naming an
             unknown id is refused here, with the raw ids named).
-        known: the live model directory, already loaded (:class:`~trustrec.modeldir.
+        known: the live model directory, already loaded (:class:`~trustrec.workflows.model_dir.
             ModelDir`), to check against instead of loading it (the service caches it).
 
     Raises:
         InvalidRequestError: an empty or malformed request, or (``check``) unknown ids.
     """
-    from trustrec.modeldir import load_model_dir, read_meta
+    from trustrec.store.modeldir import read_meta
+    from trustrec.workflows.model_dir import load_model_dir
 
     us, ps, its = normalise(users, pairs, items)
     read_meta(model_dir)  # a model directory, or a clear error (nothing is created)
@@ -168,7 +169,7 @@ def submit(model_dir: str | Path, users: Sequence[Any] | None = None,
         if row is not None:
             return Submitted(row, False)
     if check:
-        from trustrec.privacy.protect import recorded_protection
+        from trustrec.workflows.protect import recorded_protection
 
         md = known if known is not None else load_model_dir(model_dir)
         recorded_protection(model_dir)  # an unreadable protection record fails here
@@ -223,7 +224,7 @@ def apply_pending(model_dir: str | Path, *, ledger_url: str | None = None,
 def _reconcile(model_dir: str | Path, ledger: Ledger) -> dict[str, dict[str, Any]]:
     """Requests a crash interrupted after the swap: the live state lists them as applied,
     so they only need their ledger row and receipt."""
-    from trustrec.modeldir import read_meta
+    from trustrec.store.modeldir import read_meta
     from trustrec.store.versions import live_version, version_name
 
     live = live_version(model_dir)
@@ -244,7 +245,7 @@ def _reconcile(model_dir: str | Path, ledger: Ledger) -> dict[str, dict[str, Any
 
 def _apply_batch(directory: Path, ledger: Ledger, pending: list[Pending],
                  phase: Callable[[str], None]) -> dict[str, dict[str, Any]]:
-    from trustrec.modeldir import load_model_dir
+    from trustrec.workflows.model_dir import load_model_dir
 
     md = load_model_dir(directory)
     unl = md.unlearner
@@ -290,9 +291,10 @@ def _forget_and_write(md: Any, accepted: list[tuple[Pending, Resolved]], batch_i
                       phase: Callable[[str], None],
                       digests: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
     """Forget the batch in the unlearner, erase ids, write and verify the new version."""
-    from trustrec.modeldir import _write_dir, data_sha256
-    from trustrec.privacy.protect import recorded_protection, reprotect
+    from trustrec.store.modeldir import data_sha256
     from trustrec.unlearn.request import ForgetRequest
+    from trustrec.workflows.model_dir import save_model_dir
+    from trustrec.workflows.protect import recorded_protection, reprotect
 
     unl = md.unlearner
     t0 = time.perf_counter()
@@ -336,7 +338,7 @@ def _forget_and_write(md: Any, accepted: list[tuple[Pending, Resolved]], batch_i
         "training_data": {"rows_before": before_rows,
                           "rows_after": unl.train_.n_interactions,
                           "sha256_before": before_sha, "sha256_after": after_sha,
-                          "sha256_of": "trustrec.modeldir.data_sha256: sorted "
+                          "sha256_of": "trustrec.store.modeldir.data_sha256: sorted "
                                        "'user<TAB>item<TAB>timestamp' lines of raw ids"},
     }
     if protection is not None:
@@ -377,7 +379,7 @@ def _forget_and_write(md: Any, accepted: list[tuple[Pending, Resolved]], batch_i
                      "request": {"n_users": int(len(users)), "n_pairs": int(len(pairs)),
                                  "n_items": int(len(items)),
                                  "note": "ids of the whole batch; none is stored"}}
-    _write_dir(md.path, meta, unl, test, batch_receipt, verify, extra=extra)
+    save_model_dir(md.path, meta, unl, test, batch_receipt, verify, extra=extra)
     return {rid: {**r, "verification": checked} for rid, r in receipts.items()}
 
 
@@ -432,11 +434,11 @@ def _verify(tmp: Path, whole: Any, users: np.ndarray, items: np.ndarray,
             old_user_ids: np.ndarray, old_item_ids: np.ndarray,
             after_sha: str) -> dict[str, Any]:
     """Reload the written state and check that nothing of the batch is left in it."""
-    from trustrec.modeldir import TEST_PARQUET, UNLEARNER_DIR, _read_rows, data_sha256
+    from trustrec.store.modeldir import UNLEARNER_DIR, data_sha256, read_test
     from trustrec.unlearn.persist import load_unlearner
 
     saved = load_unlearner(tmp / UNLEARNER_DIR)
-    test = _read_rows(tmp / TEST_PARQUET, saved.train_, "test")
+    test = read_test(tmp, saved.train_)
     gone_u = set(np.asarray(old_user_ids)[users].astype(str))
     gone_i = set(np.asarray(old_item_ids)[items].astype(str))
     left = {
