@@ -49,6 +49,7 @@ def write_report(out: str | Path, results: pd.DataFrame | None = None, spec: Any
     k = headline_k(results)
     header = (axis_lines(results, experiment.axes, len(spec.cells()) if spec else None)
               if len(results) else ["no finished cells"])
+    header += experiment.header(results, spec) if len(results) else []
     header += provenance(spec, data_info)
     sections = experiment.sections(results, spec, out) if len(results) else []
     md, page = render(out, title or experiment.title, header, sections, experiment.notes(k))

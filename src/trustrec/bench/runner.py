@@ -164,7 +164,8 @@ def run_cell(ctx: Any, experiment: Any, cell: Any) -> CellResult:
                 if name.endswith(".parquet"):
                     write_parquet(folder / name, table)
                 else:
-                    write_atomic(folder / name, table.to_csv(index=False).encode())
+                    write_atomic(folder / name, table.to_csv(
+                        index=False, float_format="%.10g").encode())
             return output.metrics
         return save, output.record
 
@@ -220,7 +221,7 @@ def run_grid(spec: Any, *, quiet: bool = False, stop_on_error: bool = False,
     # or parsed is an error of the whole run, not of each of its cells
     ctx.progress = not quiet
     for label in dict.fromkeys(c.dataset for c in cells if c not in done):
-        ctx.dataset(label)
+        experiment.check_dataset(ctx, label)
     ctx.progress = False
     pending = [c for c in cells if c not in set(done)]
     if pending and (workers > 1 or spec.engine != "local"):

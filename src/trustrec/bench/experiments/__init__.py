@@ -17,7 +17,7 @@ from trustrec.errors import ConfigError
 
 
 def _register() -> None:
-    from trustrec.bench.experiments import unlearning  # noqa: F401
+    from trustrec.bench.experiments import privacy, unlearning  # noqa: F401
 
 
 def get_experiment(kind: str, where: str = "spec") -> Experiment:

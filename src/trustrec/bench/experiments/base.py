@@ -17,7 +17,9 @@ An experiment kind (unlearning, privacy, ...) is one module that registers one
   the source of :attr:`source_packages`); ``compute_cell(ctx, cell)``: its
   :class:`CellOutput`.
 * ``sections(frame, spec, out)``: its report, as renderer-independent sections
-  (:mod:`trustrec.bench.render`); ``summary_line(result, k)``: one log line per cell.
+  (:mod:`trustrec.bench.render`), with ``header`` lines and ``notes``;
+  ``summary_line(metrics, k)``: one log line per cell.
+* optionally ``check_dataset(ctx, label)``: checks of a dataset before any cell runs.
 
 The generic engine (:mod:`trustrec.bench.runner`) parses specs, writes ``spec.json``, runs
 stages and cells serially, in local processes or on Ray, resumes, collects ``results.csv``
@@ -79,6 +81,11 @@ class Experiment:
         """The run's shared state (datasets, splits, the kind's artefacts)."""
         raise NotImplementedError
 
+    def check_dataset(self, ctx: Any, label: str) -> None:
+        """Load a dataset before any cell runs; a kind may check more (e.g. that it has
+        the attributes the spec names). An error here fails the whole run."""
+        ctx.dataset(label)
+
     def cell_from_axes(self, axes: dict[str, Any]) -> Any:
         """The cell with these axis values (the inverse of ``cell.axes()``)."""
         raise NotImplementedError
@@ -118,6 +125,10 @@ class Experiment:
 
     def sections(self, frame: pd.DataFrame, spec: Any, out: Path) -> list[Any]:
         """The report's sections of this kind (after the shared header)."""
+        return []
+
+    def header(self, frame: pd.DataFrame, spec: Any) -> list[str]:
+        """The kind's lines of the report header, after the axes (default: none)."""
         return []
 
     def notes(self, k: int) -> list[str]:
