@@ -1,5 +1,6 @@
 """The privacy grid: spec parsing and typo errors, a tiny real grid on MovieLens-100K
-(files, results.csv, report with plot and table), resume, and ``trustrec bench`` dispatch."""
+(files, results.csv with views and scored user sets, report with plot, table and the
+threat model), resume, and ``trustrec bench`` dispatch."""
 
 from __future__ import annotations
 
@@ -53,7 +54,7 @@ model_configs:
 
 FAST_MODEL = {"bpr": {"epochs": 8, "dim": 16, "eval_every": 2, "patience": 2}}
 #: Methods cheap enough for a unit test (with these configs), used when registered.
-FAST_METHODS = {"output-noise": {}, "pot-au-u2u": {"steps": 10}}
+FAST_METHODS = {"output-noise": {}, "pot-au-u2u": {"steps": 10}, "hide-table": {}}
 
 
 def registered_fast_methods() -> dict[str, dict]:
@@ -80,9 +81,14 @@ def test_toml_and_yaml_give_the_same_spec(tmp_path, name, text):
 def test_defaults_and_baseline_first():
     spec = PrivacySpec()
     assert spec.methods == ["none", "output-noise", "pot-au-d2d", "pot-au-u2u", "lego",
-                            "raid", "adversarial"]
+                            "raid", "adversarial", "hide-table"]
     assert spec.attributes == ["gender"] and spec.attackers == ["lr", "mlp", "gbt"]
     assert spec.out == "runs/privacy" and spec.folds == 5
+    # the held-out threat model, both views and the permutation null by default
+    assert spec.label_share == 0.5 and spec.users == ["held-out", "seen"]
+    assert spec.views == ["released", "fold_in"] and spec.null_permutations == 20
+    in_sample = PrivacySpec(label_share=1, users=["all"])
+    assert in_sample.label_share == 1.0 and in_sample.users == ["all"]
     late = PrivacySpec(methods=["raid", "none"], seeds=[1, 0])
     assert [c.method for c in late.cells()] == ["none", "raid", "none", "raid"]
     assert [c.seed for c in late.cells()] == [1, 1, 0, 0]
@@ -106,6 +112,14 @@ def test_defaults_and_baseline_first():
     ({"seeds": [0, 0]}, ConfigError, "listed twice"),
     ({"kind": "unlearning"}, ConfigError, "kind must be 'privacy'"),
     ({"split_ratios": [0.9, 0.1, 0.0]}, ConfigError, "test > 0"),
+    ({"label_share": 0}, ConfigError, r"label_share must be a number in \(0, 1\]"),
+    ({"label_share": 1.5}, ConfigError, "label_share"),
+    ({"label_share": 1}, ConfigError, "no held-out user"),
+    ({"users": ["all"]}, ConfigError, "with label_share < 1"),
+    ({"users": ["held-out", "all"]}, ConfigError, "cannot be combined"),
+    ({"users": ["heldout"]}, ConfigError, "did you mean 'held-out'"),
+    ({"views": ["foldin"]}, ConfigError, "did you mean 'fold_in'"),
+    ({"null_permutations": 1}, ConfigError, "null_permutations"),
 ])
 def test_bad_specs_fail_before_any_work(tmp_path, values, error, match):
     base = {"methods": ["none"], "out": str(tmp_path / "out")}
@@ -154,7 +168,8 @@ def grid_values(ml100k_dir, out, methods, **extra):
     fast = registered_fast_methods()
     values = {"kind": "privacy", "datasets": [str(ml100k_dir)], "models": ["bpr"],
               "methods": methods, "attributes": ["gender"], "seeds": [0],
-              "attackers": ["lr"], "folds": 3, "out": str(out), "model_configs": FAST_MODEL,
+              "attackers": ["lr"], "folds": 3, "null_permutations": 4,
+              "out": str(out), "model_configs": FAST_MODEL,
               "method_configs": {m: cfg for m, cfg in fast.items() if cfg and m in methods}}
     values.update(extra)
     return values
@@ -188,8 +203,10 @@ def test_every_file_is_written(grid):
         assert run["status"] == "done" and {"torch", "numpy"} <= set(run["versions"])
         assert set(run["timings"]) >= {"method_seconds", "audit_seconds", "eval_seconds"}
         cfg = json.loads((folder / "config.json").read_text())
-        assert cfg["cell"]["method"] == method and cfg["audit"] == {"attackers": ["lr"],
-                                                                    "folds": 3}
+        assert cfg["cell"]["method"] == method
+        assert cfg["audit"] == {"attackers": ["lr"], "folds": 3, "label_share": 0.5,
+                                "users": ["held-out", "seen"],
+                                "views": ["released", "fold_in"], "null_permutations": 4}
         assert cfg["model_config"]["dim"] == 16
     base = result.out / "_base" / "ml-100k" / "bpr" / "seed0"
     for name in ("model/model.safetensors", "model/model.json", "state.json"):
@@ -206,27 +223,44 @@ def test_results_csv_long_format(grid):
     assert set(frame["method"]) == set(spec.methods)
     attack = frame[frame["attribute"] != ""]
     assert set(attack["attribute"]) == {"gender"}
-    assert set(attack["attacker"]) == {"lr", "majority"}
-    assert set(attack["metric"]) == {"balanced_accuracy", "macro_f1", "auc", "chance"}
+    assert set(attack["attacker"]) == {"lr", "majority", "permuted", "worst"}
+    assert set(attack["view"]) == {"released", "fold_in"}
+    assert set(attack["users"]) == {"held-out", "seen"}
+    assert {"balanced_accuracy", "macro_f1", "auc", "chance", "bacc_distance",
+            "auc_distance", "bacc_low", "bacc_high", "outside_null"} <= set(attack["metric"])
     util = frame[frame["attribute"] == ""]
-    assert set(util["attacker"]) == {""}
+    assert set(util["attacker"]) == {""} and set(util["view"]) == {""}
     for m in ("ndcg@10", "ndcg@20", "recall@20", "ndcg@20_rel_drop", "ndcg@20_none",
-              "method_seconds", "base_train_seconds", "total_seconds"):
+              "method_seconds", "base_train_seconds", "total_seconds", "label_share",
+              "seen_users", "held_out_users"):
         assert m in set(util["metric"]), m
-    v = frame.set_index(["method", "attribute", "attacker", "metric"])["value"]
+    v = frame.set_index(["method", "attribute", "view", "users", "attacker",
+                         "metric"])["value"].sort_index()
+    key = ("none", "gender", "released", "held-out")
     # gender has two classes: chance 1/2, and the majority baseline is at chance exactly
-    assert v[("none", "gender", "lr", "chance")] == 0.5
-    assert v[("none", "gender", "majority", "balanced_accuracy")] == pytest.approx(0.5)
-    assert 0.0 <= v[("none", "gender", "lr", "balanced_accuracy")] <= 1.0
+    assert v[(*key, "lr", "chance")] == 0.5
+    assert v[(*key, "majority", "balanced_accuracy")] == pytest.approx(0.5)
+    ba = v[(*key, "lr", "balanced_accuracy")]
+    assert 0.0 <= ba <= 1.0
+    assert v[(*key, "lr", "bacc_distance")] == pytest.approx(abs(ba - 0.5))
+    low, high = v[(*key, "permuted", "bacc_low")], v[(*key, "permuted", "bacc_high")]
+    assert low < 0.5 < high
+    assert v[(*key, "worst", "outside_null")] == float(not low <= ba <= high)
+    # the threat model: half of the 943 labelled users seen by the method, half held out
+    u = ("none", "", "", "", "")
+    assert v[(*u, "label_share")] == 0.5
+    assert v[(*u, "seen_users")] + v[(*u, "held_out_users")] == 943
+    assert abs(v[(*u, "seen_users")] - 471.5) <= 0.5
     # the undefended model is the baseline: no drop, no method time, trained once
-    assert v[("none", "", "", "ndcg@20_rel_drop")] == 0.0
-    assert v[("none", "", "", "method_seconds")] == 0.0
-    ref = v[("none", "", "", "ndcg@20")]
+    assert v[(*u, "ndcg@20_rel_drop")] == 0.0
+    assert v[(*u, "method_seconds")] == 0.0
+    ref = v[(*u, "ndcg@20")]
     assert ref > 0.05  # BPR-MF after a few epochs on ML-100K ranks far above random (~0.01)
     for method in spec.methods:
-        assert v[(method, "", "", "ndcg@20_none")] == pytest.approx(ref)
-        drop = (ref - v[(method, "", "", "ndcg@20")]) / ref
-        assert v[(method, "", "", "ndcg@20_rel_drop")] == pytest.approx(drop)
+        m = (method, "", "", "", "")
+        assert v[(*m, "ndcg@20_none")] == pytest.approx(ref)
+        drop = (ref - v[(*m, "ndcg@20")]) / ref
+        assert v[(*m, "ndcg@20_rel_drop")] == pytest.approx(drop)
 
 
 def test_report_has_plot_and_table(grid):
@@ -238,10 +272,14 @@ def test_report_has_plot_and_table(grid):
     assert "](plots/privacy_utility_ml-100k_bpr.png)" in md
     assert page.count("data:image/png;base64,") == 1
     header = next(line for line in md.splitlines() if line.startswith("| Method"))
-    for col in ("BAcc lr", "BAcc best", "Macro-F1 best", "AUC best", "Chance", "NDCG@20",
-                "Recall@20", "NDCG@20 drop", "Seconds"):
+    for col in ("Leakage", "held-out released", "held-out fold-in", "seen released",
+                "seen fold-in", "AUC dist.", "Null 95 %", "Outside null", "BAcc lr",
+                "Chance", "NDCG@20", "Recall@20", "NDCG@20 drop", "Seconds"):
         assert col in header, col
-    assert "BAcc majority" not in header
+    assert "BAcc majority" not in header and "best" not in header
+    # the report states the threat model
+    assert "Threat model: held-out users" in md and "50 % of the labelled users" in md
+    assert "Threat model: held-out users" in page
     rows = [line for line in md.splitlines() if line.startswith("| ")][1:]
     assert [r.split("|")[1].strip() for r in rows] == spec.methods
     assert "<table>" in page and "Attribute: gender" in page
@@ -330,7 +368,7 @@ def test_cli_bench_dispatches_privacy_specs(grid, ml100k_dir, tmp_path):
     path = tmp_path / "privacy.toml"
     lines = ['kind = "privacy"', f"methods = {json.dumps(spec.methods)}",
              'attributes = ["gender"]', 'attackers = ["lr"]', "folds = 3",
-             "[model_configs.bpr]"]
+             "null_permutations = 4", "[model_configs.bpr]"]
     lines += [f"{k} = {json.dumps(v)}" for k, v in FAST_MODEL["bpr"].items()]
     for method, cfg in spec.method_configs.items():
         lines += [f'[method_configs."{method}"]']

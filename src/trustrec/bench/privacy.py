@@ -6,27 +6,35 @@ What one cell (dataset, model, method, attribute set, seed) does:
    the cell's seed (cached in-process: every cell of a seed sees the same split). Labels of
    the set's attributes come from the dataset's user table
    (:func:`~trustrec.privacy.base.labels_for`).
-2. **Base model**: per (dataset, model, seed) the undefended model is trained once on the
+2. **Threat model**: with ``label_share < 1`` (default 0.5) the method sees the labels of
+   a seeded share of the labelled users only (:func:`~trustrec.privacy.base.label_share_users`,
+   drawn from the cell's seed, so every method of a seed sees the same users); the others
+   are *held out*: their labels reach no method, only the attacker.
+3. **Base model**: per (dataset, model, seed) the undefended model is trained once on the
    training split, early-stopping on validation, and stored under
    ``<out>/_base/<dataset>/<model>/seed<seed>/`` (``model.safetensors`` + ``model.json``,
    and ``state.json`` with its training seconds and test utility, written last).
-3. **Method**: ``"none"`` releases the base model as is; a post-training method
+4. **Method**: ``"none"`` releases the base model as is; a post-training method
    (``PROTECTORS``) starts from a fresh copy of the stored base model and returns a model
    with a new user table; an in-training defense (``DEFENSES``) trains its own model from
-   the same seed. ``method_seconds`` is the wall time of ``protect`` or of the defended
-   ``fit`` (0 for ``"none"``); ``total_seconds`` adds the base training a post-training
-   method needs.
-4. **Audit**: the released user table is attacked on every attribute of the set by every
-   attacker (:func:`~trustrec.privacy.attack.audit_embeddings`: stratified k-fold
-   cross-validation on the labelled users, the cell's seed fixing the folds, so that every
-   method of a seed is attacked on the same folds).
-5. **Utility**: full-ranking NDCG/Recall/... at every cut-off on the test split
+   the same seed. Both get ``label_users`` = the seen share. ``method_seconds`` is the wall
+   time of ``protect`` or of the defended ``fit`` (0 for ``"none"``); ``total_seconds``
+   adds the base training a post-training method needs.
+5. **Audit** (:func:`~trustrec.privacy.attack.audit_model`): every attribute of the set,
+   every attacker, in every view (``released``: the released user table; ``fold_in``: users
+   re-derived from the released item table and their training items), cross-validated on
+   each user set of the spec's ``users`` (``held-out``: the users whose labels the method
+   did not see, the headline; ``seen``: those it saw; ``all`` with ``label_share = 1``),
+   with the label-permutation null. The cell's seed fixes the folds, so every method of a
+   seed is attacked on the same folds.
+6. **Utility**: full-ranking NDCG/Recall/... at every cut-off on the test split
    (:func:`~trustrec.evaluate.ranking.evaluate_ranking`, training items masked), and the
    relative NDCG drop against the base model: ``(NDCG_none − NDCG) / NDCG_none``.
 
 Files per cell (written atomically): ``config.json`` (resolved config + fingerprint),
-``metrics.json`` (utility and seconds, flat name → value), ``audit.csv`` (long attack
-table: attribute, attacker, metric, value) and ``run.json`` (versions, host, timings,
+``metrics.json`` (utility, seconds, ``label_share`` and the numbers of seen and held-out
+users; flat name → value), ``audit.csv`` (long attack table: attribute, view, users,
+attacker, metric, value) and ``run.json`` (versions, host, timings,
 ``"status": "done"`` written last). A rerun skips cells whose ``run.json`` says done with
 the same config fingerprint, so an interrupted run resumes and a changed method config
 reruns only that method's cells. The fingerprint includes the source of
@@ -158,7 +166,10 @@ class PrivacyContext(GridData):
                 "method_kind": self.method_kinds[cell.method],
                 "method_config": self.method_configs[cell.method],
                 "attributes": cell.attribute_list,
-                "audit": {"attackers": list(self.spec.attackers), "folds": self.spec.folds},
+                "audit": {"attackers": list(self.spec.attackers), "folds": self.spec.folds,
+                          "label_share": self.spec.label_share,
+                          "users": list(self.spec.users), "views": list(self.spec.views),
+                          "null_permutations": self.spec.null_permutations},
                 "ks": list(self.spec.ks), "headline_k": self.k,
                 "code": source_fingerprint("privacy"),
                 "baseline": {"method": NO_DEFENSE,
@@ -197,24 +208,45 @@ class PrivacyContext(GridData):
 
 
 # ---------------------------------------------------------------------------- one cell
-def released_model(ctx: PrivacyContext, cell: PrivacyCell, labels: dict[str, np.ndarray]
+def seen_users(ctx: PrivacyContext, cell: PrivacyCell, labels: dict[str, np.ndarray]
+               ) -> np.ndarray | None:
+    """The users whose labels the cell's method may see (None: every labelled user)."""
+    from trustrec.privacy.base import label_share_users
+
+    if ctx.spec.label_share >= 1:
+        return None
+    return label_share_users(labels, ctx.spec.label_share, cell.seed)
+
+
+def released_model(ctx: PrivacyContext, cell: PrivacyCell, labels: dict[str, np.ndarray],
+                   label_users: np.ndarray | None = None,
+                   method_config: dict[str, Any] | None = None
                    ) -> tuple[Any, float, float]:
     """The model a cell releases, its method seconds and the base training seconds.
 
     ``"none"``: the base model (0 method seconds). Post-training: ``protect`` applied to
     a fresh copy of the base model. In-training: the defense's own ``fit`` (its base
     seconds are its own training).
+
+    Args:
+        ctx: the run's context.
+        cell: the cell.
+        labels: ``{attribute: labels}`` of the training split.
+        label_users: the users whose labels the method may see (None: all).
+        method_config: the method's config (default: the spec's,
+            ``ctx.method_configs[cell.method]``; the tuning script passes candidates).
     """
     from trustrec.privacy.base import make_defense, make_protector
 
     split = ctx.split(cell.dataset, cell.seed)
-    kind = ctx.method_kinds[cell.method]
-    cfg = ctx.method_configs[cell.method]
+    kind = ctx.method_kinds.get(cell.method) or method_kind(cell.method)
+    cfg = ctx.method_configs.get(cell.method, {}) if method_config is None else method_config
     if kind == "in-training":
         defense = make_defense(cell.method, **cfg)
         t0 = time.perf_counter()
         model = defense.fit(cell.model, ctx.model_configs[cell.model], split.train,
-                            split.valid, labels, seed=cell.seed, progress=False)
+                            split.valid, labels, seed=cell.seed, progress=False,
+                            label_users=label_users)
         seconds = time.perf_counter() - t0
         return model, seconds, seconds
     base, state = ctx.base(cell.dataset, cell.model, cell.seed)
@@ -223,13 +255,29 @@ def released_model(ctx: PrivacyContext, cell: PrivacyCell, labels: dict[str, np.
         return base, 0.0, train_s
     protector = make_protector(cell.method, **cfg)
     t0 = time.perf_counter()
-    model = protector.protect(base, split.train, labels, seed=cell.seed, progress=False)
+    model = protector.protect(base, split.train, labels, seed=cell.seed, progress=False,
+                              label_users=label_users)
     return model, time.perf_counter() - t0, train_s
 
 
-def audit_released(ctx: PrivacyContext, cell: PrivacyCell, model: Any
-                   ) -> tuple[pd.DataFrame, dict[str, str]]:
-    """Attack the released user table on every attribute of the cell's set.
+def scored_user_sets(ctx: PrivacyContext, seen: np.ndarray | None
+                     ) -> dict[str, np.ndarray | None]:
+    """``{user set: users to score}`` for the spec's ``users`` (None: every labelled user)."""
+    out: dict[str, np.ndarray | None] = {}
+    for name in ctx.spec.users:
+        if name == "all" or seen is None:
+            out[name] = None
+        else:
+            out[name] = ~seen if name == "held-out" else seen
+    return out
+
+
+def audit_released(ctx: PrivacyContext, cell: PrivacyCell, model: Any,
+                   seen: np.ndarray | None = None) -> tuple[pd.DataFrame, dict[str, str]]:
+    """Attack the released model on every attribute of the cell's set.
+
+    Every view of the spec, every user set (``held-out`` users are those outside
+    ``seen``), with the spec's attackers, folds and null permutations.
 
     Returns:
         ``(audit, notes)``: the long table (:data:`AUDIT_COLUMNS`) and, per attribute,
@@ -238,25 +286,38 @@ def audit_released(ctx: PrivacyContext, cell: PrivacyCell, model: Any
     from trustrec.privacy.attack import audit_model
 
     split = ctx.split(cell.dataset, cell.seed)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)
-        audit = audit_model(model, split.train, cell.attribute_list,
-                            attackers=tuple(ctx.spec.attackers), folds=ctx.spec.folds,
-                            seed=cell.seed)
-    notes = dict(audit.attrs.get("notes", {}))
-    audit = audit.loc[:, AUDIT_COLUMNS].reset_index(drop=True)
+    parts, notes = [], {}
+    for name, users in scored_user_sets(ctx, seen).items():
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            audit = audit_model(model, split.train, cell.attribute_list,
+                                views=tuple(ctx.spec.views), users=users,
+                                attackers=tuple(ctx.spec.attackers), folds=ctx.spec.folds,
+                                seed=cell.seed,
+                                null_permutations=ctx.spec.null_permutations)
+        notes.update({f"{a} ({name})": n for a, n in audit.attrs.get("notes", {}).items()})
+        parts.append(audit.assign(users=name))
+    audit = pd.concat(parts, ignore_index=True).loc[:, AUDIT_COLUMNS]
     audit["value"] = audit["value"].astype(float)
     return audit, notes
 
 
-def compute_privacy_cell(ctx: PrivacyContext, cell: PrivacyCell
+def compute_privacy_cell(ctx: PrivacyContext, cell: PrivacyCell,
+                         method_config: dict[str, Any] | None = None
                          ) -> tuple[dict[str, float], pd.DataFrame, dict[str, Any]]:
     """Compute one cell's metrics, audit table and timings (writes no cell files).
 
+    Args:
+        ctx: the run's context.
+        cell: the cell.
+        method_config: the method's config (default: the spec's; see
+            :func:`released_model`).
+
     Returns:
-        ``(metrics, audit, record)``: utility at every cut-off, ``ndcg@{k}_rel_drop``
-        and seconds; the long audit table; for ``run.json``, ``"timings"`` (wall time of
-        each stage) and ``"audit_notes"`` (classes left out of an attack).
+        ``(metrics, audit, record)``: utility at every cut-off, ``ndcg@{k}_rel_drop``,
+        seconds, ``label_share``, ``seen_users`` and ``held_out_users``; the long audit
+        table; for ``run.json``, ``"timings"`` (wall time of each stage) and
+        ``"audit_notes"`` (classes left out of an attack).
     """
     from trustrec.evaluate.ranking import evaluate_ranking, summarize
     from trustrec.privacy.base import labels_for
@@ -264,11 +325,12 @@ def compute_privacy_cell(ctx: PrivacyContext, cell: PrivacyCell
     timings: dict[str, float] = {}
     split = ctx.split(cell.dataset, cell.seed)
     labels = labels_for(split.train, cell.attribute_list)
-    model, method_s, train_s = released_model(ctx, cell, labels)
+    seen = seen_users(ctx, cell, labels)
+    model, method_s, train_s = released_model(ctx, cell, labels, seen, method_config)
     timings["method_seconds"] = method_s
 
     t0 = time.perf_counter()
-    audit, notes = audit_released(ctx, cell, model)
+    audit, notes = audit_released(ctx, cell, model, seen)
     timings["audit_seconds"] = time.perf_counter() - t0
 
     t1 = time.perf_counter()
@@ -279,7 +341,10 @@ def compute_privacy_cell(ctx: PrivacyContext, cell: PrivacyCell
     base_state = ctx.base(cell.dataset, cell.model, cell.seed)[1]
     k = ctx.k
     ref = float(base_state["utility"][f"ndcg@{k}"])
-    in_training = ctx.method_kinds[cell.method] == "in-training"
+    in_training = (ctx.method_kinds.get(cell.method) or method_kind(cell.method)) \
+        == "in-training"
+    labelled = np.any(np.stack([v >= 0 for v in labels.values()]), axis=0)
+    n_seen = int(labelled.sum()) if seen is None else int(seen.sum())
     metrics: dict[str, float] = dict(utility)
     metrics.update({
         f"ndcg@{k}_none": ref,
@@ -289,6 +354,9 @@ def compute_privacy_cell(ctx: PrivacyContext, cell: PrivacyCell
         "total_seconds": method_s if in_training else train_s + method_s,
         "audit_seconds": timings["audit_seconds"],
         "n_eval_users": float(len(per_user)),
+        "label_share": float(ctx.spec.label_share),
+        "seen_users": float(n_seen),
+        "held_out_users": float(int(labelled.sum()) - n_seen),
     })
     return metrics, audit, {"timings": timings, "audit_notes": notes}
 
@@ -313,23 +381,31 @@ def run_privacy_cell(ctx: PrivacyContext, cell: PrivacyCell) -> CellResult:
 
 
 def _cell_summary(folder: Path) -> dict[str, float]:
-    """metrics.json plus, per attribute, the best attacker's balanced accuracy and chance."""
+    """metrics.json plus, per attribute, the headline leakage and its null flag.
+
+    Headline: the first user set of the audit (``held-out`` by default), the worst
+    attacker over every view (``<attribute>:leakage``, two-sided ``|BA − chance|``), and
+    ``<attribute>:outside_null`` (1 when that attacker lies outside its view's null
+    interval).
+    """
+    from trustrec.privacy.attack import leakage, outside_null
+
     metrics = {k: float("nan") if v is None else float(v)
                for k, v in read_json(folder / METRICS_JSON).items()}
     audit = read_audit(folder / AUDIT_CSV)
-    attack = audit[audit["attacker"] != "majority"]
-    for attr, g in attack.groupby("attribute", sort=False):
-        bacc = g[g["metric"] == "balanced_accuracy"]
-        chance = g.loc[g["metric"] == "chance", "value"]
-        if len(bacc):
-            metrics[f"{attr}:best_balanced_accuracy"] = float(bacc["value"].max())
-        if len(chance):
-            metrics[f"{attr}:chance"] = float(chance.iloc[0])
+    if audit.empty:
+        return metrics
+    head = audit[audit["users"] == audit["users"].iloc[0]]
+    for attr, g in head.groupby("attribute", sort=False):
+        metrics[f"{attr}:leakage"] = leakage(g)
+        flag = outside_null(g)
+        if flag is not None:
+            metrics[f"{attr}:outside_null"] = float(flag)
     return metrics
 
 
 def summary_line(res: CellResult, k: int = 20) -> str:
-    """One line per cell: attack accuracy vs chance per attribute, utility, seconds."""
+    """One line per cell: headline leakage per attribute, utility, seconds."""
     if res.status == "failed":
         return f"{res.cell.id}: FAILED ({res.error})"
     m = res.metrics
@@ -338,9 +414,10 @@ def summary_line(res: CellResult, k: int = 20) -> str:
         v = m.get(name)
         return "–" if v is None or not np.isfinite(v) else format(v, fmt)
 
-    attrs = [name.split(":")[0] for name in m if name.endswith(":best_balanced_accuracy")]
-    leak = ", ".join(f"{a} bacc {g(f'{a}:best_balanced_accuracy')} "
-                     f"(chance {g(f'{a}:chance')})" for a in attrs)
+    attrs = [name.split(":")[0] for name in m if name.endswith(":leakage")]
+    leak = ", ".join(f"{a} leakage {g(f'{a}:leakage')}"
+                     + (" (outside null)" if m.get(f"{a}:outside_null") == 1.0 else "")
+                     for a in attrs)
     drop = m.get(f"ndcg@{k}_rel_drop")
     drop_txt = ("–" if drop is None or not np.isfinite(drop)
                 else f"{0.0 - 100 * drop + 0.0:+.1f} %")
@@ -387,9 +464,15 @@ def run_privacy_bench(spec: PrivacySpec, *, quiet: bool = False, stop_on_error: 
     for label in dict.fromkeys(c.dataset for c in cells if c not in done):
         ctx.check_attributes(label)
     ctx.progress = False
-    results = run_serially(cells, lambda c: run_privacy_cell(ctx, c), out=out, k=ctx.k,
-                           desc="privacy bench", quiet=quiet, stop_on_error=stop_on_error,
-                           emit=emit)
+    def one(cell: PrivacyCell) -> CellResult:
+        res = run_privacy_cell(ctx, cell)
+        if res.status != "skipped":
+            emit(summary_line(res, ctx.k))
+        return res
+
+    # run_serially's own per-cell line is the unlearning grid's; this grid emits its own
+    results = run_serially(cells, one, out=out, k=ctx.k, desc="privacy bench", quiet=quiet,
+                           stop_on_error=stop_on_error, emit=lambda line: None)
     frame = collect_privacy(out, cells)
     paths = {"results": out / "results.csv"}
     paths.update(write_privacy_report(out, frame, spec))

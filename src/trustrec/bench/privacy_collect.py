@@ -1,9 +1,10 @@
 """Gather finished privacy cells into one long table, ``results.csv``.
 
 Every finished cell folder (its ``run.json`` says ``"status": "done"``) contributes its
-``audit.csv`` rows (attribute, attacker, metric, value) and one row per entry of its
-``metrics.json`` (utility and seconds, with empty attribute and attacker), each with the
-cell's axes from its ``config.json``. Unfinished or half-written cells are skipped.
+``audit.csv`` rows (attribute, view, users, attacker, metric, value) and one row per entry
+of its ``metrics.json`` (utility, seconds and the threat model's user counts, with empty
+attribute, view, users and attacker), each with the cell's axes from its
+``config.json``. Unfinished or half-written cells are skipped.
 """
 
 from __future__ import annotations
@@ -20,12 +21,17 @@ from trustrec.bench.files import write_atomic
 from trustrec.bench.privacy_spec import PrivacyCell
 from trustrec.errors import DataFormatError
 
-#: Columns of the privacy ``results.csv``, in order. Utility and time rows leave
-#: ``attribute`` and ``attacker`` empty.
-RESULT_COLUMNS = ["dataset", "model", "method", "attributes", "seed", "attribute",
-                  "attacker", "metric", "value"]
+#: Columns of the privacy ``results.csv``, in order. ``view`` is the attacked features
+#: (``released`` user table or ``fold_in``), ``users`` the users the attack was scored on
+#: (``held-out``, ``seen`` or ``all``). Utility and time rows leave ``attribute``,
+#: ``view``, ``users`` and ``attacker`` empty.
+RESULT_COLUMNS = ["dataset", "model", "method", "attributes", "seed", "attribute", "view",
+                  "users", "attacker", "metric", "value"]
 AXES = RESULT_COLUMNS[:5]
-AUDIT_COLUMNS = ["attribute", "attacker", "metric", "value"]
+#: Columns of a cell's ``audit.csv``.
+AUDIT_COLUMNS = ["attribute", "view", "users", "attacker", "metric", "value"]
+#: Text columns that are empty on utility rows.
+_LABEL_COLUMNS = ("attribute", "view", "users", "attacker")
 RUN_JSON, CONFIG_JSON, METRICS_JSON, AUDIT_CSV = ("run.json", "config.json", "metrics.json",
                                                   "audit.csv")
 #: Folders under the output folder that hold shared state or plots, not cells.
@@ -41,7 +47,8 @@ def csv_bytes(frame: pd.DataFrame) -> bytes:
 
 def read_audit(path: Path) -> pd.DataFrame:
     """Read a cell's ``audit.csv``, checking its columns."""
-    frame = pd.read_csv(path, dtype={"attribute": str, "attacker": str, "metric": str})
+    frame = pd.read_csv(path, dtype={c: str for c in AUDIT_COLUMNS if c != "value"},
+                        keep_default_na=False, na_values={"value": [""]})
     if list(frame.columns) != AUDIT_COLUMNS:
         raise DataFormatError(f"{path}: columns are {list(frame.columns)}, expected "
                               f"{AUDIT_COLUMNS}")
@@ -56,7 +63,7 @@ def privacy_cell_rows(folder: Path) -> pd.DataFrame:
     except (KeyError, TypeError) as exc:
         raise DataFormatError(f"{folder / CONFIG_JSON}: no cell axes ({exc})") from None
     metrics = read_json(folder / METRICS_JSON)
-    util = pd.DataFrame({"attribute": "", "attacker": "", "metric": list(metrics),
+    util = pd.DataFrame({**{c: "" for c in _LABEL_COLUMNS}, "metric": list(metrics),
                          "value": [np.nan if v is None else float(v)
                                    for v in metrics.values()]})
     frame = pd.concat([read_audit(folder / AUDIT_CSV), util], ignore_index=True)
@@ -78,7 +85,7 @@ def _typed(frame: pd.DataFrame) -> pd.DataFrame:
     frame = frame.copy()
     for col in ("dataset", "model", "method", "attributes", "metric"):
         frame[col] = frame[col].astype(str)
-    for col in ("attribute", "attacker"):
+    for col in _LABEL_COLUMNS:
         frame[col] = frame[col].fillna("").astype(str)
     frame["seed"] = frame["seed"].astype(int)
     frame["value"] = frame["value"].astype(float)
@@ -89,8 +96,8 @@ def collect_privacy(out: str | Path, cells: Iterable[PrivacyCell] | None = None
                     ) -> pd.DataFrame:
     """Write ``<out>/results.csv`` (atomically) from the finished cells and return it.
 
-    NaN values and the empty attribute/attacker of utility rows are written as empty
-    fields.
+    NaN values and the empty attribute/view/users/attacker of utility rows are written as
+    empty fields.
     """
     frame = privacy_results_frame(out, cells)
     write_atomic(Path(out) / "results.csv", csv_bytes(frame))

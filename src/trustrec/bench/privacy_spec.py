@@ -59,6 +59,11 @@ NO_DEFENSE = "none"
 PRIVACY_KIND = "privacy"
 #: Attackers the default spec runs.
 DEFAULT_ATTACKERS = ("lr", "mlp", "gbt")
+#: Scored user sets of an attack: the users whose labels the method did not see, those
+#: it saw, and every labelled user (in-sample, ``label_share = 1``).
+USER_SETS = ("held-out", "seen", "all")
+DEFAULT_USERS = ("held-out", "seen")
+DEFAULT_VIEWS = ("released", "fold_in")
 
 
 def _default(values: list[Any]) -> Any:
@@ -81,6 +86,19 @@ class PrivacySpec:
             folds.
         attackers: attacker names of :func:`~trustrec.privacy.attack.audit_embeddings`.
         folds: stratified cross-validation folds of every attack (>= 2).
+        label_share: the held-out threat model: a method sees the labels of this seeded
+            share of the labelled users only (:func:`~trustrec.privacy.base.label_share_users`,
+            drawn from the cell's seed); the attacker is scored on the others. ``1``: the
+            method sees every label and the attack is in-sample (``users = ["all"]``).
+        users: which users each attack is cross-validated on, in order, the first being the
+            headline: ``"held-out"`` (labels the method did not see), ``"seen"`` (labels it
+            saw) or ``"all"`` (every labelled user; the only choice with ``label_share =
+            1``, and not combinable with the other two).
+        views: feature views of every attack (:data:`~trustrec.privacy.attack.VIEWS`):
+            ``"released"`` (the released user table) and ``"fold_in"`` (users re-derived
+            from the released item table); the headline leakage is the worst over them.
+        null_permutations: label permutations of each attack's null interval (0: none;
+            else >= 2).
         split_ratios: train / validation / test shares of the per-user random split.
         ks: ranking cut-offs; the headline cut-off is 20 when present, else the largest.
         model_configs: per model name, config values overriding the model's defaults.
@@ -94,11 +112,15 @@ class PrivacySpec:
     datasets: list[str] = _default(["ml-100k"])
     models: list[str] = _default(["bpr"])
     methods: list[str] = _default([NO_DEFENSE, "output-noise", "pot-au-d2d", "pot-au-u2u",
-                                   "lego", "raid", "adversarial"])
+                                   "lego", "raid", "adversarial", "hide-table"])
     attributes: list[Any] = _default(["gender"])
     seeds: list[int] = _default([0])
     attackers: list[str] = _default(list(DEFAULT_ATTACKERS))
     folds: int = 5
+    label_share: float = 0.5
+    users: list[str] = _default(list(DEFAULT_USERS))
+    views: list[str] = _default(list(DEFAULT_VIEWS))
+    null_permutations: int = 20
     split_ratios: list[float] = _default([0.8, 0.1, 0.1])
     ks: list[int] = _default([10, 20])
     model_configs: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -128,7 +150,41 @@ class PrivacySpec:
                               f"got {sr}")
         if isinstance(self.folds, bool) or not isinstance(self.folds, int) or self.folds < 2:
             raise ConfigError(f"folds must be an integer >= 2, got {self.folds!r}")
+        self._check_threat_model()
         normalise_common(self)
+
+    def _check_threat_model(self) -> None:
+        """``label_share``, ``users``, ``views`` and ``null_permutations``."""
+        share = self.label_share
+        if (isinstance(share, bool) or not isinstance(share, (int, float))
+                or not 0 < share <= 1):
+            raise ConfigError(f"label_share must be a number in (0, 1], got {share!r}")
+        self.label_share = float(share)
+        self.users = str_list("users", self.users)
+        self.views = str_list("views", self.views)
+        for name in self.users:
+            if name not in USER_SETS:
+                raise ConfigError(f"users: unknown user set {name!r}"
+                                  f"{suggest(name, list(USER_SETS))} (choose from "
+                                  f"{', '.join(USER_SETS)})")
+        for name in self.views:
+            if name not in DEFAULT_VIEWS:
+                raise ConfigError(f"views: unknown view {name!r}"
+                                  f"{suggest(name, list(DEFAULT_VIEWS))} (choose from "
+                                  f"{', '.join(DEFAULT_VIEWS)})")
+        if "all" in self.users and len(self.users) > 1:
+            raise ConfigError('users: "all" scores every labelled user and cannot be '
+                              'combined with "held-out" or "seen"')
+        if self.label_share == 1 and self.users != ["all"]:
+            raise ConfigError('label_share = 1 leaves no held-out user: set users = ["all"] '
+                              "(the in-sample audit) or a share below 1")
+        if self.label_share < 1 and self.users == ["all"]:
+            raise ConfigError('users = ["all"] scores users whose labels the method saw '
+                              'together with those it did not; with label_share < 1 use '
+                              '"held-out" and/or "seen"')
+        n = self.null_permutations
+        if isinstance(n, bool) or not isinstance(n, int) or n < 0 or n == 1:
+            raise ConfigError(f"null_permutations must be 0 or an integer >= 2, got {n!r}")
 
     # ------------------------------------------------------------------ checks
     def validate(self, where: str = "privacy spec") -> None:
@@ -205,7 +261,7 @@ class PrivacySpec:
         """One line per axis, e.g. ``methods: none, lego``."""
         return "\n".join(f"{axis}: {', '.join(str(v) for v in getattr(self, axis))}"
                          for axis in ("datasets", "models", "methods", "attributes", "seeds",
-                                      "attackers"))
+                                      "attackers", "users", "views"))
 
 
 # ---------------------------------------------------------------------------- registries
