@@ -7,6 +7,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import shutil
+from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
@@ -161,6 +162,21 @@ def test_only_privacy_files_are_loaded_as_privacy(tmp_path):
         load_privacy_spec_if_privacy(privacy, {"ratios": "0.1"})
     with pytest.raises(ConfigError, match="--workers does not apply.*one after another"):
         load_privacy_spec_if_privacy(privacy, {"workers": 4, "engine": None})
+
+
+def test_the_shipped_spec_reports_seeds_the_tuning_never_saw():
+    # The reported grid and the tuning script must not share seeds: the defaults are
+    # chosen on benchmarks/tune_privacy.py's seeds, the README reports the grid's.
+    root = Path(__file__).resolve().parents[2] / "benchmarks"
+    spec = load_privacy_spec(root / "specs" / "privacy-ml100k.toml")
+    assert spec.seeds == [0, 1, 2]
+    assert spec.label_share == 0.5 and spec.users == ["held-out", "seen"]
+    assert spec.views == ["released", "fold_in"] and spec.null_permutations == 20
+    assert "hide-table" in spec.methods and spec.method_configs == {}
+    assert len(spec.cells()) == 8 * 3 * 3
+    tuned = json.loads((root / "tune_privacy_result.json").read_text())
+    assert tuned["seeds"] and not set(tuned["seeds"]) & set(spec.seeds)
+    assert tuned["label_share"] == spec.label_share
 
 
 # ---------------------------------------------------------------------------- a real grid
