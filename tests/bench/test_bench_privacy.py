@@ -1,24 +1,32 @@
 """The privacy grid: spec parsing and typo errors, a tiny real grid on MovieLens-100K
-(files, results.csv, report with plot and table), resume, and ``trustrec bench`` dispatch."""
+(files, results.csv with views and scored user sets, report with plot, table and the
+threat model), resume, and ``trustrec bench`` dispatch."""
 
 from __future__ import annotations
 
 import dataclasses
 import json
 import shutil
+from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
 
-from trustrec.bench.privacy import (
-    RESULT_COLUMNS,
-    load_privacy_spec,
-    load_privacy_spec_if_privacy,
-    privacy_spec_from_mapping,
-    read_privacy_results,
-    run_privacy_bench,
+from trustrec.bench.collect import read_results, result_columns
+from trustrec.bench.experiments.privacy import (
+    Privacy,
+    PrivacyCell,
+    PrivacySpec,
+    expand_attack_rows,
+    privacy_registries,
 )
-from trustrec.bench.privacy_spec import PrivacyCell, PrivacySpec, privacy_registries
+from trustrec.bench.grid import (
+    grid_spec_from_mapping,
+    load_grid_spec,
+    read_spec_file,
+    spec_with_overrides,
+)
+from trustrec.bench.runner import run_grid
 from trustrec.cli import app
 from trustrec.errors import ConfigError, UnknownNameError
 
@@ -51,13 +59,18 @@ model_configs:
   bpr: {epochs: 5}
 """
 
+RESULT_COLUMNS = result_columns(Privacy.axes)
 FAST_MODEL = {"bpr": {"epochs": 8, "dim": 16, "eval_every": 2, "patience": 2}}
 #: Methods cheap enough for a unit test (with these configs), used when registered.
-FAST_METHODS = {"output-noise": {}, "pot-au-u2u": {"steps": 10}}
+FAST_METHODS = {"output-noise": {}, "pot-au-u2u": {"steps": 10}, "hide-table": {}}
+
+
+def privacy_spec_from_mapping(values):
+    return grid_spec_from_mapping({"kind": "privacy", **values})
 
 
 def registered_fast_methods() -> dict[str, dict]:
-    methods = privacy_registries()[1]
+    methods = privacy_registries()[0]
     return {m: cfg for m, cfg in FAST_METHODS.items() if m in methods}
 
 
@@ -66,7 +79,7 @@ def registered_fast_methods() -> dict[str, dict]:
 def test_toml_and_yaml_give_the_same_spec(tmp_path, name, text):
     path = tmp_path / name
     path.write_text(text)
-    spec = load_privacy_spec(path)
+    spec = load_grid_spec(path)
     assert spec.attributes == ["gender", "gender,age", "occupation,age"]
     assert spec.attackers == ["lr", "gbt"] and spec.folds == 3 and spec.seeds == [0, 1]
     assert spec.model_config("bpr")["epochs"] == 5
@@ -80,9 +93,14 @@ def test_toml_and_yaml_give_the_same_spec(tmp_path, name, text):
 def test_defaults_and_baseline_first():
     spec = PrivacySpec()
     assert spec.methods == ["none", "output-noise", "pot-au-d2d", "pot-au-u2u", "lego",
-                            "raid", "adversarial"]
+                            "raid", "adversarial", "hide-table"]
     assert spec.attributes == ["gender"] and spec.attackers == ["lr", "mlp", "gbt"]
     assert spec.out == "runs/privacy" and spec.folds == 5
+    # the held-out threat model, both views and the permutation null by default
+    assert spec.label_share == 0.5 and spec.users == ["held-out", "seen"]
+    assert spec.views == ["released", "fold_in"] and spec.null_permutations == 20
+    in_sample = PrivacySpec(label_share=1, users=["all"])
+    assert in_sample.label_share == 1.0 and in_sample.users == ["all"]
     late = PrivacySpec(methods=["raid", "none"], seeds=[1, 0])
     assert [c.method for c in late.cells()] == ["none", "raid", "none", "raid"]
     assert [c.seed for c in late.cells()] == [1, 1, 0, 0]
@@ -104,13 +122,21 @@ def test_defaults_and_baseline_first():
     ({"attributes": ["gender", "gender"]}, ConfigError, "listed twice"),
     ({"attributes": [" , "]}, ConfigError, "names no attribute"),
     ({"seeds": [0, 0]}, ConfigError, "listed twice"),
-    ({"kind": "unlearning"}, ConfigError, "kind must be 'privacy'"),
+    ({"kind": "privcy"}, ConfigError, "did you mean 'privacy'"),
     ({"split_ratios": [0.9, 0.1, 0.0]}, ConfigError, "test > 0"),
+    ({"label_share": 0}, ConfigError, r"label_share must be a number in \(0, 1\]"),
+    ({"label_share": 1.5}, ConfigError, "label_share"),
+    ({"label_share": 1}, ConfigError, "no held-out user"),
+    ({"users": ["all"]}, ConfigError, "with label_share < 1"),
+    ({"users": ["held-out", "all"]}, ConfigError, "cannot be combined"),
+    ({"users": ["heldout"]}, ConfigError, "did you mean 'held-out'"),
+    ({"views": ["foldin"]}, ConfigError, "did you mean 'fold_in'"),
+    ({"null_permutations": 1}, ConfigError, "null_permutations"),
 ])
 def test_bad_specs_fail_before_any_work(tmp_path, values, error, match):
     base = {"methods": ["none"], "out": str(tmp_path / "out")}
     with pytest.raises(error, match=match):
-        privacy_spec_from_mapping({**base, **values})
+        grid_spec_from_mapping({"kind": "privacy", **base, **values})
     assert not (tmp_path / "out").exists()
 
 
@@ -123,7 +149,7 @@ def test_model_without_released_table_is_rejected(monkeypatch):
 
 
 def test_method_config_typo_names_the_key():
-    methods = privacy_registries()[1]
+    methods = privacy_registries()[0]
     if not methods:
         pytest.skip("no privacy method registered yet")
     name, cls = sorted(methods.items())[0]
@@ -133,20 +159,38 @@ def test_method_config_typo_names_the_key():
                                    "method_configs": {name: {field + "x": 1}}})
 
 
-def test_only_privacy_files_are_loaded_as_privacy(tmp_path):
+def test_one_loader_for_every_kind(tmp_path):
     unlearning = tmp_path / "u.toml"
     unlearning.write_text('datasets = ["ml-100k"]\nmethods = ["retrain"]\n')
-    assert load_privacy_spec_if_privacy(unlearning) is None
-    assert load_privacy_spec_if_privacy(None) is None
+    assert load_grid_spec(unlearning).kind == "unlearning"
+    explicit = tmp_path / "k.toml"
+    explicit.write_text('kind = "unlearning"\nmethods = ["retrain"]\n')
+    assert load_grid_spec(explicit).kind == "unlearning"
     privacy = tmp_path / "p.toml"
     privacy.write_text(TOML)
-    spec = load_privacy_spec_if_privacy(privacy, {"seeds": "3,4", "models": None,
-                                                  "out": tmp_path / "o"})
+    spec = spec_with_overrides(read_spec_file(privacy), {"seeds": "3,4", "models": None,
+                                                         "out": tmp_path / "o"}, str(privacy))
+    assert isinstance(spec, PrivacySpec)
     assert spec.seeds == [3, 4] and spec.models == ["bpr"] and spec.out == str(tmp_path / "o")
-    with pytest.raises(ConfigError, match="--ratios does not apply"):
-        load_privacy_spec_if_privacy(privacy, {"ratios": "0.1"})
-    with pytest.raises(ConfigError, match="--workers does not apply.*one after another"):
-        load_privacy_spec_if_privacy(privacy, {"workers": 4, "engine": None})
+    with pytest.raises(ConfigError, match="--ratios does not apply to the privacy grid"):
+        spec_with_overrides(read_spec_file(privacy), {"ratios": "0.1"}, str(privacy))
+    # every kind runs in parallel on the same engines
+    assert spec_with_overrides(read_spec_file(privacy), {"workers": 2}, "p").workers == 2
+
+
+def test_the_shipped_spec_reports_seeds_the_tuning_never_saw():
+    # The reported grid and the tuning script must not share seeds: the defaults are
+    # chosen on benchmarks/tune_privacy.py's seeds, the README reports the grid's.
+    root = Path(__file__).resolve().parents[2] / "benchmarks"
+    spec = load_grid_spec(root / "specs" / "privacy-ml100k.toml")
+    assert spec.seeds == [0, 1, 2]
+    assert spec.label_share == 0.5 and spec.users == ["held-out", "seen"]
+    assert spec.views == ["released", "fold_in"] and spec.null_permutations == 20
+    assert "hide-table" in spec.methods and spec.method_configs == {}
+    assert len(spec.cells()) == 8 * 3 * 3
+    tuned = json.loads((root / "tune_privacy_result.json").read_text())
+    assert tuned["seeds"] and not set(tuned["seeds"]) & set(spec.seeds)
+    assert tuned["label_share"] == spec.label_share
 
 
 # ---------------------------------------------------------------------------- a real grid
@@ -154,7 +198,8 @@ def grid_values(ml100k_dir, out, methods, **extra):
     fast = registered_fast_methods()
     values = {"kind": "privacy", "datasets": [str(ml100k_dir)], "models": ["bpr"],
               "methods": methods, "attributes": ["gender"], "seeds": [0],
-              "attackers": ["lr"], "folds": 3, "out": str(out), "model_configs": FAST_MODEL,
+              "attackers": ["lr"], "folds": 3, "null_permutations": 4,
+              "out": str(out), "model_configs": FAST_MODEL,
               "method_configs": {m: cfg for m, cfg in fast.items() if cfg and m in methods}}
     values.update(extra)
     return values
@@ -165,7 +210,7 @@ def grid(ml100k_dir, tmp_path_factory):
     out = tmp_path_factory.mktemp("privacy") / "run"
     methods = ["none", *registered_fast_methods()]
     spec = privacy_spec_from_mapping(grid_values(ml100k_dir, out, methods))
-    result = run_privacy_bench(spec, quiet=True, stop_on_error=True)
+    result = run_grid(spec, quiet=True, stop_on_error=True)
     return spec, result
 
 
@@ -188,8 +233,10 @@ def test_every_file_is_written(grid):
         assert run["status"] == "done" and {"torch", "numpy"} <= set(run["versions"])
         assert set(run["timings"]) >= {"method_seconds", "audit_seconds", "eval_seconds"}
         cfg = json.loads((folder / "config.json").read_text())
-        assert cfg["cell"]["method"] == method and cfg["audit"] == {"attackers": ["lr"],
-                                                                    "folds": 3}
+        assert cfg["cell"]["method"] == method
+        assert cfg["audit"] == {"attackers": ["lr"], "folds": 3, "label_share": 0.5,
+                                "users": ["held-out", "seen"],
+                                "views": ["released", "fold_in"], "null_permutations": 4}
         assert cfg["model_config"]["dim"] == 16
     base = result.out / "_base" / "ml-100k" / "bpr" / "seed0"
     for name in ("model/model.safetensors", "model/model.json", "state.json"):
@@ -200,33 +247,53 @@ def test_every_file_is_written(grid):
 
 def test_results_csv_long_format(grid):
     spec, result = grid
-    frame = read_privacy_results(result.out / "results.csv")
-    assert list(frame.columns) == RESULT_COLUMNS
+    raw = read_results(result.out / "results.csv")
+    assert list(raw.columns) == RESULT_COLUMNS
     assert (result.out / "results.csv").read_text().splitlines()[0] == ",".join(RESULT_COLUMNS)
+    assert set(raw["kind"]) == {"privacy"}
+    assert "attack/gender/held-out/released/lr/balanced_accuracy" in set(raw["metric"])
+    frame = expand_attack_rows(raw)
     assert set(frame["method"]) == set(spec.methods)
     attack = frame[frame["attribute"] != ""]
     assert set(attack["attribute"]) == {"gender"}
-    assert set(attack["attacker"]) == {"lr", "majority"}
-    assert set(attack["metric"]) == {"balanced_accuracy", "macro_f1", "auc", "chance"}
+    assert set(attack["attacker"]) == {"lr", "majority", "permuted", "worst"}
+    assert set(attack["view"]) == {"released", "fold_in"}
+    assert set(attack["users"]) == {"held-out", "seen"}
+    assert {"balanced_accuracy", "macro_f1", "auc", "chance", "bacc_distance",
+            "auc_distance", "bacc_low", "bacc_high", "outside_null"} <= set(attack["metric"])
     util = frame[frame["attribute"] == ""]
-    assert set(util["attacker"]) == {""}
+    assert set(util["attacker"]) == {""} and set(util["view"]) == {""}
     for m in ("ndcg@10", "ndcg@20", "recall@20", "ndcg@20_rel_drop", "ndcg@20_none",
-              "method_seconds", "base_train_seconds", "total_seconds"):
+              "method_seconds", "base_train_seconds", "total_seconds", "label_share",
+              "seen_users", "held_out_users"):
         assert m in set(util["metric"]), m
-    v = frame.set_index(["method", "attribute", "attacker", "metric"])["value"]
+    v = frame.set_index(["method", "attribute", "view", "users", "attacker",
+                         "metric"])["value"].sort_index()
+    key = ("none", "gender", "released", "held-out")
     # gender has two classes: chance 1/2, and the majority baseline is at chance exactly
-    assert v[("none", "gender", "lr", "chance")] == 0.5
-    assert v[("none", "gender", "majority", "balanced_accuracy")] == pytest.approx(0.5)
-    assert 0.0 <= v[("none", "gender", "lr", "balanced_accuracy")] <= 1.0
+    assert v[(*key, "lr", "chance")] == 0.5
+    assert v[(*key, "majority", "balanced_accuracy")] == pytest.approx(0.5)
+    ba = v[(*key, "lr", "balanced_accuracy")]
+    assert 0.0 <= ba <= 1.0
+    assert v[(*key, "lr", "bacc_distance")] == pytest.approx(abs(ba - 0.5))
+    low, high = v[(*key, "permuted", "bacc_low")], v[(*key, "permuted", "bacc_high")]
+    assert low < 0.5 < high
+    assert v[(*key, "worst", "outside_null")] == float(not low <= ba <= high)
+    # the threat model: half of the 943 labelled users seen by the method, half held out
+    u = ("none", "", "", "", "")
+    assert v[(*u, "label_share")] == 0.5
+    assert v[(*u, "seen_users")] + v[(*u, "held_out_users")] == 943
+    assert abs(v[(*u, "seen_users")] - 471.5) <= 0.5
     # the undefended model is the baseline: no drop, no method time, trained once
-    assert v[("none", "", "", "ndcg@20_rel_drop")] == 0.0
-    assert v[("none", "", "", "method_seconds")] == 0.0
-    ref = v[("none", "", "", "ndcg@20")]
+    assert v[(*u, "ndcg@20_rel_drop")] == 0.0
+    assert v[(*u, "method_seconds")] == 0.0
+    ref = v[(*u, "ndcg@20")]
     assert ref > 0.05  # BPR-MF after a few epochs on ML-100K ranks far above random (~0.01)
     for method in spec.methods:
-        assert v[(method, "", "", "ndcg@20_none")] == pytest.approx(ref)
-        drop = (ref - v[(method, "", "", "ndcg@20")]) / ref
-        assert v[(method, "", "", "ndcg@20_rel_drop")] == pytest.approx(drop)
+        m = (method, "", "", "", "")
+        assert v[(*m, "ndcg@20_none")] == pytest.approx(ref)
+        drop = (ref - v[(*m, "ndcg@20")]) / ref
+        assert v[(*m, "ndcg@20_rel_drop")] == pytest.approx(drop)
 
 
 def test_report_has_plot_and_table(grid):
@@ -238,10 +305,14 @@ def test_report_has_plot_and_table(grid):
     assert "](plots/privacy_utility_ml-100k_bpr.png)" in md
     assert page.count("data:image/png;base64,") == 1
     header = next(line for line in md.splitlines() if line.startswith("| Method"))
-    for col in ("BAcc lr", "BAcc best", "Macro-F1 best", "AUC best", "Chance", "NDCG@20",
-                "Recall@20", "NDCG@20 drop", "Seconds"):
+    for col in ("Leakage", "held-out released", "held-out fold-in", "seen released",
+                "seen fold-in", "AUC dist.", "Null 95 %", "Outside null", "BAcc lr",
+                "Chance", "NDCG@20", "Recall@20", "NDCG@20 drop", "Seconds"):
         assert col in header, col
-    assert "BAcc majority" not in header
+    assert "BAcc majority" not in header and "best" not in header
+    # the report states the threat model
+    assert "Threat model: held-out users" in md and "50 % of the labelled users" in md
+    assert "Threat model: held-out users" in page
     rows = [line for line in md.splitlines() if line.startswith("| ")][1:]
     assert [r.split("|")[1].strip() for r in rows] == spec.methods
     assert "<table>" in page and "Attribute: gender" in page
@@ -254,7 +325,7 @@ def test_rerun_skips_and_method_config_change_reruns_only_that_method(grid, ml10
     shutil.copytree(result.out, out)
     spec = privacy_spec_from_mapping({**spec.to_json(), "out": str(out)})
     stamps = {m: (out / cell_id(m) / "run.json").stat().st_mtime_ns for m in spec.methods}
-    again = run_privacy_bench(spec, quiet=True, stop_on_error=True)
+    again = run_grid(spec, quiet=True, stop_on_error=True)
     assert [c.status for c in again.cells] == ["skipped"] * len(spec.methods)
     assert {m: (out / cell_id(m) / "run.json").stat().st_mtime_ns
             for m in spec.methods} == stamps
@@ -267,7 +338,7 @@ def test_rerun_skips_and_method_config_change_reruns_only_that_method(grid, ml10
     configs = {**spec.method_configs, method: {**spec.method_configs.get(method, {}), **cfg}}
     spec2 = privacy_spec_from_mapping(grid_values(ml100k_dir, out, spec.methods,
                                                   method_configs=configs))
-    third = run_privacy_bench(spec2, quiet=True, stop_on_error=True)
+    third = run_grid(spec2, quiet=True, stop_on_error=True)
     status = {c.cell.method: c.status for c in third.cells}
     assert status == {m: "done" if m == method else "skipped" for m in spec.methods}
     assert base_model.stat().st_mtime_ns == base_stamp  # the base model was reused
@@ -279,18 +350,19 @@ def test_a_code_change_reruns_every_cell(grid, tmp_path, monkeypatch):
     # The source of trustrec.privacy is part of each cell's fingerprint: results the
     # current code would not give are never kept (a stale grid once reported a method's
     # old behaviour). Simulated by changing the fingerprint of the privacy source.
-    from trustrec.bench import env, privacy
+    from trustrec.bench import env, runner
 
     spec, result = grid
     out = tmp_path / "copy"
     shutil.copytree(result.out, out)
-    spec = privacy_spec_from_mapping({**spec.to_json(), "out": str(out)})
+    # in this process, where the monkeypatch applies
+    spec = privacy_spec_from_mapping({**spec.to_json(), "out": str(out), "workers": 1})
     saved = json.loads((out / cell_id(spec.methods[0]) / "config.json").read_text())
-    assert saved["code"] == env.source_fingerprint("privacy")
+    assert saved["source"] == env.source_fingerprint("privacy")
     real = env.source_fingerprint
-    monkeypatch.setattr(privacy, "source_fingerprint",
+    monkeypatch.setattr(runner, "source_fingerprint",
                         lambda *p: real(*p) + ("-edited" if p == ("privacy",) else ""))
-    again = run_privacy_bench(spec, quiet=True, stop_on_error=True)
+    again = run_grid(spec, quiet=True, stop_on_error=True)
     assert [c.status for c in again.cells] == ["done"] * len(spec.methods)
 
 
@@ -304,7 +376,7 @@ def test_source_fingerprint_is_stable_and_per_package():
 
 def changed_method_config(spec) -> tuple[str, dict] | None:
     """A different value for one float option of a registered method in the grid."""
-    methods = privacy_registries()[1]
+    methods = privacy_registries()[0]
     for name in spec.methods:
         if name not in methods:
             continue
@@ -319,7 +391,7 @@ def test_unknown_attribute_fails_before_any_cell(ml100k_dir, tmp_path):
     spec = privacy_spec_from_mapping(grid_values(ml100k_dir, tmp_path / "o", ["none"],
                                                  attributes=["gendr"]))
     with pytest.raises(UnknownNameError, match="no user attribute 'gendr'.*'gender'"):
-        run_privacy_bench(spec, quiet=True)
+        run_grid(spec, quiet=True)
     assert not (tmp_path / "o" / "_base").exists()
     assert not (tmp_path / "o" / "ml-100k").exists()
 
@@ -330,7 +402,7 @@ def test_cli_bench_dispatches_privacy_specs(grid, ml100k_dir, tmp_path):
     path = tmp_path / "privacy.toml"
     lines = ['kind = "privacy"', f"methods = {json.dumps(spec.methods)}",
              'attributes = ["gender"]', 'attackers = ["lr"]', "folds = 3",
-             "[model_configs.bpr]"]
+             "null_permutations = 4", "[model_configs.bpr]"]
     lines += [f"{k} = {json.dumps(v)}" for k, v in FAST_MODEL["bpr"].items()]
     for method, cfg in spec.method_configs.items():
         lines += [f'[method_configs."{method}"]']

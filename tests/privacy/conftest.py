@@ -18,13 +18,24 @@ import trustrec.privacy  # noqa: F401  (registers the protectors and defenses)
 from trustrec.evaluate.ranking import ndcg_at
 from trustrec.models.base import EmbeddingRecommender, make_model
 from trustrec.privacy.attack import audit_embeddings
-from trustrec.privacy.base import labels_for, user_table
+from trustrec.privacy.base import label_share_users, labels_for, user_table
 
 #: The BPR-MF config of the privacy tests: the defaults (test NDCG@20 0.284 on the seed-0
 #: split).
 PRIVACY_MODEL: dict[str, Any] = {}
 #: The attributes of ML-100K that the tests attack.
 ATTRIBUTES: tuple[str, ...] = ("gender", "age", "occupation")
+
+
+@pytest.fixture(scope="package", autouse=True)
+def one_thread():
+    """Run the privacy tests with one torch / BLAS thread, as the privacy grid runs its
+    cells (:func:`trustrec.bench.engine.single_threaded`): the tensors are small, and on a
+    busy 2-core machine a second thread mostly waits (a 1 s PoT-AU run took 30 s)."""
+    from trustrec.bench.engine import single_threaded
+
+    with single_threaded():
+        yield
 
 
 @pytest.fixture(scope="session")
@@ -63,3 +74,20 @@ def bpr_gender_audit(bpr_ml100k, ml100k_labels):
     return audit_embeddings(user_table(bpr_ml100k), ml100k_labels["gender"],
                             attackers=("lr", "mlp", "gbt"), seed=0)
 
+
+
+@pytest.fixture(scope="session")
+def seen_half(ml100k_labels) -> np.ndarray:
+    """The users whose labels a method sees in the effect tests: the grid's threat model
+    (:func:`~trustrec.privacy.base.label_share_users`, share 0.5, seed 0; 472 of 943
+    users), the protocol the defaults were tuned for (``benchmarks/tune_privacy.py``)."""
+    return label_share_users(ml100k_labels, 0.5, seed=0)
+
+
+@pytest.fixture(scope="session")
+def bpr_seen_gender_leakage(bpr_ml100k, ml100k_labels, seen_half) -> float:
+    """Leakage of the undefended table on the seen half for gender (measured 0.178)."""
+    from trustrec.privacy.attack import leakage
+
+    y = np.where(seen_half, ml100k_labels["gender"], -1)
+    return leakage(audit_embeddings(user_table(bpr_ml100k), y, seed=0))

@@ -56,24 +56,26 @@ def test_registered_reproducible_savable_and_bounded(ml100k_split, ml100k_labels
 
 
 @pytest.fixture(scope="module")
-def adversarial_bpr(ml100k_split, ml100k_labels):
+def adversarial_bpr(ml100k_split, ml100k_labels, seen_half):
     return make_defense("adversarial").fit(
         "bpr", PRIVACY_MODEL, ml100k_split.train, ml100k_split.valid,
-        {"gender": ml100k_labels["gender"]}, seed=0)
+        {"gender": ml100k_labels["gender"]}, seed=0, label_users=seen_half)
 
 
-def test_adversarial_training_hides_gender_on_ml100k(
-        adversarial_bpr, bpr_gender_audit, bpr_ml100k_test_ndcg, ml100k_split,
-        ml100k_labels):
-    # Measured (BPR-MF dim 32): undefended leakage max|BA - 0.5| = 0.17 (lr 0.674 /
-    # mlp 0.639 / gbt 0.627, seed 0); with adversarial training (defaults: 10 rounds of
-    # 10 adversary + 1 reversal step per epoch, λ 0.05, 10 epochs) lr 0.51 / mlp 0.46 /
-    # gbt 0.50, leakage 0.044 (training seeds 1 and 2: 0.051, 0.052). With ±0.03 noise
-    # per 5-fold estimate on 943 users: leakage <= 0.10 and a drop of at least 0.07.
-    # Test NDCG@20 0.272 → 0.270; bound 0.015 (≈ 5 %).
-    audit = audit_embeddings(user_table(adversarial_bpr), ml100k_labels["gender"], seed=0)
-    before, after = leakage(bpr_gender_audit), leakage(audit)
+def test_adversarial_training_hides_gender_of_the_seen_users(
+        adversarial_bpr, bpr_seen_gender_leakage, bpr_ml100k_test_ndcg, ml100k_split,
+        ml100k_labels, seen_half):
+    # The grid's threat model (the defense sees half of the labels; λ was tuned for it on
+    # seeds 100-102). Measured (default BPR-MF, seed 0) on the 472 seen users: undefended
+    # leakage max|BA - 0.5| = 0.178; with adversarial training (10 rounds of 10
+    # adversary + 1 reversal step per epoch, λ 0.05, 10 epochs) lr 0.497 / mlp 0.427 /
+    # gbt 0.479, leakage 0.073 (every label seen instead: 0.068). With ±0.045 noise per
+    # 5-fold estimate on 472 users: leakage <= 0.10 and a drop of at least 0.07. Test
+    # NDCG@20 0.284 → 0.277; bound 0.015 (≈ 5 %).
+    y = ml100k_labels["gender"]
+    audit = audit_embeddings(user_table(adversarial_bpr), np.where(seen_half, y, -1), seed=0)
+    after = leakage(audit)
     assert after <= 0.10, audit
-    assert after <= before - 0.07, (before, after)
+    assert after <= bpr_seen_gender_leakage - 0.07, (bpr_seen_gender_leakage, after)
     ndcg = ndcg_at(adversarial_bpr, ml100k_split.train, ml100k_split.test, 20)
     assert ndcg >= bpr_ml100k_test_ndcg - 0.015, (ndcg, bpr_ml100k_test_ndcg)

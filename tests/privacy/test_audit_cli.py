@@ -30,28 +30,37 @@ def test_help_names_the_options():
     res = invoke("audit", "--help")
     assert res.exit_code == 0, res.output
     for word in ("--model-dir", "--attributes", "--attackers", "--folds", "--seed", "--out",
-                 "majority", "chance"):
+                 "--views", "fold_in", "--null-permutations", "majority", "chance"):
         assert word in res.output, word
 
 
 def test_audit_prints_the_table_and_writes_the_csv(model_dir, tmp_path):
     csv = tmp_path / "audit.csv"
     res = invoke("audit", "--model-dir", model_dir, "--attributes", "gender,age",
-                 "--attackers", "lr", "--out", csv)
+                 "--attackers", "lr", "--null-permutations", "4", "--out", csv)
     assert res.exit_code == 0, res.output
     lines = res.output.splitlines()
-    assert lines[0].split() == ["attribute", "attacker", *METRICS]
-    rows = [ln.split() for ln in lines[1:5]]
-    assert [r[:2] for r in rows] == [["gender", "lr"], ["gender", "majority"],
-                                     ["age", "lr"], ["age", "majority"]]
-    assert rows[0][-1] == "0.500" and rows[2][-1] == f"{1 / 7:.3f}"
-    table = pd.read_csv(csv)
-    assert list(table.columns) == ["attribute", "attacker", "metric", "value"]
-    assert set(table["metric"]) == set(METRICS)
-    assert len(table) == 2 * 2 * len(METRICS)
-    assert table["value"].between(0, 1).all()
+    assert lines[0].split() == ["attribute", "view", "attacker", *METRICS]
+    rows = [ln.split() for ln in lines[1:9]]
+    assert [r[:3] for r in rows] == [[a, v, x] for a in ("gender", "age")
+                                     for v in ("released", "fold_in")
+                                     for x in ("lr", "majority")]
+    chance = METRICS.index("chance") + 3
+    assert rows[0][chance] == "0.500" and rows[4][chance] == f"{1 / 7:.3f}"
+    leak = [ln for ln in lines if ln.startswith("leakage ")]
+    assert [ln.split(":")[0] for ln in leak] == [
+        "leakage gender released", "leakage gender fold_in", "leakage age released",
+        "leakage age fold_in"]
+    assert all("null 95 % [" in ln for ln in leak)
+    table = pd.read_csv(csv, keep_default_na=False, na_values={"value": [""]})
+    assert list(table.columns) == ["attribute", "view", "attacker", "metric", "value"]
+    assert set(table["metric"]) >= set(METRICS) and set(table["view"]) == {"released",
+                                                                          "fold_in"}
+    assert set(table["attacker"]) == {"lr", "majority", "permuted", "worst"}
+    values = table.loc[table["metric"] != "permutations", "value"]
+    assert values.between(0, 1).all()
     # The CSV is the library's result, rounded to 6 significant digits.
-    direct = audit_model_dir(model_dir, "gender,age", attackers=["lr"])
+    direct = audit_model_dir(model_dir, "gender,age", attackers=["lr"], null_permutations=4)
     np.testing.assert_allclose(table["value"], direct["value"], rtol=1e-5)
 
 

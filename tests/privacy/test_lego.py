@@ -1,7 +1,8 @@
 """LEGO: vCLUB and the ε-ball on tiny tables, reuse of calibrations, effect on real data.
 
-Attacks on real data are the mean of three seeded 5-fold audits, as in test_potau.py
-(whose module docstring gives the noise figures behind the thresholds).
+Attacks on real data follow the grid's threat model and are the mean of three seeded
+5-fold audits, as in test_potau.py (whose module docstring gives the protocol and the noise
+figures behind the thresholds).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from trustrec.privacy.lego import Lego
 from trustrec.privacy.losses import project_ball, vclub
 from trustrec.privacy.variational import GaussianQ, KernelQ
 
-from .test_potau import MAX_NDCG_DROP, NEAR_CHANCE, mean_balanced_accuracy
+from .test_potau import MAX_NDCG_DROP, NEAR_CHANCE_SEEN, mean_balanced_accuracy
 
 #: A short LEGO for bookkeeping tests (effect is not the point there).
 QUICK = {"rounds": 5, "combine_rounds": 3}
@@ -160,16 +161,18 @@ def test_state_round_trip(bpr_ml100k, ml100k_split, two_attributes, tmp_path):
 
 
 # ---------------------------------------------------------------------------- real data
-def test_lego_brings_attackers_to_chance_within_the_ball(
-        bpr_ml100k, ml100k_split, ml100k_labels, bpr_ml100k_test_ndcg):
+def test_lego_brings_the_seen_users_to_chance_within_the_ball(
+        bpr_ml100k, ml100k_split, ml100k_labels, bpr_ml100k_test_ndcg, seen_half):
     lego = make_protector("lego")
-    model = lego.protect(bpr_ml100k, ml100k_split.train, {"gender": ml100k_labels["gender"]},
-                         seed=0)
-    ba = mean_balanced_accuracy(user_table(model), ml100k_labels["gender"])
-    # Measured on the default BPR-MF (mean of 3 audits), before: lr 0.68, mlp 0.65,
-    # gbt 0.65; after LEGO (gender): lr 0.52, mlp 0.52, gbt 0.51 (NDCG@20 -0.7 %).
+    y = ml100k_labels["gender"]
+    model = lego.protect(bpr_ml100k, ml100k_split.train, {"gender": y}, seed=0,
+                         label_users=seen_half)
+    ba = mean_balanced_accuracy(user_table(model), np.where(seen_half, y, -1))
+    # Measured on the default BPR-MF with the tuned defaults (mean of 3 audits of the 472
+    # seen users), before: leakage 0.18; after LEGO (gender): lr 0.529, mlp 0.470,
+    # gbt 0.506 (NDCG@20 -0.2 %).
     for attacker in ("lr", "mlp", "gbt"):
-        assert abs(ba[attacker] - 0.5) <= NEAR_CHANCE, ba
+        assert abs(ba[attacker] - 0.5) <= NEAR_CHANCE_SEEN, ba
     drop = 1.0 - ndcg_at(model, ml100k_split.train, ml100k_split.test, 20) \
         / bpr_ml100k_test_ndcg
     assert drop <= MAX_NDCG_DROP, drop

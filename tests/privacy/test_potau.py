@@ -1,10 +1,14 @@
 """PoT-AU (pot-au-d2d, pot-au-u2u): the losses on tiny tables, then the effect on real data.
 
 The real-data tests protect the shared BPR-MF on MovieLens-100K (``bpr_ml100k``, gender)
-and audit the released table with the toolkit's attackers (logistic regression, MLP,
-gradient-boosted trees). Each attack is the mean of three seeded 5-fold cross-validations
-(PoT-AU's own protocol is 5-fold × 3): one 5-fold run on 943 users moves by about ±0.03
-between fold seeds, the mean of three by about ±0.02.
+under the benchmark's threat model: the method sees the labels of a seeded half of the
+users (``seen_half``, the protocol its defaults were tuned for by
+``benchmarks/tune_privacy.py`` on other seeds), and the released table is audited with the
+toolkit's attackers (logistic regression, MLP, gradient-boosted trees) on that half, and
+on the held-out half. Each attack on the seen half is the mean of three seeded 5-fold
+cross-validations (PoT-AU's own protocol is 5-fold × 3): one 5-fold run on 943 users moves
+by about ±0.03 between fold seeds, on the 472 seen users by about ±0.045, the mean of
+three by about ±0.028.
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ import torch
 from trustrec.errors import ConfigError, DataFormatError, UnknownNameError
 from trustrec.evaluate.ranking import ndcg_at
 from trustrec.models.base import make_model
-from trustrec.privacy.attack import audit_embeddings
+from trustrec.privacy.attack import audit_embeddings, leakage
 from trustrec.privacy.base import make_protector, user_table
 from trustrec.privacy.losses import (
     between_class_ratio,
@@ -31,11 +35,17 @@ from trustrec.privacy.losses import (
 )
 from trustrec.privacy.posttrain import original_top_k, pair_scores
 
-#: |balanced accuracy − chance| allowed after protection. A protection that removes the
-#: attribute leaves the attackers at chance ± evaluation noise (about ±0.02 for the mean
-#: of three 5-fold runs on 943 users, see the module docstring) ± the method's own seed
-#: noise (about ±0.02 across protection seeds); 0.05 is the issue's bound.
+#: |balanced accuracy − chance| allowed after protection when all 943 users are audited.
+#: A protection that removes the attribute leaves the attackers at chance ± evaluation
+#: noise (about ±0.02 for the mean of three 5-fold runs on 943 users, see the module
+#: docstring) ± the method's own seed noise (about ±0.02 across protection seeds); 0.05
+#: is the issue's bound.
 NEAR_CHANCE = 0.05
+#: The same bound when only the 472 seen users are audited: the evaluation noise grows by
+#: √2 (±0.028 for the mean of three runs), so 0.05 + 0.01. This is the bound the
+#: effect tests use now that they follow the grid's threat model (the defaults were tuned
+#: for it); before, they audited every user with every label seen.
+NEAR_CHANCE_SEEN = 0.06
 #: Largest relative drop of test NDCG@20 accepted (the issue's bound; measured drops are
 #: about 1 %, because both regularisers keep every user's original top-20 order).
 MAX_NDCG_DROP = 0.05
@@ -202,10 +212,10 @@ def test_same_seed_same_table_and_only_the_user_table_changes(bpr_ml100k, ml100k
 
 # ---------------------------------------------------------------------------- real data
 @pytest.fixture(scope="module", params=["pot-au-d2d", "pot-au-u2u"])
-def protected(request, bpr_ml100k, ml100k_split, ml100k_labels):
+def protected(request, bpr_ml100k, ml100k_split, ml100k_labels, seen_half):
     labels = {"gender": ml100k_labels["gender"]}
     model = make_protector(request.param).protect(bpr_ml100k, ml100k_split.train, labels,
-                                                  seed=0)
+                                                  seed=0, label_users=seen_half)
     return request.param, model
 
 
@@ -216,15 +226,22 @@ def test_gender_is_readable_before_protection(bpr_gender_audit):
     assert best > 0.5 + 2 * NEAR_CHANCE
 
 
-def test_protection_brings_attackers_to_chance_and_keeps_ndcg(
-        protected, ml100k_split, ml100k_labels, bpr_ml100k_test_ndcg):
+def test_protection_brings_the_seen_users_to_chance_and_keeps_ndcg(
+        protected, ml100k_split, ml100k_labels, bpr_ml100k_test_ndcg, seen_half):
     method, model = protected
-    ba = mean_balanced_accuracy(user_table(model), ml100k_labels["gender"])
-    # Measured on the default BPR-MF (mean of 3 audits), before: lr 0.68, mlp 0.65,
-    # gbt 0.65. pot-au-d2d: lr 0.49, mlp 0.46, gbt 0.50 (NDCG@20 -1.1 %);
-    # pot-au-u2u: lr 0.51, mlp 0.48, gbt 0.53 (NDCG@20 -1.1 %).
+    y = ml100k_labels["gender"]
+    ba = mean_balanced_accuracy(user_table(model), np.where(seen_half, y, -1))
+    # Measured on the default BPR-MF with the tuned defaults (mean of 3 audits of the 472
+    # seen users), before: leakage 0.18. pot-au-d2d: lr 0.476, mlp 0.468, gbt 0.506
+    # (NDCG@20 -0.5 %); pot-au-u2u: lr 0.536, mlp 0.499, gbt 0.547 (NDCG@20 +0.2 %).
     for attacker in ("lr", "mlp", "gbt"):
-        assert abs(ba[attacker] - 0.5) <= NEAR_CHANCE, (attacker, ba)
+        assert abs(ba[attacker] - 0.5) <= NEAR_CHANCE_SEEN, (attacker, ba)
     drop = 1.0 - ndcg_at(model, ml100k_split.train, ml100k_split.test, 20) \
         / bpr_ml100k_test_ndcg
     assert drop <= MAX_NDCG_DROP, drop
+    # The users whose labels it did not see keep their rows' signal: one audit of the
+    # held-out half reads gender as from the undefended table (measured 0.166 for both
+    # methods, the undefended table's 0.166); above 0.10 is far outside the null
+    # (half-width ~0.06 on 471 users).
+    held = audit_embeddings(user_table(model), np.where(seen_half, -1, y), seed=0)
+    assert leakage(held) > 0.10, held

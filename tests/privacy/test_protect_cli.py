@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 
 from trustrec.cli import app
 from trustrec.models import load_model
-from trustrec.privacy.attack import audit_model_dir
+from trustrec.privacy.attack import audit_model_dir, leakage
 from trustrec.privacy.base import user_table
 from trustrec.workflows.model_dir import load_model_dir
 
@@ -67,14 +67,17 @@ def test_protected_directory_loads_evaluates_and_audits_near_chance(trained, pro
     assert res.exit_code == 0, res.output
     assert json.loads(res.output)["metrics"]["ndcg@20"] > 0.2
     table = audit_model_dir(protected, "gender", seed=0)
-    ba = table[(table["metric"] == "balanced_accuracy") & (table["attacker"] != "majority")]
-    before = audit_model_dir(trained, "gender", seed=0)
-    ba0 = before[(before["metric"] == "balanced_accuracy")
-                 & (before["attacker"] != "majority")]
-    assert ba0["value"].max() > 0.5 + 2 * NEAR_CHANCE
+    before = audit_model_dir(trained, "gender", seed=0, views="released")
+    assert leakage(before) > 2 * NEAR_CHANCE
     # one 5-fold audit (±0.03 noise), so a little more room than the mean-of-three
     # bound of test_lego.py
-    assert (ba["value"] - 0.5).abs().max() <= NEAR_CHANCE + 0.02, ba
+    released = table[table["view"] == "released"]
+    assert leakage(released) <= NEAR_CHANCE + 0.02, released
+    # LEGO edits the user table only: users folded back in from the item table it left
+    # as it was still read gender (measured 0.18, the undefended table's level); the
+    # audit's headline is the worse view.
+    folded = table[table["view"] == "fold_in"]
+    assert leakage(folded) > 2 * NEAR_CHANCE and leakage(table) == leakage(folded)
 
 
 def test_adding_an_attribute_reuses_the_stored_calibration(protected):
@@ -115,10 +118,10 @@ def test_forget_on_a_protected_directory_protects_again_and_erases_attributes(
     assert (labels[:3] == -1).all() and (labels[3:] >= 0).all()
     assert train.user_attributes.loc[:2].isna().all().all()
     assert train.user_attributes.loc[3:].notna().all().all()
-    # still protected: one 5-fold audit, the same room as the test above
-    table = audit_model_dir(out, "gender", seed=0)
-    ba = table[(table["metric"] == "balanced_accuracy") & (table["attacker"] != "majority")]
-    assert (ba["value"] - 0.5).abs().max() <= NEAR_CHANCE + 0.02, ba
+    # still protected on the released table: one 5-fold audit, the same room as the test
+    # above (the fold-in view leaks as it does there)
+    table = audit_model_dir(out, "gender", seed=0, views="released")
+    assert leakage(table) <= NEAR_CHANCE + 0.02, table
     # the source directory is unchanged
     assert load_model_dir(protected).unlearner.train_.user_attributes.notna().all().all()
 

@@ -135,32 +135,41 @@ def test_registered_and_reproducible_and_savable(ml100k_split, ml100k_labels, tm
 
 # ---------------------------------------------------------------------------- real data
 @pytest.fixture(scope="module")
-def raid_bpr(ml100k_split, ml100k_labels):
+def raid_bpr(ml100k_split, ml100k_labels, seen_half):
     return make_defense("raid").fit("bpr", PRIVACY_MODEL, ml100k_split.train,
                                     ml100k_split.valid, {"gender": ml100k_labels["gender"]},
-                                    seed=0)
+                                    seed=0, label_users=seen_half)
 
 
-def test_raid_hides_gender_on_ml100k_at_little_utility_cost(
-        raid_bpr, bpr_gender_audit, bpr_ml100k_test_ndcg, ml100k_split, ml100k_labels):
-    # Measured (default BPR-MF, seed 0): undefended balanced accuracy lr 0.683 / mlp 0.646
-    # / gbt 0.650, i.e. leakage max|BA - 0.5| = 0.18; with RAID (defaults: Gaussian
-    # barycenter, beta 0.08, 10 epochs) lr 0.54 / mlp 0.42 / gbt 0.53, leakage 0.082
-    # (training seeds 1 and 2: 0.092, 0.087; see RAIDConfig for why not closer).
-    # Each figure is a 5-fold estimate on 943 users (±0.03), so leakage <= 0.10 and a
-    # drop of at least 0.07 are outside the noise. Test NDCG@20 drops by 1-4 % over
-    # seeds; the bound allows 0.015 absolute (≈ 5 % of 0.284).
-    audit = audit_embeddings(user_table(raid_bpr), ml100k_labels["gender"], seed=0)
-    before = leakage(bpr_gender_audit)
+def test_raid_hides_gender_of_the_seen_users_at_little_utility_cost(
+        raid_bpr, bpr_seen_gender_leakage, bpr_ml100k_test_ndcg, ml100k_split,
+        ml100k_labels, seen_half):
+    # The grid's threat model (the defense sees the labels of half of the users, the
+    # protocol its beta was tuned for on seeds 100-102). Measured (default BPR-MF, seed 0)
+    # on the 472 seen users: undefended leakage max|BA - 0.5| = 0.178; with RAID
+    # (Gaussian barycenter, beta 0.05, 10 epochs) lr 0.566 / mlp 0.429 / gbt 0.499,
+    # leakage 0.071 (every label seen instead: 0.090; see RAIDConfig for why not closer).
+    # Each figure is a 5-fold estimate on 472 users (±0.045), so leakage <= 0.10 and a
+    # drop of at least 0.07 are outside the noise. Test NDCG@20 drops by 1-3 %; the bound
+    # allows 0.015 absolute (≈ 5 % of 0.284).
+    y = ml100k_labels["gender"]
+    assert raid_bpr.fit_info_["defense"]["labelled_users"] == int(seen_half.sum())
+    audit = audit_embeddings(user_table(raid_bpr), np.where(seen_half, y, -1), seed=0)
     after = leakage(audit)
     assert after <= 0.10, audit
-    assert after <= before - 0.07, (before, after)
+    assert after <= bpr_seen_gender_leakage - 0.07, (bpr_seen_gender_leakage, after)
     ndcg = ndcg_at(raid_bpr, ml100k_split.train, ml100k_split.test, 20)
     assert ndcg >= bpr_ml100k_test_ndcg - 0.015, (ndcg, bpr_ml100k_test_ndcg)
-    # The alignment did its job inside training: the barycenter cost after the first
-    # defended epoch is well above the one before the last alignment.
+    # The alignment did its job inside training: the barycenter cost before the last
+    # alignment is clearly below the one before the first. With beta 0.05 each step
+    # removes ~5 % of the gap and the epoch in between reopens part of it (measured
+    # ratio 0.545 here, 0.54 with every label seen; it was < 0.5 with beta 0.08), so the
+    # bound is 0.75: a decrease well beyond the run-to-run noise of w2.
     steps = raid_bpr.fit_info_["defense"]["steps"]
-    assert steps[-1]["w2"] < 0.5 * steps[0]["w2"]
+    assert steps[-1]["w2"] < 0.75 * steps[0]["w2"], steps
+    # The held-out half keeps its signal (measured 0.166, the undefended 0.166).
+    held = audit_embeddings(user_table(raid_bpr), np.where(seen_half, -1, y), seed=0)
+    assert leakage(held) > 0.10, held
 
 
 @pytest.mark.parametrize("model,config", [

@@ -99,9 +99,10 @@ class GridSpec:
             raise ConfigError(f"split: unknown split {self.split!r}"
                               f"{suggest(str(self.split), list(SPLITS))}")
         sr = self.split_ratios
-        if len(sr) != 3 or min(sr) < 0 or sr[0] <= 0 or abs(sum(sr) - 1) > 1e-9:
+        if len(sr) != 3 or min(sr) < 0 or min(sr[0], sr[2]) <= 0 or abs(sum(sr) - 1) > 1e-9:
             raise ConfigError(f"split_ratios must be three non-negative shares (train, "
-                              f"validation, test) summing to 1, got {sr}")
+                              f"validation, test) summing to 1, with train and test > 0, "
+                              f"got {sr}")
         if self.workers is not None and (isinstance(self.workers, bool) or not isinstance(
                 self.workers, int) or self.workers < 1):
             raise ConfigError(f"workers must be a positive integer (or unset for every "

@@ -10,6 +10,12 @@
   NCF attack reads the GMF table). :func:`user_table` reads it, :func:`with_user_table`
   returns a copy of the model with it replaced
   (:func:`trustrec.privacy.posttrain.pair_scorer` scores a candidate table differentiably).
+* **Whose labels a method sees.** Every method takes ``{attribute: labels}`` with ``-1``
+  for unknown, and ``label_users``: the users whose labels it may use (the others count
+  as unknown, :func:`restrict_labels`). The held-out threat model
+  (:func:`label_share_users`) gives a method a seeded share of the labelled users and
+  audits the attacker on the others (:func:`trustrec.privacy.attack.audit_model`'s
+  ``users``).
 * **Registries.** :data:`PROTECTORS` holds post-training methods (change a trained
   model's user table: PoT-AU, LEGO, output perturbation); :data:`DEFENSES` holds
   in-training defenses (train a model with a defensive objective: RAID, adversarial
@@ -31,6 +37,7 @@ from trustrec.data.dataset import Dataset
 from trustrec.errors import ConfigError, DataFormatError, UnknownNameError
 from trustrec.models.base import EmbeddingRecommender
 from trustrec.registry import Registry
+from trustrec.seeding import rng
 
 #: The ``params_`` tensor each model scores users with (what is released and attacked).
 USER_TABLE: dict[str, str] = {"bpr": "user", "wmf": "user", "lightgcn": "user_final",
@@ -106,6 +113,93 @@ def labels_for(ds: Dataset, attributes: Sequence[str]) -> dict[str, np.ndarray]:
     return {a: attribute_labels(ds, a)[0] for a in names}
 
 
+def label_share_users(labels: Mapping[str, np.ndarray] | np.ndarray, share: float,
+                      seed: int) -> np.ndarray:
+    """The users whose labels a defense may see: a seeded share of the labelled users.
+
+    A user is *labelled* when it has a known label (>= 0) for at least one attribute.
+    ``round(share · labelled)`` of them are drawn uniformly without replacement from
+    ``trustrec.seeding.rng(seed, "label-share")``; the other labelled users are the
+    held-out users the attacker is scored on. Users without any label are in neither.
+
+    Args:
+        labels: ``{attribute: labels}`` or one label array (``-1`` = unknown).
+        share: the share seen by the defense, in ``(0, 1]`` (1: every labelled user).
+        seed: root seed.
+
+    Returns:
+        Boolean mask of length ``n_users``: True for the users the defense sees.
+
+    Raises:
+        ConfigError: ``share`` outside ``(0, 1]``, or a share that leaves no user seen.
+        DataFormatError: label arrays of different lengths, or no labelled user.
+    """
+    arrays = (list(labels.values()) if isinstance(labels, Mapping)
+              else [np.asarray(labels)])
+    if not arrays:
+        raise ConfigError("no attribute labels given")
+    if isinstance(share, bool) or not 0.0 < float(share) <= 1.0:
+        raise ConfigError(f"label share must be in (0, 1], got {share!r}")
+    n = len(arrays[0])
+    if any(np.asarray(a).shape != (n,) for a in arrays):
+        raise DataFormatError("label arrays must all have one entry per user")
+    labelled = np.flatnonzero(np.any(np.stack([np.asarray(a) >= 0 for a in arrays]), 0))
+    if not len(labelled):
+        raise DataFormatError("no user has a known label")
+    k = int(round(float(share) * len(labelled)))
+    if k == 0:
+        raise ConfigError(f"label share {share} of {len(labelled)} labelled users sees "
+                          "nobody")
+    seen = np.zeros(n, dtype=bool)
+    seen[rng(seed, "label-share").choice(labelled, size=k, replace=False)] = True
+    return seen
+
+
+def restrict_labels(labels: Mapping[str, np.ndarray], users: np.ndarray | None
+                    ) -> dict[str, np.ndarray]:
+    """``{attribute: labels}`` with every user outside ``users`` set to ``-1`` (unknown).
+
+    Args:
+        labels: ``{attribute: labels}``.
+        users: the users whose labels are kept: indices or a boolean mask; None keeps all.
+
+    Raises:
+        DataFormatError: a mask of the wrong length or indices out of range.
+    """
+    return {a: mask_labels(v, users) for a, v in labels.items()}
+
+
+def mask_labels(labels: np.ndarray, users: np.ndarray | None) -> np.ndarray:
+    """One label array with every user outside ``users`` set to ``-1`` (unknown).
+
+    Args:
+        labels: ``(n_users,)`` integer labels.
+        users: user indices or a boolean mask of length ``n_users``; None keeps all.
+
+    Raises:
+        DataFormatError: a mask of the wrong length or indices out of range.
+    """
+    labels = np.asarray(labels)
+    if users is None:
+        return labels
+    users = np.asarray(users)
+    if users.dtype == bool:
+        if users.shape != labels.shape:
+            raise DataFormatError(f"users mask has shape {users.shape}, expected "
+                                  f"{labels.shape}")
+        keep = users
+    else:
+        if not np.issubdtype(users.dtype, np.integer) and users.size:
+            raise DataFormatError(f"users must be integer indices or a boolean mask, got "
+                                  f"{users.dtype}")
+        idx = users.astype(np.int64).ravel()
+        if len(idx) and (idx.min() < 0 or idx.max() >= len(labels)):
+            raise DataFormatError(f"user index out of range [0, {len(labels)})")
+        keep = np.zeros(len(labels), dtype=bool)
+        keep[idx] = True
+    return np.where(keep, labels, -1)
+
+
 # ---------------------------------------------------------------------------- user table
 def user_table_key(model: EmbeddingRecommender) -> str:
     """Name of the ``params_`` tensor holding the released user table of ``model``."""
@@ -149,7 +243,8 @@ class Protector(Protocol):
 
     def protect(self, model: EmbeddingRecommender, train: Dataset,
                 labels: Mapping[str, np.ndarray], *, seed: int = 0,
-                progress: bool = False) -> EmbeddingRecommender: ...
+                progress: bool = False, label_users: np.ndarray | None = None
+                ) -> EmbeddingRecommender: ...
 
 
 @runtime_checkable
@@ -160,7 +255,8 @@ class Defense(Protocol):
 
     def fit(self, model: str, model_config: Mapping[str, Any], train: Dataset,
             valid: Dataset | None, labels: Mapping[str, np.ndarray], *, seed: int = 0,
-            progress: bool = False) -> EmbeddingRecommender: ...
+            progress: bool = False, label_users: np.ndarray | None = None
+            ) -> EmbeddingRecommender: ...
 
 
 PROTECTORS: Registry[type] = Registry("post-training privacy method")

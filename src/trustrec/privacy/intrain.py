@@ -38,7 +38,7 @@ from trustrec.config import Configured
 from trustrec.data.dataset import Dataset
 from trustrec.errors import ConfigError, DataFormatError
 from trustrec.models.base import EmbeddingRecommender, make_model
-from trustrec.privacy.base import user_table_key
+from trustrec.privacy.base import restrict_labels, user_table_key
 from trustrec.seeding import child_seed
 
 #: ``step(model, epoch) -> info`` run after each phase-2 epoch; returns JSON-ready numbers.
@@ -101,7 +101,8 @@ class DefenseBase(Configured):
 
     def fit(self, model: str, model_config: Mapping[str, Any], train: Dataset,
             valid: Dataset | None, labels: Mapping[str, np.ndarray], *, seed: int = 0,
-            progress: bool = False) -> EmbeddingRecommender:
+            progress: bool = False, label_users: np.ndarray | None = None
+            ) -> EmbeddingRecommender:
         """Train ``model`` with this defense (see the module docstring for the phases).
 
         Args:
@@ -113,17 +114,21 @@ class DefenseBase(Configured):
             labels: ``{attribute: int labels per user index}``, ``-1`` = unknown.
             seed: root seed; phase 1 uses it as is, phase 2 a child seed.
             progress: show progress bars.
+            label_users: the users whose labels the defense may use (indices or a boolean
+                mask; :func:`trustrec.privacy.base.label_share_users`); the others count as
+                unknown. None: every label given.
 
         Returns:
             The trained model (saved and loaded like any other); ``fit_info_["defense"]``
-            records the defense, its config, the attributes, the seconds of each phase
-            and the per-epoch step record; ``fit_info_["warmup"]`` keeps phase 1's record.
+            records the defense, its config, the attributes, the number of users whose
+            labels it used, the seconds of each phase and the per-epoch step record;
+            ``fit_info_["warmup"]`` keeps phase 1's record.
 
         Raises:
             ConfigError / UnknownNameError: bad model name or config.
             DataFormatError: bad labels.
         """
-        checked = check_defense_labels(labels, train.n_users)
+        checked = check_defense_labels(restrict_labels(labels, label_users), train.n_users)
         cfg = self.config
         m_cfg = dict(model_config)
         if cfg.warmup_epochs is not None:
@@ -148,6 +153,8 @@ class DefenseBase(Configured):
         t2 = time.perf_counter()
         record = {"defense": self.name, "config": self.config_dict(),
                   "attributes": list(checked), "seed": int(seed),
+                  "labelled_users": int(np.any(np.stack([v >= 0 for v in checked.values()]),
+                                               0).sum()),
                   "warmup_seconds": t1 - t0, "defense_seconds": t2 - t1,
                   "seconds": t2 - t0, "steps": steps}
         final.fit_info_["warmup"] = {k: v for k, v in warm.fit_info_.items()

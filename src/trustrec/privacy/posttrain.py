@@ -25,7 +25,12 @@ from trustrec.data.dataset import Dataset
 from trustrec.errors import ConfigError, DataFormatError
 from trustrec.evaluate.ranking import dataset_csr, rank_topk
 from trustrec.models.base import EmbeddingRecommender
-from trustrec.privacy.base import user_table, user_table_key, with_user_table
+from trustrec.privacy.base import (
+    restrict_labels,
+    user_table,
+    user_table_key,
+    with_user_table,
+)
 
 
 def check_labels(model: EmbeddingRecommender, labels: Mapping[str, np.ndarray]
@@ -183,7 +188,8 @@ class ProtectorBase(Configured):
 
     def protect(self, model: EmbeddingRecommender, train: Dataset,
                 labels: Mapping[str, np.ndarray], *, seed: int = 0,
-                progress: bool = False) -> EmbeddingRecommender:
+                progress: bool = False, label_users: np.ndarray | None = None
+                ) -> EmbeddingRecommender:
         """A copy of ``model`` whose released user table no longer reveals the attributes.
 
         Args:
@@ -193,16 +199,22 @@ class ProtectorBase(Configured):
                 :func:`trustrec.privacy.base.labels_for`).
             seed: root seed of the method's randomness.
             progress: show a progress bar.
+            label_users: the users whose labels the method may use (indices or a boolean
+                mask; :func:`trustrec.privacy.base.label_share_users`); the others count as
+                unknown. None: every label given.
 
         Returns:
             The protected copy; ``fit_info_["protection"]`` records the method, its config,
-            the attributes, the seconds spent and the per-step losses.
+            the attributes, the number of users whose labels it used, the seconds spent
+            and the per-step losses.
         """
-        checked = check_labels(model, labels)
+        checked = check_labels(model, restrict_labels(labels, label_users))
         check_train(model, train)
         t0 = time.perf_counter()
         table, info = self._protect(model, train, checked, seed=int(seed),
                                     progress=progress)
+        info = {"labelled_users": int(np.any(np.stack([v >= 0 for v in checked.values()]),
+                                             0).sum()), **info}
         return self._release(model, table, list(checked), int(seed),
                              time.perf_counter() - t0, info)
 
