@@ -231,3 +231,21 @@ def test_config_values_are_converted_by_the_field_type(ml100k_dir, tmp_path):
                  "--config", "dim=8.5")
     assert res.exit_code == 2 and "BPRConfig.dim" in res.stderr
     assert not (tmp_path / "m").exists()
+
+
+def test_config_text_from_the_command_line_is_typed_by_the_field(ml100k_dir, tmp_path):
+    """`--config use_bias=false` is a boolean False, `--method-config n_shards=2` an integer;
+    `n_shards=2.5` is an error naming the field."""
+    out = tmp_path / "m"
+    res = invoke("train", "--dataset", ml100k_dir, "--model", "bpr", "--out", out,
+                 "--method", "sisa", "--method-config", "n_shards=2", "--epochs", "1",
+                 "--config", "dim=8", "--config", "use_bias=false", "--config", "lr=0.05",
+                 "--quiet")
+    assert res.exit_code == 0, res.output
+    meta = json.loads((out / "trustrec.json").read_text())
+    assert meta["model_config"] == {"dim": 8, "use_bias": False, "lr": 0.05, "epochs": 1}
+    assert meta["method_config"]["n_shards"] == 2
+    res = invoke("train", "--dataset", ml100k_dir, "--model", "bpr", "--out", tmp_path / "x",
+                 "--method", "sisa", "--method-config", "n_shards=2.5", "--quiet")
+    assert res.exit_code == 2 and "SISAConfig.n_shards in method 'sisa'" in res.stderr
+    assert "valid integer" in res.stderr and not (tmp_path / "x").exists()

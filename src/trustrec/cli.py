@@ -8,7 +8,6 @@ requests) print one line, ``error: ...``, on stderr and exit with code 2.
 from __future__ import annotations
 
 import functools
-import json
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -56,21 +55,20 @@ def _split_list(text: str | None) -> list[str] | None:
     return [p.strip() for p in text.split(",") if p.strip()]
 
 
-def _parse_value(text: str) -> Any:
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError:
-        return text
+def parse_assignments(items: list[str] | None, what: str = "--config") -> dict[str, str]:
+    """``["dim=32", "use_bias=false"]`` → ``{"dim": "32", "use_bias": "false"}``.
 
-
-def parse_assignments(items: list[str] | None, what: str = "--config") -> dict[str, Any]:
-    """``["dim=32", "lr=0.05"]`` → ``{"dim": 32, "lr": 0.05}`` (JSON values, else strings)."""
-    out: dict[str, Any] = {}
+    Values stay text: the config converts each by its field's type
+    (:func:`trustrec.config.build_config`), so ``"false"`` is False only for a boolean
+    field, ``"8.5"`` for an integer field is an error naming it, and a string field keeps
+    ``"1"`` as it is.
+    """
+    out: dict[str, str] = {}
     for item in items or []:
         key, sep, value = item.partition("=")
         if not sep or not key.strip():
             raise ConfigError(f"{what} {item!r}: expected KEY=VALUE")
-        out[key.strip()] = _parse_value(value.strip())
+        out[key.strip()] = value.strip()
     return out
 
 

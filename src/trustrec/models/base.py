@@ -83,13 +83,14 @@ def normal_tables(gen: np.random.Generator, n_users: int, n_items: int, dim: int
 class EmbeddingRecommender:
     """Base for models whose state is a dict of named float tensors.
 
-    Subclasses set ``name``, a dataclass ``Config``, and implement ``_fit``; they may
-    override ``score``, ``user_embeddings`` and ``item_embeddings``. By default the user and
+    Subclasses set ``name``, a typed ``Config`` (:func:`trustrec.config.typed_config`) and
+    implement ``_fit``; they may override ``score``, ``user_embeddings`` and
+    ``item_embeddings``. By default the user and
     item tables are ``params_["user"]`` and ``params_["item"]`` and the score is their dot
     product.
 
     Attributes:
-        config: the model's dataclass config.
+        config: the model's typed config.
         params_: learned tensors (after ``fit`` or ``load``).
         n_users_, n_items_: shapes of the id space the model was fit on.
         fit_info_: JSON-ready record of training (epochs run, best epoch, seconds, history).
@@ -97,7 +98,7 @@ class EmbeddingRecommender:
 
     name: ClassVar[str] = ""
 
-    class Config:  # replaced by a dataclass in every subclass
+    class Config:  # replaced by a typed config in every subclass
         pass
 
     def __init__(self, config: Any = None) -> None:

@@ -18,12 +18,10 @@ decay (torch's Adam default); the loss is the mean over a batch.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numba
 import numpy as np
 
-from trustrec.config import check_ranges
+from trustrec.config import NonNegativeFloat, PositiveFloat, PositiveInt, typed_config
 from trustrec.data.dataset import Dataset
 from trustrec.models.base import MODELS, EmbeddingRecommender, normal_tables
 from trustrec.seeding import rng
@@ -31,7 +29,7 @@ from trustrec.train.loop import train_epochs
 from trustrec.train.sampling import sample_negatives
 
 
-@dataclass
+@typed_config
 class BCEMFConfig:
     """Hyper-parameters of BCE-MF (defaults: CURE4Rec's released code).
 
@@ -46,19 +44,14 @@ class BCEMFConfig:
         eval_every: epochs between validation evaluations.
     """
 
-    dim: int = 32
-    lr: float = 1e-3
-    batch_size: int = 1024
-    n_neg: int = 1
-    init_scale: float = 0.1
-    epochs: int = 50
-    patience: int = 5
-    eval_every: int = 1
-
-    def __post_init__(self) -> None:
-        check_ranges(self, at_least_one=("dim", "batch_size", "n_neg", "epochs", "patience",
-                                         "eval_every"),
-                     positive=("lr",), non_negative=("init_scale",))
+    dim: PositiveInt = 32
+    lr: PositiveFloat = 1e-3
+    batch_size: PositiveInt = 1024
+    n_neg: PositiveInt = 1
+    init_scale: NonNegativeFloat = 0.1
+    epochs: PositiveInt = 50
+    patience: PositiveInt = 5
+    eval_every: PositiveInt = 1
 
 
 @numba.njit(cache=True, nogil=True, fastmath=True)

@@ -12,13 +12,17 @@ optimiser state) dwarfs the arithmetic at this size.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numba
 import numpy as np
 import torch
 
-from trustrec.config import check_ranges
+from trustrec.config import (
+    NonNegativeFloat,
+    PositiveFloat,
+    PositiveInt,
+    UnitInterval,
+    typed_config,
+)
 from trustrec.data.dataset import Dataset
 from trustrec.models.base import MODELS, EmbeddingRecommender, normal_tables
 from trustrec.seeding import rng
@@ -26,7 +30,7 @@ from trustrec.train.loop import train_epochs
 from trustrec.train.sampling import sample_negatives
 
 
-@dataclass
+@typed_config
 class BPRConfig:
     """Hyper-parameters of BPR-MF.
 
@@ -43,21 +47,16 @@ class BPRConfig:
         eval_every: epochs between validation evaluations.
     """
 
-    dim: int = 64
-    lr: float = 0.1
-    reg: float = 0.015
-    bias_reg: float = 0.0
+    dim: PositiveInt = 64
+    lr: PositiveFloat = 0.1
+    reg: NonNegativeFloat = 0.015
+    bias_reg: NonNegativeFloat = 0.0
     use_bias: bool = True
-    init_scale: float = 0.01
-    lr_decay: float = 0.97
-    epochs: int = 300
-    patience: int = 6
-    eval_every: int = 5
-
-    def __post_init__(self) -> None:
-        check_ranges(self, at_least_one=("dim", "epochs", "patience", "eval_every"),
-                     positive=("lr",), unit_interval=("lr_decay",),
-                     non_negative=("reg", "bias_reg", "init_scale"))
+    init_scale: NonNegativeFloat = 0.01
+    lr_decay: UnitInterval = 0.97
+    epochs: PositiveInt = 300
+    patience: PositiveInt = 6
+    eval_every: PositiveInt = 5
 
 
 @numba.njit(cache=True, nogil=True, fastmath=True)

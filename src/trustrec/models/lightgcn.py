@@ -30,14 +30,19 @@ graph). ``user_embeddings()``, ``item_embeddings()`` and ``score`` use the propa
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numba
 import numpy as np
 import scipy.sparse as sp
 import torch
 
-from trustrec.config import check_ranges
+from trustrec.config import (
+    NonNegativeFloat,
+    NonNegativeInt,
+    PositiveFloat,
+    PositiveInt,
+    UnitInterval,
+    typed_config,
+)
 from trustrec.data.dataset import Dataset
 from trustrec.models.base import MODELS, EmbeddingRecommender
 from trustrec.seeding import child_seed, rng
@@ -45,7 +50,7 @@ from trustrec.train.loop import train_epochs
 from trustrec.train.sampling import sample_negatives
 
 
-@dataclass
+@typed_config
 class LightGCNConfig:
     """Hyper-parameters of LightGCN.
 
@@ -65,23 +70,17 @@ class LightGCNConfig:
         eval_every: epochs between validation evaluations.
     """
 
-    dim: int = 64
-    n_layers: int = 3
-    lr: float = 0.05
-    lr_decay: float = 1.0
-    reg: float = 1e-3
-    batch_size: int = 16384
-    n_neg: int = 1
-    init_scale: float = 0.1
-    epochs: int = 200
-    patience: int = 3
-    eval_every: int = 5
-
-    def __post_init__(self) -> None:
-        check_ranges(self, at_least_one=("dim", "batch_size", "n_neg", "epochs", "patience",
-                                         "eval_every"),
-                     non_negative=("n_layers", "reg", "init_scale"), positive=("lr",),
-                     unit_interval=("lr_decay",))
+    dim: PositiveInt = 64
+    n_layers: NonNegativeInt = 3
+    lr: PositiveFloat = 0.05
+    lr_decay: UnitInterval = 1.0
+    reg: NonNegativeFloat = 1e-3
+    batch_size: PositiveInt = 16384
+    n_neg: PositiveInt = 1
+    init_scale: NonNegativeFloat = 0.1
+    epochs: PositiveInt = 200
+    patience: PositiveInt = 3
+    eval_every: PositiveInt = 5
 
 
 def normalized_adjacency(train: Dataset) -> sp.csr_matrix:

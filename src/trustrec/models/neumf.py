@@ -37,15 +37,21 @@ learned representations of users and items, e.g. for attribute-inference attacks
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from typing import Annotated
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+from pydantic import Field
 
-from trustrec.config import check_ranges
+from trustrec.config import (
+    NonNegativeFloat,
+    NonNegativeInt,
+    PositiveFloat,
+    PositiveInt,
+    typed_config,
+)
 from trustrec.data.dataset import Dataset
-from trustrec.errors import ConfigError
 from trustrec.models.base import MODELS, EmbeddingRecommender
 from trustrec.seeding import child_seed, rng
 from trustrec.threads import torch_threads
@@ -56,7 +62,7 @@ from trustrec.train.sampling import sample_negatives
 SCORE_BLOCK_ELEMENTS = 1 << 22
 
 
-@dataclass
+@typed_config
 class NeuMFConfig:
     """Hyper-parameters of NeuMF.
 
@@ -78,31 +84,18 @@ class NeuMFConfig:
             machine and up to ~10x faster on a busy one; parameters do not depend on it.
     """
 
-    gmf_dim: int = 32
-    mlp_dim: int = 32
-    layers: tuple[int, ...] = (32, 16, 8)
-    lr: float = 0.005
-    reg: float = 0.0
-    n_neg: int = 4
-    batch_size: int = 8192
-    init_scale: float = 0.01
-    epochs: int = 50
-    patience: int = 3
-    eval_every: int = 1
-    num_threads: int = 1
-
-    def __post_init__(self) -> None:
-        check_ranges(self, at_least_one=("gmf_dim", "mlp_dim", "n_neg", "batch_size", "epochs",
-                                         "patience", "eval_every"))
-        if isinstance(self.layers, (str, bytes)) or not hasattr(self.layers, "__iter__"):
-            raise ConfigError(f"NeuMFConfig.layers must be a list of sizes, got {self.layers!r}")
-        layers = tuple(self.layers)
-        if not layers or any(not isinstance(s, int) or isinstance(s, bool) or s < 1
-                             for s in layers):
-            raise ConfigError(f"NeuMFConfig.layers must be a non-empty list of positive "
-                              f"integers, got {list(layers)}")
-        self.layers = layers
-        check_ranges(self, positive=("lr",), non_negative=("num_threads", "reg", "init_scale"))
+    gmf_dim: PositiveInt = 32
+    mlp_dim: PositiveInt = 32
+    layers: Annotated[tuple[PositiveInt, ...], Field(min_length=1)] = (32, 16, 8)
+    lr: PositiveFloat = 0.005
+    reg: NonNegativeFloat = 0.0
+    n_neg: PositiveInt = 4
+    batch_size: PositiveInt = 8192
+    init_scale: NonNegativeFloat = 0.01
+    epochs: PositiveInt = 50
+    patience: PositiveInt = 3
+    eval_every: PositiveInt = 1
+    num_threads: NonNegativeInt = 1
 
 
 class _Gather(torch.autograd.Function):

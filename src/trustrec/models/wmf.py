@@ -15,20 +15,18 @@ users (single-threaded, fixed order: bitwise reproducible). The item step is sym
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numba
 import numpy as np
 import scipy.sparse as sp
 
-from trustrec.config import check_ranges
+from trustrec.config import NonNegativeFloat, PositiveInt, typed_config
 from trustrec.data.dataset import Dataset
 from trustrec.models.base import MODELS, EmbeddingRecommender, normal_tables
 from trustrec.seeding import rng
 from trustrec.train.loop import train_epochs
 
 
-@dataclass
+@typed_config
 class WMFConfig:
     """Hyper-parameters of WMF.
 
@@ -43,18 +41,14 @@ class WMFConfig:
         eval_every: ALS iterations between validation evaluations.
     """
 
-    dim: int = 64
-    alpha: float = 3.0
-    reg: float = 30.0
-    epochs: int = 50
-    cg_steps: int = 3
-    init_scale: float = 0.01
-    patience: int = 4
-    eval_every: int = 1
-
-    def __post_init__(self) -> None:
-        check_ranges(self, at_least_one=("dim", "epochs", "cg_steps", "patience", "eval_every"),
-                     non_negative=("alpha", "reg", "init_scale"))
+    dim: PositiveInt = 64
+    alpha: NonNegativeFloat = 3.0
+    reg: NonNegativeFloat = 30.0
+    epochs: PositiveInt = 50
+    cg_steps: PositiveInt = 3
+    init_scale: NonNegativeFloat = 0.01
+    patience: PositiveInt = 4
+    eval_every: PositiveInt = 1
 
 
 @numba.njit(cache=True, nogil=True, fastmath=True)

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Protocol, Self, runtime_checkab
 
 import numpy as np
 
-from trustrec.config import build_config
+from trustrec.config import build_config, to_dict, typed_config
 from trustrec.data.dataset import Dataset
 from trustrec.errors import DataFormatError, InvalidRequestError, UnsupportedRequestError
 from trustrec.fileio import now_iso, to_jsonable
@@ -126,8 +126,8 @@ def make_unlearner(name: str, model: str, model_config: dict[str, Any] | None = 
 class UnlearnerBase:
     """Shared machinery of the unlearning methods: config, data, validation, reports, history.
 
-    A subclass sets ``name``, ``exact``, ``supports`` and a dataclass ``Config`` and
-    implements four hooks:
+    A subclass sets ``name``, ``exact``, ``supports`` and a typed ``Config``
+    (:func:`trustrec.config.typed_config`) and implements four hooks:
 
     * ``_fit(progress) -> dict``: train from ``self.train_`` / ``self.valid_`` with
       ``self.seed_``; returns JSON-ready details for the history.
@@ -151,8 +151,9 @@ class UnlearnerBase:
 
     Attributes:
         model: the wrapped model's registered name.
-        model_config: its config values.
-        config: the method's dataclass config.
+        model_config: its config values as given, converted by the fields' types (``"8"``
+            for ``dim`` is 8).
+        config: the method's typed config.
         seed_: root seed given to ``fit``.
         history_: one JSON-ready record per ``fit`` / ``forget`` call (counts, what was
             retrained, seconds, UTC time; never the forgotten ids).
@@ -162,8 +163,8 @@ class UnlearnerBase:
     exact: ClassVar[bool] = False
     supports: ClassVar[frozenset[str]] = frozenset()
 
-    @dataclass
-    class Config:  # replaced by a dataclass in every subclass
+    @typed_config
+    class Config:  # replaced by a typed config in every subclass
         pass
 
     def __init__(self, model: str, model_config: Mapping[str, Any] | None = None,
@@ -171,11 +172,12 @@ class UnlearnerBase:
         from trustrec.models import make_model  # registers the models
 
         self.model = str(model)
-        self.model_config = dict(model_config or {})
+        given = dict(model_config or {})
         if config is None or isinstance(config, Mapping):
             config = build_config(self.Config, config, where=f"method {self.name!r}")
         self.config = config
-        make_model(self.model, **self.model_config)  # unknown model or config key: fail now
+        typed = to_dict(make_model(self.model, **given).config)  # a bad name or value: fail now
+        self.model_config = {k: typed[k] for k in given}
         self.seed_: int | None = None
         self.train_: Dataset | None = None
         self.valid_: Dataset | None = None

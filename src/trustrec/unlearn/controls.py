@@ -18,18 +18,18 @@ Neither is an unlearning method. Do not use them to honour a deletion request.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
 
+from trustrec.config import typed_config
 from trustrec.data.dataset import Dataset
 from trustrec.unlearn.base import UNLEARNERS
 from trustrec.unlearn.retrain import Retrain
 
 
-@dataclass
+@typed_config
 class ControlConfig:
     """The controls have no options."""
 

@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from trustrec.config import suggest
+from trustrec.config import to_dict
 from trustrec.data.dataset import Dataset
 from trustrec.errors import ConfigError, DataFormatError
 from trustrec.models.base import EmbeddingRecommender
@@ -59,17 +59,17 @@ def average_scores(ens: ShardEnsemble, users: np.ndarray) -> np.ndarray:
 
 
 def check_pretrain_config(cfg: Any) -> None:
-    """Validate ``cfg.pretrain_model`` / ``cfg.pretrain_config`` by building the model.
+    """Validate ``cfg.pretrain_model`` / ``cfg.pretrain_config`` by building the model (a
+    check across configs, run by the method config's ``__post_init__``), and keep the
+    given options converted by the model config's field types (``"8"`` for ``dim`` is 8).
 
     Raises:
-        ConfigError: unknown model option (UnknownNameError for an unknown model).
+        ConfigError: unknown or bad model option (UnknownNameError for an unknown model).
     """
     from trustrec.models import make_model
 
-    if not isinstance(cfg.pretrain_config, dict):
-        raise ConfigError(f"{type(cfg).__name__}.pretrain_config must be a mapping of model "
-                          f"options, got {type(cfg.pretrain_config).__name__}")
-    make_model(cfg.pretrain_model, **cfg.pretrain_config)
+    typed = to_dict(make_model(cfg.pretrain_model, **cfg.pretrain_config).config)
+    cfg.pretrain_config = {k: typed[k] for k in cfg.pretrain_config}
 
 
 def pretrained_embeddings(train: Dataset, model: str, config: dict[str, Any],
@@ -87,25 +87,6 @@ def pretrained_embeddings(train: Dataset, model: str, config: dict[str, Any],
 
     m = make_model(model, **config).fit(train, None, seed=child_seed(seed, "pretrain"))
     return np.asarray(m.user_embeddings()), np.asarray(m.item_embeddings())
-
-
-def check_shard_config(cfg: Any, aggregations: tuple[str, ...]) -> None:
-    """Validate ``cfg.n_shards`` and ``cfg.workers`` (integers >= 1) and
-    ``cfg.aggregation`` (one of ``aggregations``).
-
-    Raises:
-        ConfigError: naming the config class and the field.
-    """
-    where = type(cfg).__name__
-    for name in ("n_shards", "workers"):
-        k = getattr(cfg, name)
-        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
-            raise ConfigError(f"{where}.{name} must be an integer >= 1, got {k!r}")
-        setattr(cfg, name, int(k))
-    if cfg.aggregation not in aggregations:
-        hint = suggest(str(cfg.aggregation), sorted(aggregations))
-        raise ConfigError(f"{where}.aggregation: unknown aggregation "
-                          f"{cfg.aggregation!r}{hint}")
 
 
 class ShardEnsemble(UnlearnerBase):

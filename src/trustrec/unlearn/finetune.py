@@ -17,13 +17,12 @@ persistence), support user, interaction and item requests, and are not exact.
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal, get_args
 
 import numpy as np
 import torch
 
-from trustrec.config import check_ranges
+from trustrec.config import NonNegativeInt, PositiveFloat, PositiveInt, typed_config
 from trustrec.data.dataset import Dataset
 from trustrec.errors import ConfigError
 from trustrec.seeding import child_seed
@@ -37,10 +36,11 @@ from trustrec.unlearn.objectives import (
 )
 from trustrec.unlearn.retrain import Retrain
 
-OPTIMIZERS = ("adam", "sgd")
+Optimizer = Literal["adam", "sgd"]
+OPTIMIZERS: tuple[str, ...] = get_args(Optimizer)
 
 
-@dataclass
+@typed_config
 class FineTuneConfig:
     """Options of fine-tuning.
 
@@ -52,12 +52,9 @@ class FineTuneConfig:
             a normal fit does (otherwise the last epoch's state is kept).
     """
 
-    epochs: int = 5
-    lr_scale: float = 0.3
+    epochs: PositiveInt = 5
+    lr_scale: PositiveFloat = 0.3
     use_valid: bool = True
-
-    def __post_init__(self) -> None:
-        check_ranges(self, at_least_one=("epochs",), positive=("lr_scale",))
 
 
 @UNLEARNERS.register("finetune")
@@ -107,7 +104,7 @@ class FineTune(Retrain):
                                "best_epoch": info.get("best_epoch"), "seed": seed}
 
 
-@dataclass
+@typed_config
 class NegGradConfig:
     """Options of NegGrad.
 
@@ -118,17 +115,10 @@ class NegGradConfig:
         num_threads: torch threads during ``forget`` (0 keeps torch's setting).
     """
 
-    steps: int = 10
-    lr: float = 0.003
-    optimizer: str = "adam"
-    num_threads: int = 1
-
-    def __post_init__(self) -> None:
-        if self.optimizer not in OPTIMIZERS:
-            raise ConfigError(f"NegGradConfig.optimizer must be one of "
-                              f"{', '.join(OPTIMIZERS)}, got {self.optimizer!r}")
-        check_ranges(self, at_least_one=("steps",), positive=("lr",),
-                     non_negative=("num_threads",))
+    steps: PositiveInt = 10
+    lr: PositiveFloat = 0.003
+    optimizer: Optimizer = "adam"
+    num_threads: NonNegativeInt = 1
 
 
 @UNLEARNERS.register("neggrad")

@@ -36,13 +36,12 @@ Choices:
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
 
-from trustrec.config import check_ranges
+from trustrec.config import NonNegativeFloat, NonNegativeInt, UnitInterval, typed_config
 from trustrec.data.dataset import Dataset
 from trustrec.unlearn.base import UNLEARNERS
 from trustrec.unlearn.scif import InfluenceConfig, InfluenceUnlearner
@@ -84,7 +83,7 @@ def spillover_importance(data: Dataset, removed: np.ndarray, k_hop: int
     return imp_u, imp_i
 
 
-@dataclass
+@typed_config
 class IFRUConfig(InfluenceConfig):
     """IFRU's options: those of SCIF plus the spillover and its pruning.
 
@@ -95,14 +94,9 @@ class IFRUConfig(InfluenceConfig):
             threshold, the most important first (1 keeps them all).
     """
 
-    k_hop: int = 1
-    threshold: float = 0.0
-    top_fraction: float = 1.0
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        check_ranges(self, non_negative=("k_hop", "threshold"),
-                     unit_interval=("top_fraction",))
+    k_hop: NonNegativeInt = 1
+    threshold: NonNegativeFloat = 0.0
+    top_fraction: UnitInterval = 1.0
 
 
 @UNLEARNERS.register("ifru")

@@ -29,15 +29,14 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any
+from typing import Annotated, Any, Literal, get_args
 
 import numpy as np
 import scipy.sparse as sp
 import torch
 from scipy.sparse.linalg import LinearOperator, eigsh
 
-from trustrec.config import check_ranges, suggest
+from trustrec.config import PositiveInt, one_of, typed_config
 from trustrec.data.dataset import Dataset
 from trustrec.errors import ConfigError, DataFormatError
 from trustrec.models.base import EmbeddingRecommender, make_model
@@ -51,7 +50,8 @@ from trustrec.unlearn.partition import balanced_kmeans
 Difficulty = Callable[[Dataset, np.ndarray, int], np.ndarray]
 CURRICULA: Registry[Difficulty] = Registry("LASER curriculum")
 #: What each stage trains on (see :class:`LASERConfig`).
-SCHEDULES = ("cumulative", "paper")
+Schedule = Literal["cumulative", "paper"]
+SCHEDULES: tuple[str, ...] = get_args(Schedule)
 
 
 # ---------------------------------------------------------------------------- group module
@@ -148,7 +148,7 @@ def curriculum_order(difficulty: np.ndarray) -> np.ndarray:
 
 
 # ---------------------------------------------------------------------------- method
-@dataclass
+@typed_config
 class LASERConfig:
     """Options of LASER.
 
@@ -164,26 +164,11 @@ class LASERConfig:
             without validation (see :class:`LASER` for why the default departs).
     """
 
-    n_groups: int = 10
-    embed_dim: int = 16
-    kmeans_iters: int = 50
-    curriculum: str = "popularity"
-    schedule: str = "cumulative"
-
-    def __post_init__(self) -> None:
-        if self.schedule not in SCHEDULES:
-            raise ConfigError(f"LASERConfig.schedule must be one of {', '.join(SCHEDULES)}, "
-                              f"got {self.schedule!r}")
-        for name in ("n_groups", "embed_dim", "kmeans_iters"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-                raise ConfigError(f"LASERConfig.{name} must be an integer, got {value!r}")
-            setattr(self, name, int(value))
-        check_ranges(self, at_least_one=("n_groups", "embed_dim", "kmeans_iters"))
-        if self.curriculum not in CURRICULA:
-            hint = suggest(str(self.curriculum), CURRICULA.names())
-            raise ConfigError(f"LASERConfig.curriculum: unknown curriculum "
-                              f"{self.curriculum!r}{hint}")
+    n_groups: PositiveInt = 10
+    embed_dim: PositiveInt = 16
+    kmeans_iters: PositiveInt = 50
+    curriculum: Annotated[str, one_of(CURRICULA.names, "curriculum")] = "popularity"
+    schedule: Schedule = "cumulative"
 
 
 @UNLEARNERS.register("laser")

@@ -18,6 +18,7 @@ Every function is deterministic given its seed; distances are computed in float6
 from __future__ import annotations
 
 import math
+from typing import Literal, get_args
 
 import numpy as np
 import ot
@@ -28,7 +29,8 @@ from trustrec.errors import ConfigError, DataFormatError
 from trustrec.seeding import rng
 
 #: Names of the optimal-transport solvers of :func:`ot_balanced_partition`.
-OT_METHODS = ("exact", "entropic")
+OTMethod = Literal["exact", "entropic"]
+OT_METHODS: tuple[str, ...] = get_args(OTMethod)
 
 
 def balanced_partition(n: int, n_shards: int, seed: int) -> np.ndarray:

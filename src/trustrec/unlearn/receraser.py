@@ -24,13 +24,20 @@ Chen, Sun, Zhang & Ding, "Recommendation Unlearning", WWW 2022.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Annotated, Any, Literal, get_args
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+from pydantic import Field
 
-from trustrec.config import check_ranges
+from trustrec.config import (
+    NonNegativeFloat,
+    NonNegativeInt,
+    PositiveFloat,
+    PositiveInt,
+    typed_config,
+)
 from trustrec.data.dataset import Dataset
 from trustrec.errors import ConfigError, DataFormatError
 from trustrec.models.base import EmbeddingRecommender
@@ -41,7 +48,6 @@ from trustrec.unlearn.base import UNLEARNERS
 from trustrec.unlearn.ensemble import (
     ShardEnsemble,
     check_pretrain_config,
-    check_shard_config,
     pretrained_embeddings,
 )
 from trustrec.unlearn.partition import balanced_kmeans, interaction_balanced_partition
@@ -50,9 +56,11 @@ from trustrec.unlearn.partition import balanced_kmeans, interaction_balanced_par
 #: (what the attention aggregator combines).
 DOT_PRODUCT_MODELS = frozenset({"bcemf", "bpr", "wmf", "lightgcn"})
 #: Partitions of RecEraser: user-based (UBP) and interaction-based (IBP).
-PARTITIONS = ("user", "interaction")
+Partition = Literal["user", "interaction"]
+PARTITIONS: tuple[str, ...] = get_args(Partition)
 #: RecEraser's ways to combine the shard models (see :class:`RecEraserConfig`).
-AGGREGATIONS_RECERASER = ("score-attention", "attention", "owner")
+Aggregation = Literal["score-attention", "attention", "owner"]
+AGGREGATIONS_RECERASER: tuple[str, ...] = get_args(Aggregation)
 #: Names of the score-attention aggregator's parameters, in a fixed order.
 SCORE_ATTENTION_PARAMS = ("user_att_w", "user_att_b", "user_att_h", "item_att_w",
                           "item_att_b", "item_att_h", "owner_bias")
@@ -64,7 +72,7 @@ AGGREGATOR_PARAMS = ("shard_w", "shard_b", "user_att_w", "user_att_b", "user_att
                      "item_att_w", "item_att_b", "item_att_h")
 
 
-@dataclass
+@typed_config
 class RecEraserConfig:
     """Options of RecEraser.
 
@@ -97,32 +105,24 @@ class RecEraserConfig:
             over transformed shard *embeddings*; ``"owner"``: the user's own shard model.
     """
 
-    n_shards: int = 10
-    partition: str = "user"
-    capacity: float = 1.2
-    partition_iters: int = 50
+    n_shards: PositiveInt = 10
+    partition: Partition = "user"
+    capacity: Annotated[float, Field(ge=1)] = 1.2
+    partition_iters: PositiveInt = 50
     pretrain_model: str = "wmf"
     pretrain_config: dict[str, Any] = field(default_factory=lambda: {"dim": 32, "epochs": 5})
-    agg_epochs: int = 10
-    agg_lr: float = 0.01
-    agg_batch_size: int = 16384
-    agg_reg: float = 1e-4
-    attention_dim: int = 0
-    agg_threads: int = 1
-    aggregation: str = "score-attention"
-    agg_patience: int = 2
-    agg_rows: int = 100_000
-    workers: int = 1
+    agg_epochs: PositiveInt = 10
+    agg_lr: PositiveFloat = 0.01
+    agg_batch_size: PositiveInt = 16384
+    agg_reg: NonNegativeFloat = 1e-4
+    attention_dim: NonNegativeInt = 0
+    agg_threads: NonNegativeInt = 1
+    aggregation: Aggregation = "score-attention"
+    agg_patience: PositiveInt = 2
+    agg_rows: NonNegativeInt = 100_000
+    workers: PositiveInt = 1
 
     def __post_init__(self) -> None:
-        check_shard_config(self, AGGREGATIONS_RECERASER)
-        if self.partition not in PARTITIONS:
-            raise ConfigError(f"RecEraserConfig.partition must be one of {PARTITIONS} (UBP, "
-                              f"IBP), got {self.partition!r}")
-        check_ranges(self, at_least_one=("partition_iters", "agg_epochs", "agg_batch_size",
-                                         "capacity", "agg_patience"),
-                     positive=("agg_lr",), non_negative=("agg_reg", "attention_dim",
-                                                         "agg_threads", "agg_rows"))
         check_pretrain_config(self)
 
 

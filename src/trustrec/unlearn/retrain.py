@@ -9,18 +9,18 @@ completeness: its cost is a full training run per request.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
+from trustrec.config import typed_config
 from trustrec.data.dataset import Dataset
 from trustrec.models.base import EmbeddingRecommender
 from trustrec.seeding import child_seed
 from trustrec.unlearn.base import UNLEARNERS, UnlearnerBase
 
 
-@dataclass
+@typed_config
 class RetrainConfig:
     """Retraining has no options of its own (the model's config is separate)."""
 

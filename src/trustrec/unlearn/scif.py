@@ -39,14 +39,19 @@ from __future__ import annotations
 import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal, get_args
 
 import numpy as np
 import torch
 
-from trustrec.config import check_ranges
+from trustrec.config import (
+    NonNegativeFloat,
+    NonNegativeInt,
+    PositiveFloat,
+    PositiveInt,
+    typed_config,
+)
 from trustrec.data.dataset import Dataset
-from trustrec.errors import ConfigError
 from trustrec.seeding import child_seed, rng
 from trustrec.threads import torch_threads
 from trustrec.unlearn.base import UNLEARNERS
@@ -71,12 +76,15 @@ from trustrec.unlearn.objectives import (
 )
 from trustrec.unlearn.retrain import Retrain
 
-SOLVERS = ("cg", "lissa")
-HESSIANS = ("block", "full")
-STEPS = ("hybrid", "newton", "influence")
+Solver = Literal["cg", "lissa"]
+Hessian = Literal["block", "full"]
+Step = Literal["hybrid", "newton", "influence"]
+SOLVERS: tuple[str, ...] = get_args(Solver)
+HESSIANS: tuple[str, ...] = get_args(Hessian)
+STEPS: tuple[str, ...] = get_args(Step)
 
 
-@dataclass
+@typed_config
 class InfluenceConfig:
     """Options shared by the influence-function methods.
 
@@ -120,40 +128,23 @@ class InfluenceConfig:
         num_threads: torch threads during ``forget`` (0 keeps torch's setting).
     """
 
-    solver: str = "cg"
-    step: str = "influence"
-    hessian: str = "block"
-    iterations: int = 100
-    tol: float = 1e-3
-    damping: float = 2.0
-    scale: float | None = None
+    solver: Solver = "cg"
+    step: Step = "influence"
+    hessian: Hessian = "block"
+    iterations: PositiveInt = 100
+    tol: PositiveFloat = 1e-3
+    damping: NonNegativeFloat = 2.0
+    scale: PositiveFloat | None = None
     collaborative: bool = True
     precondition: bool = True
-    probes: int = 1
-    negatives: int = 2
-    hessian_rows: int = 10000
-    chunk_rows: int = 32768
-    num_threads: int = 1
-
-    def __post_init__(self) -> None:
-        if self.solver not in SOLVERS:
-            raise ConfigError(f"{type(self).__name__}.solver must be one of "
-                              f"{', '.join(SOLVERS)}, got {self.solver!r}")
-        if self.step not in STEPS:
-            raise ConfigError(f"{type(self).__name__}.step must be one of "
-                              f"{', '.join(STEPS)}, got {self.step!r}")
-        if self.hessian not in HESSIANS:
-            raise ConfigError(f"{type(self).__name__}.hessian must be one of "
-                              f"{', '.join(HESSIANS)}, got {self.hessian!r}")
-        check_ranges(self, at_least_one=("iterations", "probes", "chunk_rows"),
-                     non_negative=("damping", "negatives", "hessian_rows", "num_threads"),
-                     positive=("tol",))
-        if self.scale is not None and not self.scale > 0:
-            raise ConfigError(f"{type(self).__name__}.scale must be > 0 or None, "
-                              f"got {self.scale}")
+    probes: PositiveInt = 1
+    negatives: NonNegativeInt = 2
+    hessian_rows: NonNegativeInt = 10000
+    chunk_rows: PositiveInt = 32768
+    num_threads: NonNegativeInt = 1
 
 
-@dataclass
+@typed_config
 class SCIFConfig(InfluenceConfig):
     """SCIF's options (those of :class:`InfluenceConfig`; SCIF never spills over)."""
 

@@ -13,19 +13,19 @@ lives in :class:`~trustrec.unlearn.ensemble.ShardEnsemble`.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any
+from typing import Annotated, Any
 
 import numpy as np
 
+from trustrec.config import PositiveInt, one_of, typed_config
 from trustrec.unlearn.base import UNLEARNERS
-from trustrec.unlearn.ensemble import AGGREGATIONS, ShardEnsemble, check_shard_config
+from trustrec.unlearn.ensemble import AGGREGATIONS, ShardEnsemble
 from trustrec.unlearn.partition import balanced_partition
 
 __all__ = ["AGGREGATIONS", "SISA", "SISAConfig", "balanced_partition"]
 
 
-@dataclass
+@typed_config
 class SISAConfig:
     """Options of SISA.
 
@@ -38,12 +38,9 @@ class SISAConfig:
             :class:`~trustrec.unlearn.ensemble.ShardEnsemble`).
     """
 
-    n_shards: int = 10
-    aggregation: str = "owner"
-    workers: int = 1
-
-    def __post_init__(self) -> None:
-        check_shard_config(self, tuple(AGGREGATIONS.names()))
+    n_shards: PositiveInt = 10
+    aggregation: Annotated[str, one_of(AGGREGATIONS.names, "aggregation")] = "owner"
+    workers: PositiveInt = 1
 
 
 @UNLEARNERS.register("sisa")

@@ -18,14 +18,20 @@ Error Decomposition", NeurIPS 2023.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import field
+from typing import Annotated, Any
 
 import numpy as np
 
-from trustrec.config import check_ranges
+from trustrec.config import (
+    NonNegativeFloat,
+    PositiveFloat,
+    PositiveInt,
+    one_of,
+    typed_config,
+)
 from trustrec.data.dataset import Dataset
-from trustrec.errors import ConfigError, DataFormatError
+from trustrec.errors import DataFormatError
 from trustrec.models.base import EmbeddingRecommender
 from trustrec.seeding import child_seed, rng
 from trustrec.train.sampling import sample_negatives
@@ -34,16 +40,15 @@ from trustrec.unlearn.ensemble import (
     AGGREGATIONS,
     ShardEnsemble,
     check_pretrain_config,
-    check_shard_config,
     pretrained_embeddings,
 )
-from trustrec.unlearn.partition import OT_METHODS, ot_balanced_partition
+from trustrec.unlearn.partition import OTMethod, ot_balanced_partition
 
 #: Users scored per block when shard models score training pairs.
 SCORE_BLOCK = 4096
 
 
-@dataclass
+@typed_config
 class UltraREConfig:
     """Options of UltraRE.
 
@@ -64,25 +69,20 @@ class UltraREConfig:
         workers: shards (re)trained at once, in threads.
     """
 
-    n_shards: int = 10
-    ot_method: str = "exact"
-    ot_reg: float = 0.05
-    ot_iters: int = 10
-    ot_max_iter: int = 1000
+    n_shards: PositiveInt = 10
+    ot_method: OTMethod = "exact"
+    ot_reg: PositiveFloat = 0.05
+    ot_iters: PositiveInt = 10
+    ot_max_iter: PositiveInt = 1000
     pretrain_model: str = "wmf"
     pretrain_config: dict[str, Any] = field(default_factory=lambda: {"dim": 32, "epochs": 5})
-    aggregation: str = "owner"
-    combiner_l2: float = 1e-4
-    combiner_neg: int = 1
-    workers: int = 1
+    aggregation: Annotated[str, one_of(lambda: ["combiner", *AGGREGATIONS.names()],
+                                       "aggregation")] = "owner"
+    combiner_l2: NonNegativeFloat = 1e-4
+    combiner_neg: PositiveInt = 1
+    workers: PositiveInt = 1
 
     def __post_init__(self) -> None:
-        check_shard_config(self, ("combiner", *AGGREGATIONS.names()))
-        if self.ot_method not in OT_METHODS:
-            raise ConfigError(f"UltraREConfig.ot_method must be one of {OT_METHODS}, got "
-                              f"{self.ot_method!r}")
-        check_ranges(self, at_least_one=("ot_iters", "ot_max_iter", "combiner_neg"),
-                     positive=("ot_reg",), non_negative=("combiner_l2",))
         check_pretrain_config(self)
 
 
