@@ -214,8 +214,8 @@ def _config_error(cls: type, exc: ValidationError, where: str = "") -> TrustrecE
     if err["type"] == "unknown_name":  # one_of: the message names the value already
         return ConfigError(f"{cls.__name__}.{loc}{ctx}: {err['msg']}")
     hint = ""
-    if err["type"] == "literal_error" and len(err["loc"]) == 1:
-        choices = [str(v) for v in _literal_values(_field_types(cls).get(loc))]
+    if err["type"] == "literal_error":  # the field's choices (of a list's items too)
+        choices = [str(v) for v in _literal_values(_field_types(cls).get(str(err["loc"][0])))]
         close = difflib.get_close_matches(str(err.get("input")), choices, n=1)
         hint = f"; did you mean {close[0]!r}?" if close else ""
     return ConfigError(f"{cls.__name__}.{loc}{ctx}: {err['msg']} (got "

@@ -193,7 +193,8 @@ def test_cli_engine_options(ml100k_dir, tmp_path):
     assert res.exit_code == 2 and "unknown engine 'spark'" in res.output
     res = runner.invoke(app, ["bench", "--datasets", str(ml100k_dir), "--workers", "0",
                               "--out", str(tmp_path / "c"), "--quiet"])
-    assert res.exit_code == 2 and "workers must be a positive integer" in res.output
+    assert res.exit_code == 2 and "BenchSpec.workers" in res.output
+    assert "greater than 0" in res.output
 
 
 def _children(pid: int) -> list[int]:

@@ -15,22 +15,30 @@ import dataclasses
 import difflib
 import hashlib
 import json
-import math
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import field
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Annotated, Any, ClassVar, Literal
 
 import yaml
+from pydantic import (
+    AfterValidator,
+    BeforeValidator,
+    Field,
+    NonNegativeFloat,
+    NonNegativeInt,
+    PositiveInt,
+)
+from pydantic_core import PydanticCustomError
 
-from trustrec.config import build_config, suggest, to_dict
+from trustrec.config import build_config, one_of, to_dict, typed_config
 from trustrec.errors import ConfigError, UnknownNameError
 
 #: Default experiment kind of a spec without ``kind``.
 DEFAULT_KIND = "unlearning"
 #: How a grid splits each dataset (see :func:`trustrec.bench.context.make_split`).
-SPLITS = ("random", "leave_last_out", "temporal")
+Split = Literal["random", "leave_last_out", "temporal"]
 
 
 def default_list(values: list[Any]) -> Any:
@@ -38,20 +46,76 @@ def default_list(values: list[Any]) -> Any:
     return field(default_factory=lambda: list(values))
 
 
-@dataclass
+# ---------------------------------------------------------------------------- field rules
+def _as_list(value: Any) -> Any:
+    """A comma string (the command line's ``0,1,2``) or a single number as a list."""
+    if isinstance(value, str):
+        return [v.strip() for v in value.split(",") if v.strip()]
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return [value]
+    return value
+
+
+def _distinct(values: list[Any]) -> list[Any]:
+    dup = next((v for i, v in enumerate(values) if v in values[:i]), None)
+    if dup is not None:
+        raise PydanticCustomError("listed_twice", "{value} is listed twice",
+                                  {"value": repr(dup)})
+    return values
+
+
+def _as_text(value: Any) -> Any:
+    return str(value) if isinstance(value, Path) else value
+
+
+def axis_of(item: Any) -> Any:
+    """The type of a grid axis: a non-empty list of distinct ``item`` values (a comma
+    string or a single value is accepted)."""
+    return Annotated[list[item], BeforeValidator(_as_list), Field(min_length=1),
+                     AfterValidator(_distinct)]
+
+
+#: A non-empty name (a dataset, model, method, ...).
+Name = Annotated[str, Field(min_length=1)]
+#: Axes of names, of seeds (>= 0) and of cut-offs (>= 1).
+Names, Seeds, Cutoffs = axis_of(Name), axis_of(NonNegativeInt), axis_of(PositiveInt)
+#: A folder path (text; a Path is accepted).
+Folder = Annotated[str, BeforeValidator(_as_text), Field(min_length=1)]
+#: Per name, a table of options.
+Configs = dict[str, dict[str, Any]]
+
+
+def _engines() -> list[str]:
+    from trustrec.bench.engine import ENGINES
+
+    return ENGINES.names()
+
+
+def _protocols() -> list[str]:
+    from trustrec.bench.protocol import PROTOCOLS
+
+    return sorted(PROTOCOLS)
+
+
+@typed_config
 class GridSpec:
     """What every grid shares; an experiment kind subclasses it with its own axes.
+
+    Every field's type, range and choices are checked when the spec is built (a typed
+    config, :func:`trustrec.config.typed_config`); list axes also take a comma string.
 
     Attributes:
         datasets: known dataset names (``"ml-100k"``) or paths to dataset folders/files.
         models: registered model names (``trustrec.models.MODELS``).
-        seeds: root seeds; each drives the split, training and any random selection.
+        seeds: root seeds (>= 0); each drives the split, training and any random selection.
         out: output folder (one sub-folder per cell, plus ``results.csv`` and reports).
         split: ``"random"`` (per-user random shares, :attr:`split_ratios`; the default),
             ``"leave_last_out"`` (each user's last row to test, the one before to
             validation) or ``"temporal"`` (a global time cut at the shares' quantiles).
-        split_ratios: train / validation / test shares (random and temporal splits).
-        ks: ranking cut-offs; the headline cut-off is 20 when present, else the largest.
+        split_ratios: train / validation / test shares summing to 1, train and test > 0
+            (random and temporal splits).
+        ks: ranking cut-offs (>= 1); the headline cut-off is 20 when present, else the
+            largest.
         model_configs: per model name, config values overriding the model's defaults.
         data_dir: cache folder for known datasets (default ``$TRUSTREC_DATA`` or
             ``~/.cache/trustrec``).
@@ -64,53 +128,36 @@ class GridSpec:
     """
 
     kind: ClassVar[str] = ""
-    datasets: list[str] = default_list(["ml-100k"])
-    models: list[str] = default_list(["bpr"])
-    seeds: list[int] = default_list([0])
-    out: str = "runs/bench"
-    split: str = "random"
-    split_ratios: list[float] = default_list([0.8, 0.1, 0.1])
-    ks: list[int] = default_list([10, 20])
-    model_configs: dict[str, dict[str, Any]] = field(default_factory=dict)
-    data_dir: str | None = None
-    workers: int | None = None
-    engine: str = "local"
-    protocol: str = "trustrec"
+    datasets: Names = default_list(["ml-100k"])
+    models: Names = default_list(["bpr"])
+    seeds: Seeds = default_list([0])
+    out: Folder = "runs/bench"
+    split: Split = "random"
+    split_ratios: Annotated[list[NonNegativeFloat], BeforeValidator(_as_list),
+                            Field(min_length=3, max_length=3)] = default_list([0.8, 0.1, 0.1])
+    ks: Cutoffs = default_list([10, 20])
+    model_configs: Configs = field(default_factory=dict)
+    data_dir: Annotated[str | None, BeforeValidator(_as_text)] = None
+    workers: PositiveInt | None = None
+    engine: Annotated[str, one_of(_engines, "engine")] = "local"
+    protocol: Annotated[str, one_of(_protocols, "protocol")] = "trustrec"
 
     def __post_init__(self) -> None:
-        from trustrec.bench.engine import ENGINES
         from trustrec.bench.protocol import get_protocol
 
         forced = get_protocol(self.protocol).split_ratios
         if forced is not None:
             self.split_ratios = list(forced)
-        for name in ("datasets", "models"):
-            setattr(self, name, str_list(name, getattr(self, name)))
-        self.seeds = num_list("seeds", self.seeds, int)
-        self.ks = num_list("ks", self.ks, int)
-        self.split_ratios = num_list("split_ratios", self.split_ratios, float)
-        for s in self.seeds:
-            if s < 0:
-                raise ConfigError(f"seeds: {s} is negative")
-        for k in self.ks:
-            if k < 1:
-                raise ConfigError(f"ks: cut-off {k} must be >= 1")
-        if self.split not in SPLITS:
-            raise ConfigError(f"split: unknown split {self.split!r}"
-                              f"{suggest(str(self.split), list(SPLITS))}")
         sr = self.split_ratios
-        if len(sr) != 3 or min(sr) < 0 or min(sr[0], sr[2]) <= 0 or abs(sum(sr) - 1) > 1e-9:
+        if min(sr[0], sr[2]) <= 0 or abs(sum(sr) - 1) > 1e-9:
             raise ConfigError(f"split_ratios must be three non-negative shares (train, "
                               f"validation, test) summing to 1, with train and test > 0, "
                               f"got {sr}")
-        if self.workers is not None and (isinstance(self.workers, bool) or not isinstance(
-                self.workers, int) or self.workers < 1):
-            raise ConfigError(f"workers must be a positive integer (or unset for every "
-                              f"CPU), got {self.workers!r}")
-        if self.engine not in ENGINES:
-            raise ConfigError(f"engine: unknown engine {self.engine!r}"
-                              f"{suggest(str(self.engine), ENGINES.names())}")
-        normalise_common(self)
+        labels = [dataset_label(d) for d in self.datasets]
+        dup = sorted({x for x in labels if labels.count(x) > 1})
+        if dup:
+            raise ConfigError(f"datasets: two entries share the name {dup[0]!r}; rename "
+                              "one of the folders")
 
     # ------------------------------------------------------------------ checks
     def validate(self, where: str = "spec") -> None:
@@ -181,34 +228,6 @@ def fingerprint(obj: Any) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def normalise_common(spec: Any) -> None:
-    """Checks and normalisation shared by every grid spec (``out``, ``data_dir``, the
-    ``*_configs`` tables and distinct dataset names), in place.
-
-    Raises:
-        ConfigError: a bad value, naming the field.
-    """
-    if not isinstance(spec.out, (str, Path)) or not str(spec.out):
-        raise ConfigError(f"out must be a folder path, got {spec.out!r}")
-    spec.out = str(spec.out)
-    if spec.data_dir is not None:
-        spec.data_dir = str(spec.data_dir)
-    for name in ("model_configs", "method_configs"):
-        if not hasattr(spec, name):
-            continue
-        value = getattr(spec, name)
-        if not isinstance(value, Mapping) or not all(
-                isinstance(v, Mapping) for v in value.values()):
-            raise ConfigError(f"{name} must map a name to a table of options, got "
-                              f"{value!r}")
-        setattr(spec, name, {str(k): dict(v) for k, v in value.items()})
-    labels = [dataset_label(d) for d in spec.datasets]
-    dup = sorted({x for x in labels if labels.count(x) > 1})
-    if dup:
-        raise ConfigError(f"datasets: two entries share the name {dup[0]!r}; rename one "
-                          "of the folders")
-
-
 def check_datasets(datasets: list[str], where: str) -> None:
     """Raise UnknownNameError (with the closest name) unless every dataset is a catalog
     name or an existing path. Nothing is loaded or fetched."""
@@ -222,52 +241,6 @@ def check_datasets(datasets: list[str], where: str) -> None:
         raise UnknownNameError(
             f"{where}: datasets: unknown dataset {d!r}{hint}; known datasets: "
             f"{', '.join(sorted(CATALOG))}; or give a path to a dataset folder or file")
-
-
-def str_list(name: str, value: Any) -> list[str]:
-    """A non-empty list of distinct names (a comma string is split)."""
-    if isinstance(value, str):
-        value = [v.strip() for v in value.split(",") if v.strip()]
-    if not isinstance(value, (list, tuple)) or not value:
-        raise ConfigError(f"{name} must be a non-empty list, got {value!r}")
-    out = []
-    for v in value:
-        if not isinstance(v, str) or not v:
-            raise ConfigError(f"{name}: {v!r} is not a name")
-        out.append(v)
-    if len(set(out)) != len(out):
-        dup = next(v for v in out if out.count(v) > 1)
-        raise ConfigError(f"{name}: {dup!r} is listed twice")
-    return out
-
-
-def num_list(name: str, value: Any, kind: type) -> list:
-    """A non-empty list of numbers of ``kind`` (a comma string is split; one number is a
-    list of one); ``ratios``, ``seeds`` and ``ks`` must not repeat a value."""
-    if isinstance(value, str):
-        value = [v.strip() for v in value.split(",") if v.strip()]
-    elif isinstance(value, (int, float)) and not isinstance(value, bool):
-        value = [value]
-    if not isinstance(value, (list, tuple)) or not value:
-        raise ConfigError(f"{name} must be a non-empty list of numbers, got {value!r}")
-    out = []
-    for v in value:
-        try:
-            if isinstance(v, bool):
-                raise ValueError
-            x = float(v) if kind is float else int(v)
-            if kind is int and isinstance(v, float) and v != int(v):
-                raise ValueError
-            if kind is float and not math.isfinite(x):
-                raise ValueError
-        except (TypeError, ValueError):
-            what = "an integer" if kind is int else "a number"
-            raise ConfigError(f"{name}: {v!r} is not {what}") from None
-        out.append(x)
-    if name in ("ratios", "seeds", "ks") and len(set(out)) != len(out):
-        dup = next(v for v in out if out.count(v) > 1)
-        raise ConfigError(f"{name}: {dup!r} is listed twice")
-    return out
 
 
 # ---------------------------------------------------------------------------- loading
@@ -320,7 +293,7 @@ def build_spec(cls: type, values: Mapping[str, Any] | None, where: str, validate
     if values is not None and not isinstance(values, Mapping):
         raise ConfigError(f"{where}: expected a table of options at the top level, got "
                           f"{type(values).__name__}")
-    spec = build_config(cls, values or {}, where=where, typed=False)
+    spec = build_config(cls, values or {}, where=where)
     if validate:
         spec.validate(where)
     return spec

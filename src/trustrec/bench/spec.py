@@ -24,10 +24,7 @@ from trustrec.bench.grid import (
     check_datasets,
     dataset_label,
     fingerprint,
-    normalise_common,
-    num_list,
     read_spec_file,
-    str_list,
 )
 from trustrec.errors import ConfigError
 
@@ -61,4 +58,4 @@ def load_spec(path: str | Path, validate: bool = True) -> BenchSpec:
 
 __all__ = ["GRAINS", "GRAIN_SELECTIONS", "REFERENCE_METHOD", "BenchSpec", "Cell",
            "build_spec", "check_datasets", "dataset_label", "enumerate_cells", "fingerprint",
-           "load_spec", "normalise_common", "num_list", "spec_from_mapping", "str_list"]
+           "load_spec", "spec_from_mapping"]

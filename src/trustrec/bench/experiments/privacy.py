@@ -41,29 +41,41 @@ import dataclasses
 import importlib
 import pkgutil
 import time
+import typing
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from itertools import product
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Annotated, Any, ClassVar, Literal
 
 import numpy as np
 import pandas as pd
+from pydantic import BeforeValidator, Field
 
 from trustrec.bench.context import GridContext
 from trustrec.bench.experiments.base import EXPERIMENTS, CellOutput, Experiment, Stage
 from trustrec.bench.grid import (
+    Configs,
+    Folder,
     GridSpec,
+    Names,
+    axis_of,
     check_configs,
     check_datasets,
     check_names,
     dataset_label,
     default_list,
     fingerprint,
-    str_list,
 )
-from trustrec.config import build_config, suggest, to_dict
+from trustrec.config import (
+    NonNegativeInt,
+    UnitInterval,
+    build_config,
+    suggest,
+    to_dict,
+    typed_config,
+)
 from trustrec.errors import ConfigError, UnknownNameError
 from trustrec.fileio import now_iso
 
@@ -73,9 +85,13 @@ NO_DEFENSE = "none"
 DEFAULT_ATTACKERS = ("lr", "mlp", "gbt")
 #: Scored user sets of an attack: the users whose labels the method did not see, those
 #: it saw, and every labelled user (in-sample, ``label_share = 1``).
-USER_SETS = ("held-out", "seen", "all")
+UserSet = Literal["held-out", "seen", "all"]
+USER_SETS: tuple[str, ...] = typing.get_args(UserSet)
 DEFAULT_USERS = ("held-out", "seen")
-DEFAULT_VIEWS = ("released", "fold_in")
+#: Feature views of an attack (:data:`~trustrec.privacy.attack.VIEWS`).
+View = Literal["released", "fold_in"]
+DEFAULT_VIEWS: tuple[str, ...] = typing.get_args(View)
+UserSets, Views = axis_of(UserSet), axis_of(View)
 #: Columns of a cell's ``audit.csv``.
 AUDIT_COLUMNS = ["attribute", "view", "users", "attacker", "metric", "value"]
 #: Prefix of the audit rows among a cell's metrics:
@@ -85,7 +101,37 @@ STATE_JSON, MODEL_DIR, AUDIT_CSV = "state.json", "model", "audit.csv"
 
 
 # ---------------------------------------------------------------------------- spec
-@dataclass
+def attribute_sets(value: Any) -> list[str]:
+    """Normalise ``attributes`` to comma-joined sets: ``["gender", "gender,age"]``."""
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, (list, tuple)) or not value:
+        raise ConfigError(f"attributes must be a non-empty list of attribute sets (e.g. "
+                          f"[\"gender\", \"gender,age\"]), got {value!r}")
+    out: list[str] = []
+    for entry in value:
+        parts = entry.split(",") if isinstance(entry, str) else entry
+        if not isinstance(parts, (list, tuple)) or not all(isinstance(p, str) for p in parts):
+            raise ConfigError(f"attributes: {entry!r} is not an attribute name or a list of "
+                              "names")
+        names = [p.strip() for p in parts if p.strip()]
+        if not names:
+            raise ConfigError(f"attributes: {entry!r} names no attribute")
+        dup = sorted({a for a in names if names.count(a) > 1})
+        if dup:
+            raise ConfigError(f"attributes: {dup[0]!r} is given twice in the set {entry!r}")
+        bad = [a for a in names if any(c in a for c in "+/:")]
+        if bad:
+            raise ConfigError(f"attributes: {bad[0]!r} is not an attribute name (separate "
+                              "the attributes of a set with commas)")
+        key = ",".join(names)
+        if key in out:
+            raise ConfigError(f"attributes: the set {key!r} is listed twice")
+        out.append(key)
+    return out
+
+
+@typed_config
 class PrivacySpec(GridSpec):
     """A privacy grid: the shared axes (:class:`~trustrec.bench.grid.GridSpec`) and
 
@@ -124,45 +170,25 @@ class PrivacySpec(GridSpec):
     """
 
     kind: ClassVar[str] = "privacy"
-    out: str = "runs/privacy"
-    methods: list[str] = default_list([NO_DEFENSE, "output-noise", "pot-au-d2d",
-                                       "pot-au-u2u", "lego", "raid", "adversarial",
-                                       "hide-table"])
-    attributes: list[Any] = default_list(["gender"])
-    attackers: list[str] = default_list(list(DEFAULT_ATTACKERS))
-    folds: int = 5
-    label_share: float = 0.5
-    users: list[str] = default_list(list(DEFAULT_USERS))
-    views: list[str] = default_list(list(DEFAULT_VIEWS))
-    null_permutations: int = 20
-    method_configs: dict[str, dict[str, Any]] = field(default_factory=dict)
+    out: Folder = "runs/privacy"
+    methods: Names = default_list([NO_DEFENSE, "output-noise", "pot-au-d2d", "pot-au-u2u",
+                                   "lego", "raid", "adversarial", "hide-table"])
+    attributes: Annotated[list[Any], BeforeValidator(attribute_sets)] = default_list(
+        ["gender"])
+    attackers: Names = default_list(list(DEFAULT_ATTACKERS))
+    folds: Annotated[int, Field(ge=2)] = 5
+    label_share: UnitInterval = 0.5
+    users: UserSets = default_list(list(DEFAULT_USERS))
+    views: Views = default_list(list(DEFAULT_VIEWS))
+    null_permutations: NonNegativeInt = 20
+    method_configs: Configs = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        for name in ("methods", "attackers"):
-            setattr(self, name, str_list(name, getattr(self, name)))
-        self.attributes = attribute_sets(self.attributes)
-        if isinstance(self.folds, bool) or not isinstance(self.folds, int) or self.folds < 2:
-            raise ConfigError(f"folds must be an integer >= 2, got {self.folds!r}")
         self._check_threat_model()
 
     def _check_threat_model(self) -> None:
-        """``label_share``, ``users``, ``views`` and ``null_permutations``."""
-        share = self.label_share
-        if (isinstance(share, bool) or not isinstance(share, (int, float))
-                or not 0 < share <= 1):
-            raise ConfigError(f"label_share must be a number in (0, 1], got {share!r}")
-        self.label_share = float(share)
-        self.users = str_list("users", self.users)
-        self.views = str_list("views", self.views)
-        for axis, names, known in (("users", self.users, USER_SETS),
-                                   ("views", self.views, DEFAULT_VIEWS)):
-            for name in names:
-                if name not in known:
-                    what = "user set" if axis == "users" else "view"
-                    raise ConfigError(f"{axis}: unknown {what} {name!r}"
-                                      f"{suggest(name, list(known))} (choose from "
-                                      f"{', '.join(known)})")
+        """``label_share``, ``users`` and ``null_permutations`` together."""
         if "all" in self.users and len(self.users) > 1:
             raise ConfigError('users: "all" scores every labelled user and cannot be '
                               'combined with "held-out" or "seen"')
@@ -173,9 +199,9 @@ class PrivacySpec(GridSpec):
             raise ConfigError('users = ["all"] scores users whose labels the method saw '
                               'together with those it did not; with label_share < 1 use '
                               '"held-out" and/or "seen"')
-        n = self.null_permutations
-        if isinstance(n, bool) or not isinstance(n, int) or n < 0 or n == 1:
-            raise ConfigError(f"null_permutations must be 0 or an integer >= 2, got {n!r}")
+        if self.null_permutations == 1:
+            raise ConfigError("null_permutations must be 0 (no null) or >= 2 (one "
+                              "permutation gives no interval), got 1")
 
     def validate(self, where: str = "privacy spec") -> None:
         """Check every name against its registry and every config against its dataclass.
@@ -276,36 +302,6 @@ def method_kind(method: str) -> str:
     if method in DEFENSES:
         return "in-training"
     raise UnknownNameError(f"unknown privacy method {method!r}")
-
-
-def attribute_sets(value: Any) -> list[str]:
-    """Normalise ``attributes`` to comma-joined sets: ``["gender", "gender,age"]``."""
-    if isinstance(value, str):
-        value = [value]
-    if not isinstance(value, (list, tuple)) or not value:
-        raise ConfigError(f"attributes must be a non-empty list of attribute sets (e.g. "
-                          f"[\"gender\", \"gender,age\"]), got {value!r}")
-    out: list[str] = []
-    for entry in value:
-        parts = entry.split(",") if isinstance(entry, str) else entry
-        if not isinstance(parts, (list, tuple)) or not all(isinstance(p, str) for p in parts):
-            raise ConfigError(f"attributes: {entry!r} is not an attribute name or a list of "
-                              "names")
-        names = [p.strip() for p in parts if p.strip()]
-        if not names:
-            raise ConfigError(f"attributes: {entry!r} names no attribute")
-        dup = sorted({a for a in names if names.count(a) > 1})
-        if dup:
-            raise ConfigError(f"attributes: {dup[0]!r} is given twice in the set {entry!r}")
-        bad = [a for a in names if any(c in a for c in "+/:")]
-        if bad:
-            raise ConfigError(f"attributes: {bad[0]!r} is not an attribute name (separate "
-                              "the attributes of a set with commas)")
-        key = ",".join(names)
-        if key in out:
-            raise ConfigError(f"attributes: the set {key!r} is listed twice")
-        out.append(key)
-    return out
 
 
 # ---------------------------------------------------------------------------- cells

@@ -32,28 +32,31 @@ from __future__ import annotations
 
 import dataclasses
 import time
+import typing
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from itertools import product
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Annotated, Any, ClassVar, Literal
 
 import numpy as np
 import pandas as pd
+from pydantic import Field
 
 from trustrec.bench.context import GridContext
 from trustrec.bench.experiments.base import EXPERIMENTS, CellOutput, Experiment, Stage
 from trustrec.bench.grid import (
+    Configs,
     GridSpec,
+    Names,
+    axis_of,
     check_configs,
     check_names,
     dataset_label,
     default_list,
     fingerprint,
-    num_list,
-    str_list,
 )
-from trustrec.config import build_config, suggest, to_dict
+from trustrec.config import build_config, to_dict, typed_config
 from trustrec.errors import ConfigError, UnknownNameError
 from trustrec.fileio import now_iso
 from trustrec.seeding import child_seed
@@ -68,7 +71,8 @@ REPEAT_BELOW = 2.0
 FORGET_REPEATS = 3
 STATE_JSON, UNLEARNER_DIR, SHADOW_DIR = "state.json", "unlearner", "shadow"
 #: Request grains: what a forget request names.
-GRAINS = ("user", "interaction", "item")
+Grain = Literal["user", "interaction", "item"]
+GRAINS: tuple[str, ...] = typing.get_args(Grain)
 #: Per grain, the selections it accepts and what each means there. ``user``: CURE4Rec's
 #: core / edge / random users (any selection registered in
 #: :data:`trustrec.data.selection.SELECTIONS`). ``item``: the most popular / least popular /
@@ -90,7 +94,12 @@ def _unlearners() -> Any:
 
 
 # ---------------------------------------------------------------------------- spec
-@dataclass
+#: Shares of a grain's units to forget, each in (0, 1); request grains.
+Ratios = axis_of(Annotated[float, Field(gt=0, lt=1)])
+Grains = axis_of(Grain)
+
+
+@typed_config
 class BenchSpec(GridSpec):
     """An unlearning grid: the shared axes (:class:`~trustrec.bench.grid.GridSpec`) and
 
@@ -120,22 +129,16 @@ class BenchSpec(GridSpec):
     """
 
     kind: ClassVar[str] = "unlearning"
-    models: list[str] = default_list(["bpr", "wmf", "lightgcn"])
-    methods: list[str] = default_list(["retrain", "sisa"])
-    grains: list[str] = default_list(["user"])
-    selections: list[str] = default_list(["core", "edge", "random"])
-    ratios: list[float] = default_list([0.05])
-    method_configs: dict[str, dict[str, Any]] = field(default_factory=dict)
+    models: Names = default_list(["bpr", "wmf", "lightgcn"])
+    methods: Names = default_list(["retrain", "sisa"])
+    grains: Grains = default_list(["user"])
+    selections: Names = default_list(["core", "edge", "random"])
+    ratios: Ratios = default_list([0.05])
+    method_configs: Configs = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        for name in ("methods", "grains", "selections"):
-            setattr(self, name, str_list(name, getattr(self, name)))
         _check_grains(self.grains, self.selections)
-        self.ratios = num_list("ratios", self.ratios, float)
-        for r in self.ratios:
-            if not 0.0 < r < 1.0:
-                raise ConfigError(f"ratios: {r!r} is not in (0, 1) (e.g. 0.05 for 5 %)")
 
     def validate(self, where: str = "bench spec") -> None:
         """Check every name against its registry and every config against its dataclass.
@@ -187,9 +190,6 @@ class BenchSpec(GridSpec):
 
 def _check_grains(grains: list[str], selections: list[str]) -> None:
     for g in grains:
-        if g not in GRAINS:
-            raise ConfigError(f"grains: unknown grain {g!r}{suggest(g, GRAINS)}; use "
-                              f"{', '.join(GRAINS)}")
         allowed = GRAIN_SELECTIONS[g]
         bad = [s for s in selections if allowed is not None and s not in allowed]
         if bad:
