@@ -44,10 +44,12 @@ are computed again rather than kept. Then ``results.csv`` (long format, :data:`R
 and ``report.md`` / ``report.html`` with privacy-vs-utility plots
 (:mod:`trustrec.bench.privacy_report`).
 
-Execution is sequential and in-process: a privacy grid has few cells (tens), each
-dominated by training or the attackers, which already use every core through numba,
-torch and scikit-learn. The stages (base model, cell) are idempotent functions of the spec
-and a key, so a process pool could map them later without changing what a cell computes.
+Execution is sequential and in-process, one thread per cell
+(:func:`~trustrec.bench.engine.single_threaded`, as the unlearning grid's workers): a
+privacy grid has few cells (tens) of small tensors, where extra threads mostly wait for
+a core on a busy machine, and one thread makes every result bitwise reproducible. The
+stages (base model, cell) are idempotent functions of the spec and a key, so a process
+pool could map them later without changing what a cell computes.
 """
 
 from __future__ import annotations
@@ -62,6 +64,7 @@ import numpy as np
 import pandas as pd
 
 from trustrec.bench.collect import read_json
+from trustrec.bench.engine import single_threaded
 from trustrec.bench.env import source_fingerprint
 from trustrec.bench.files import write_atomic, write_json
 from trustrec.bench.privacy_collect import (
@@ -465,7 +468,8 @@ def run_privacy_bench(spec: PrivacySpec, *, quiet: bool = False, stop_on_error: 
         ctx.check_attributes(label)
     ctx.progress = False
     def one(cell: PrivacyCell) -> CellResult:
-        res = run_privacy_cell(ctx, cell)
+        with single_threaded():  # bitwise reproducible, and robust on a busy machine
+            res = run_privacy_cell(ctx, cell)
         if res.status != "skipped":
             emit(summary_line(res, ctx.k))
         return res
