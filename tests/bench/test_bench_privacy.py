@@ -9,6 +9,7 @@ import json
 import shutil
 from pathlib import Path
 
+import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
@@ -316,6 +317,24 @@ def test_report_has_plot_and_table(grid):
     rows = [line for line in md.splitlines() if line.startswith("| ")][1:]
     assert [r.split("|")[1].strip() for r in rows] == spec.methods
     assert "<table>" in page and "Attribute: gender" in page
+
+
+def test_report_rows_are_the_cells_and_attributes_that_exist(grid):
+    # Two attribute sets: one row per (cell, attribute) actually audited, never the
+    # cartesian product of the index levels (a set protecting gender has no age row).
+    from trustrec.bench.experiments.privacy_report import per_seed_points
+
+    spec, result = grid
+    frame = expand_attack_rows(read_results(result.out / "results.csv"))
+    other = frame.copy()
+    other["attributes"] = "age"
+    other.loc[other["attribute"] == "gender", "attribute"] = "age"
+    points = per_seed_points(pd.concat([frame, other], ignore_index=True), 20)
+    assert len(points) == 2 * len(spec.methods)
+    assert set(zip(points["attributes"], points["attribute"], strict=True)) == {
+        ("gender", "gender"), ("age", "age")}
+    assert points["chance"].notna().all() and points["leakage"].notna().all()
+    assert points.attrs["users"] == ["held-out", "seen"]
 
 
 def test_rerun_skips_and_method_config_change_reruns_only_that_method(grid, ml100k_dir,

@@ -128,3 +128,26 @@ def test_real_two_seed_grid_has_intervals_figures_and_table(ml100k_dir, tmp_path
     assert pngs == [f"{a}_ml-100k_p0.05_edge.png" for a in
                     ("completeness", "efficiency", "fairness", "utility")] + [
                         "utility_vs_time_ml-100k_p0.05.png"]
+
+
+def test_results_written_before_experiment_kinds_are_read_in_todays_columns(tmp_path):
+    from trustrec.bench.experiments.privacy import Privacy, expand_attack_rows
+
+    old = tmp_path / "unlearning.csv"
+    old.write_text("dataset,model,method,selection,ratio,seed,metric,value\n"
+                   "ml-100k,bpr,sisa,core,0.05,0,ndcg@20,0.25\n")
+    frame = read_results(old)
+    assert list(frame.columns) == RESULT_COLUMNS
+    assert frame.loc[0, ["kind", "grain", "value"]].tolist() == ["unlearning", "user", 0.25]
+    priv = tmp_path / "privacy.csv"
+    priv.write_text("dataset,model,method,attributes,seed,attribute,view,users,attacker,"
+                    "metric,value\n"
+                    "ml-100k,bpr,lego,gender,0,gender,released,held-out,lr,auc,0.61\n"
+                    "ml-100k,bpr,lego,gender,0,,,,,ndcg@20,0.3\n")
+    frame = read_results(priv)
+    assert list(frame.columns) == result_columns(Privacy.axes)
+    assert frame["metric"].tolist() == ["attack/gender/held-out/released/lr/auc", "ndcg@20"]
+    rows = expand_attack_rows(frame)
+    assert rows.loc[0, ["attribute", "users", "view", "attacker", "metric"]].tolist() == [
+        "gender", "held-out", "released", "lr", "auc"]
+    assert rows.loc[1, ["attribute", "metric"]].tolist() == ["", "ndcg@20"]

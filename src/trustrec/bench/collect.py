@@ -119,8 +119,9 @@ def read_results(path: str | Path, experiment: Any | None = None) -> pd.DataFram
 
     Args:
         path: the file.
-        experiment: the kind it must hold (default: the kind named in its ``kind`` column,
-            or unlearning for a file written before kinds existed).
+        experiment: the kind it must hold (default: the kind named in its ``kind`` column;
+            a file written before kinds existed is recognised by its columns and read in
+            today's).
 
     Raises:
         FileNotFoundError: no such file.
@@ -131,15 +132,19 @@ def read_results(path: str | Path, experiment: Any | None = None) -> pd.DataFram
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: results file not found")
-    frame = pd.read_csv(path, dtype={"kind": str, "cell": str, "metric": str})
-    if "kind" not in frame.columns:  # written before experiment kinds: unlearning
-        frame.insert(0, "cell", "")
-        frame.insert(0, "kind", "unlearning")
+    frame = pd.read_csv(path, dtype={"kind": str, "cell": str, "metric": str},
+                        keep_default_na=False, na_values={"value": [""]})
+    if "kind" not in frame.columns:  # written before experiment kinds
+        from trustrec.bench.experiments import kinds
+
+        for name in kinds():
+            kind = get_experiment(name)
+            if kind.is_legacy(list(frame.columns)):
+                frame, experiment = kind.from_legacy(frame), experiment or kind
+                break
     if experiment is None:
         kind = str(frame["kind"].iloc[0]) if len(frame) else "unlearning"
         experiment = get_experiment(kind, str(path))
-    if "grain" in experiment.axes and "grain" not in frame.columns:
-        frame.insert(frame.columns.get_loc("selection"), "grain", "user")
     want = result_columns(experiment.axes)
     if list(frame.columns) != want:
         raise DataFormatError(f"{path}: columns are {list(frame.columns)}, expected {want}")

@@ -135,6 +135,15 @@ class Experiment:
         """The report's "how to read this" lines."""
         return []
 
+    def is_legacy(self, columns: list[str]) -> bool:
+        """Whether a ``results.csv`` with these columns (no ``kind``) is this kind's,
+        written before experiment kinds existed."""
+        return False
+
+    def from_legacy(self, frame: pd.DataFrame) -> pd.DataFrame:
+        """A legacy results table of this kind in today's columns."""
+        return frame
+
     def summary_line(self, metrics: dict[str, float], k: int) -> str:
         """The log line of a finished cell (after its id)."""
         return ""

@@ -690,6 +690,26 @@ class Privacy(Experiment):
         """See :func:`compute_privacy_cell`."""
         return compute_privacy_cell(ctx, cell)
 
+    def is_legacy(self, columns: list[str]) -> bool:
+        """The privacy grid's own columns before experiment kinds: the axes, then
+        ``attribute, view, users, attacker, metric, value``."""
+        return columns == [*self.axes, "attribute", "view", "users", "attacker", "metric",
+                           "value"]
+
+    def from_legacy(self, frame: pd.DataFrame) -> pd.DataFrame:
+        """Audit rows renamed ``attack/<attribute>/<users>/<view>/<attacker>/<metric>``,
+        with ``kind`` and an empty ``cell``."""
+        frame = frame.copy()
+        attack = frame["attribute"].astype(str) != ""
+        frame.loc[attack, "metric"] = (
+            ATTACK_PREFIX + "/" + frame.loc[attack, "attribute"] + "/"
+            + frame.loc[attack, "users"] + "/" + frame.loc[attack, "view"] + "/"
+            + frame.loc[attack, "attacker"] + "/" + frame.loc[attack, "metric"])
+        frame = frame.drop(columns=["attribute", "view", "users", "attacker"])
+        frame.insert(0, "cell", "")
+        frame.insert(0, "kind", self.name)
+        return frame
+
     def summary_line(self, metrics: dict[str, float], k: int) -> str:
         """Headline leakage per attribute, utility, seconds."""
         def g(name: str, fmt: str = ".3f") -> str:

@@ -90,8 +90,10 @@ def per_seed_points(results: pd.DataFrame, k: int) -> pd.DataFrame:
         a.loc[mask, "col"] = prefix + tag[mask]
     ba = real & (a["metric"] == "balanced_accuracy")
     a.loc[ba, "col"] = "bacc:" + tag[ba] + ":" + a.loc[ba, "attacker"]
+    # (no dropna=False: it would add every combination of the index levels, e.g. an
+    # "age" row for a cell that protected and audited gender only)
     wide = a[a["col"] != ""].pivot_table(index=keys, columns="col", values="value",
-                                         aggfunc="first", dropna=False)
+                                         aggfunc="first")
     chance = attack[attack["metric"] == "chance"].groupby(keys)["value"].first()
     table = wide.copy()
     table["chance"] = chance

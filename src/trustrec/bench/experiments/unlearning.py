@@ -728,6 +728,20 @@ class Unlearning(Experiment):
         """See :func:`compute_cell`."""
         return compute_cell(ctx, cell)
 
+    def is_legacy(self, columns: list[str]) -> bool:
+        """``dataset, model, method, [grain,] selection, ratio, seed, metric, value``."""
+        return [c for c in columns if c != "grain"] == [
+            a for a in (*self.axes, "metric", "value") if a != "grain"]
+
+    def from_legacy(self, frame: pd.DataFrame) -> pd.DataFrame:
+        """Add ``kind``, an empty ``cell`` and (when missing) ``grain = "user"``."""
+        frame = frame.copy()
+        if "grain" not in frame.columns:
+            frame.insert(frame.columns.get_loc("selection"), "grain", "user")
+        frame.insert(0, "cell", "")
+        frame.insert(0, "kind", self.name)
+        return frame
+
     def summary_line(self, metrics: dict[str, float], k: int) -> str:
         """Utility before → after, fairness, time, completeness."""
         from trustrec.evaluate.suite import attack_name
