@@ -51,11 +51,18 @@ class ToyConfig:
 
 
 def test_every_registered_config_is_typed():
-    """Models and unlearning methods all declare their rules through typed_config."""
+    """Models, unlearning methods and privacy methods (post-training protectors and
+    in-training defenses) all declare their rules through typed_config."""
     import trustrec.unlearn  # noqa: F401  (registers every method)
+    from trustrec.bench.experiments.privacy import privacy_registries
+    from trustrec.privacy.base import DEFENSES, PROTECTORS
 
+    privacy_registries()  # imports (registers) every privacy method
     configs = [MODELS.get(n).Config for n in MODELS.names()]
     configs += [UNLEARNERS.get(n).Config for n in UNLEARNERS.names()]
+    configs += [PROTECTORS.get(n).Config for n in PROTECTORS.names()]
+    configs += [DEFENSES.get(n).Config for n in DEFENSES.names()]
+    assert len(PROTECTORS.names()) >= 5 and len(DEFENSES.names()) >= 2
     for cls in configs:
         assert hasattr(cls, "__pydantic_validator__"), cls.__name__
         assert dataclasses.is_dataclass(cls)
@@ -171,3 +178,29 @@ def test_given_model_options_are_kept_typed():
     assert r.config.pretrain_config == {"dim": 4, "epochs": 2}
     with pytest.raises(ConfigError, match=r"unknown option 'epoch' for WMFConfig"):
         make_unlearner("receraser", "bpr", {"dim": 8}, pretrain_config={"epoch": 3})
+
+
+def test_privacy_configs_check_ranges_and_choices():
+    from trustrec.privacy import make_defense, make_protector
+
+    with pytest.raises(ConfigError, match=r"PoTAUU2UConfig\.order in method 'pot-au-u2u': "
+                                          r"Input should be 1 or 2 \(got 3\)"):
+        make_protector("pot-au-u2u", order=3)
+    assert make_protector("pot-au-u2u", order="1").config.order == 1  # CLI text
+    with pytest.raises(ConfigError, match=r"RAIDConfig\.solver in defense 'raid': Input "
+                                          r"should be 'exact' or 'gaussian'"):
+        make_defense("raid", solver="sinkhorn")
+    with pytest.raises(ConfigError, match=r"AdversarialConfig\.warmup_epochs.*greater "
+                                          r"than 0 \(got 0\)"):
+        make_defense("adversarial", warmup_epochs=0)
+    assert make_defense("adversarial", warmup_epochs="null").config.warmup_epochs is None
+    with pytest.raises(ConfigError, match=r"LegoConfig\.classifier in method 'lego': .*"
+                                          r"unknown family 'kernal' \(did you mean "
+                                          r"'kernel'\?\)"):
+        make_protector("lego", classifier="kernel+kernal")
+    assert make_protector("lego", classifier="kernel+linear").config.classifier == \
+        "kernel+linear"
+    with pytest.raises(ConfigError, match=r"HideTableConfig\.mode.*'random' or 'zero'"):
+        make_protector("hide-table", mode="shuffle")
+    with pytest.raises(ConfigError, match=r"OutputNoiseConfig\.sigma in method .*greater than 0"):
+        make_protector("output-noise", sigma=0)

@@ -167,8 +167,9 @@ _CONTAINERS = (list, tuple, dict, set, frozenset, collections.abc.Mapping,
 
 
 def _from_text(cls: type, values: dict[str, Any]) -> dict[str, Any]:
-    """``values`` with text for container fields read as JSON and ``null`` / ``none`` for
-    optional fields made None (other text is converted by pydantic)."""
+    """``values`` with text for container fields read as JSON, text naming a numeric
+    ``Literal`` choice made that number (``"2"`` for ``Literal[1, 2]``), and ``null`` /
+    ``none`` for optional fields made None (other text is converted by pydantic)."""
     if not any(isinstance(v, str) for v in values.values()):
         return values
     hints = _field_types(cls)
@@ -178,6 +179,10 @@ def _from_text(cls: type, values: dict[str, Any]) -> dict[str, Any]:
             continue
         leaves = _leaves(hints[key])
         if str in leaves or Any in leaves:
+            continue
+        choices = _literal_values(hints[key])
+        if choices and value.strip() in [str(c) for c in choices]:
+            out[key] = choices[[str(c) for c in choices].index(value.strip())]
             continue
         if type(None) in leaves and value.strip().lower() in ("null", "none"):
             out[key] = None
@@ -240,29 +245,9 @@ def suggest(name: str, choices: list[str]) -> str:
     return f" (did you mean {close[0]!r}?)" if close else f"; available: {', '.join(choices)}"
 
 
-def check_ranges(cfg: object, *, at_least_one: tuple[str, ...] = (),
-                 non_negative: tuple[str, ...] = (), positive: tuple[str, ...] = (),
-                 unit_interval: tuple[str, ...] = ()) -> None:
-    """Deprecated: to be removed when privacy configs move to Field constraints.
-
-    Declare the rule on the field instead (:func:`typed_config`, ``PositiveInt``,
-    ``NonNegativeFloat``, ``UnitInterval``, ...). Checks numeric fields of a config
-    dataclass; the first bad one raises ConfigError naming the class and field, e.g.
-    ``BPRConfig.lr must be > 0, got -1``.
-    """
-    rules = ((at_least_one, ">= 1", lambda v: v >= 1),
-             (non_negative, ">= 0", lambda v: v >= 0),
-             (positive, "> 0", lambda v: v > 0),
-             (unit_interval, "in (0, 1]", lambda v: 0 < v <= 1))
-    for names, text, ok in rules:
-        for name in names:
-            value = getattr(cfg, name)
-            if not ok(value):
-                raise ConfigError(f"{type(cfg).__name__}.{name} must be {text}, got {value}")
-
-
 class Configured:
-    """Base of a method held by a plain-dataclass config (``Config``, set by subclasses).
+    """Base of a method held by a typed config (``Config``, set by subclasses;
+    :func:`typed_config`).
 
     ``Method(config)`` keeps ``config`` (default: ``Config()``); ``repr`` shows it and
     :meth:`config_dict` gives it as a JSON-ready dict.

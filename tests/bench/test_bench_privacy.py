@@ -142,10 +142,20 @@ def test_bad_specs_fail_before_any_work(tmp_path, values, error, match):
 
 
 def test_model_without_released_table_is_rejected(monkeypatch):
-    from trustrec.privacy import base
+    """A model class without the capability the audit (a released user table) or a
+    method (PoT-AU: a pair scorer) needs fails the spec before any work, naming it."""
+    from trustrec.models.wmf import WMF
 
-    monkeypatch.delitem(base.USER_TABLE, "wmf")
-    with pytest.raises(UnknownNameError, match="no released user table"):
+    monkeypatch.delattr(WMF, "pair_scorer")
+    with pytest.raises(ConfigError, match=r"method 'pot-au-d2d' needs a model with pair "
+                                          r"scores .*\(PairScorer\); model 'wmf' does not "
+                                          r"have one; models that do: .*bpr"):
+        privacy_spec_from_mapping({"models": ["wmf"], "methods": ["none", "pot-au-d2d"]})
+    privacy_spec_from_mapping({"models": ["wmf"], "methods": ["none", "output-noise"]})
+    monkeypatch.delattr(WMF, "released_user_table")
+    with pytest.raises(ConfigError, match=r"models: the attribute audit needs a model with "
+                                          r"a released user table \(ReleasesUserTable\); "
+                                          r"model 'wmf' does not have one"):
         privacy_spec_from_mapping({"models": ["wmf"], "methods": ["none"]})
 
 

@@ -16,10 +16,20 @@ import pytest
 import torch
 
 import trustrec.models  # noqa: F401  (registers every model)
+from trustrec.data.query import Query
 from trustrec.errors import ConfigError, DataFormatError
 from trustrec.evaluate.ranking import evaluate_ranking
 from trustrec.models import MODELS, load_model, make_model
 from trustrec.models.base import MODEL_JSON, MODEL_TENSORS
+from trustrec.models.capabilities import (
+    DotProductScores,
+    HasTrainingObjective,
+    PairScorer,
+    ReleasesUserTable,
+    WarmStart,
+    has,
+    models_with,
+)
 
 # Small, fast settings for the structural tests (shapes, determinism, persistence).
 FAST_DEFAULT: dict[str, Any] = {"epochs": 2, "dim": 8}
@@ -234,8 +244,114 @@ def test_learns_better_than_popularity(name, ml100k_split):
     assert got > 1.2 * pop, f"{name}: test NDCG@20 {got:.4f} vs popularity {pop:.4f}"
 
 
-# ---------------------------------------------------------------------------- warm start, hooks
+# ---------------------------------------------------------------------------- queries
 @pytest.mark.parametrize("name", NAMES)
+def test_score_accepts_a_query(name, fitted, ml100k_split):
+    """``score`` takes user indices or a Query (users + histories); a model that looks
+    users up by index gives the same scores either way."""
+    model = fitted(name)
+    users = np.array([3, 0, 942, 3])
+    query = Query.from_dataset(ml100k_split.train, users)
+    assert query.has_history and len(query) == 4
+    np.testing.assert_array_equal(model.score(query), model.score(users))
+    np.testing.assert_array_equal(model.score(Query(users)), model.score(users))
+
+
+# ---------------------------------------------------------------------------- capabilities
+CAPABILITIES = (ReleasesUserTable, PairScorer, HasTrainingObjective, WarmStart,
+                DotProductScores)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_capabilities_are_the_same_on_the_class_and_the_model(name, fitted):
+    """Methods check a model class before training (by name) and a fitted model after:
+    both must give the same answer, and every model releases a user table."""
+    cls, model = MODELS.get(name), fitted(name)
+    for cap in CAPABILITIES:
+        assert has(cls, cap) == has(model, cap) == isinstance(model, cap), cap.__name__
+    assert has(model, ReleasesUserTable)
+
+
+@pytest.mark.parametrize("name", models_with(ReleasesUserTable))
+def test_released_user_table_round_trips(name, fitted, ml100k_split):
+    model = fitted(name)
+    table = model.released_user_table()
+    assert table.dtype == np.float32 and table.ndim == 2
+    assert table.shape[0] == ml100k_split.train.n_users
+    # a view of the model's own tensor (in-training defenses write through it)
+    assert any(np.shares_memory(table, v.detach().numpy()) for v in model.params_.values())
+    before = {k: v.clone() for k, v in model.params_.items()}
+    new = np.random.default_rng(0).standard_normal(table.shape).astype(np.float32)
+    copy = model.with_released_user_table(new)
+    assert type(copy) is type(model) and copy is not model
+    np.testing.assert_array_equal(copy.released_user_table(), new)
+    assert _params_equal(model.params_, before)  # the original is unchanged
+    changed = [k for k in copy.params_ if not torch.equal(copy.params_[k], before[k])]
+    assert len(changed) == 1  # only the released table differs
+    assert not any(np.shares_memory(copy.params_[k].numpy(), v.numpy())
+                   for k in copy.params_ for v in model.params_.values())
+    again = copy.with_released_user_table(table)
+    assert _params_equal(again.params_, before)
+    np.testing.assert_array_equal(again.score(np.arange(10)), model.score(np.arange(10)))
+    with pytest.raises(ValueError, match="shape"):
+        model.with_released_user_table(new[:-1])
+
+
+@pytest.mark.parametrize("name", models_with(PairScorer))
+def test_pair_scorer_equals_score_on_the_same_pairs(name, fitted, ml100k_split):
+    model = fitted(name)
+    gen = torch.Generator().manual_seed(0)
+    users = torch.randint(0, ml100k_split.train.n_users, (40,), generator=gen)
+    items = torch.randint(0, ml100k_split.train.n_items, (40, 6), generator=gen)
+    table = torch.from_numpy(model.released_user_table().copy()).requires_grad_(True)
+    got = model.pair_scorer(users, items)(table)
+    want = np.take_along_axis(model.score(users.numpy()), items.numpy(), 1)
+    np.testing.assert_allclose(got.detach().numpy(), want, rtol=1e-5, atol=1e-5)
+    got.sum().backward()
+    assert table.grad is not None and float(table.grad[users].abs().sum()) > 0
+
+
+@pytest.mark.parametrize("name", models_with(HasTrainingObjective))
+def test_training_objective_is_finite_and_has_gradients(name, fitted, ml100k_split):
+    model = fitted(name)
+    train = ml100k_split.train
+    obj = model.training_objective(seed=0)
+    assert set(obj.tables) <= set(model.params_)
+    rows = obj.rows(train.select(np.arange(train.n_interactions) % 50 == 0))
+    params = {k: v.requires_grad_() for k, v in obj.params().items()}
+    loss = obj.loss(params, rows)
+    assert loss.ndim == 0 and bool(torch.isfinite(loss))
+    loss.backward()
+    grads = [params[k].grad for k in obj.tables]
+    assert all(g is not None and bool(torch.isfinite(g).all()) for g in grads)
+    assert any(float(g.abs().sum()) > 0 for g in grads)
+    # the same seed gives the same objective (hashed negatives)
+    again = model.training_objective(seed=0)
+    assert float(again.loss(again.params(), again.rows(
+        train.select(np.arange(train.n_interactions) % 50 == 0)))) == loss.item()
+
+
+@pytest.mark.parametrize("name", models_with(DotProductScores))
+def test_score_factors_multiply_to_the_score(name, fitted):
+    model = fitted(name)
+    users, items = model.score_factors()
+    rows = np.array([0, 7, 300])
+    np.testing.assert_allclose(users[rows] @ items.T, model.score(rows), rtol=1e-5,
+                               atol=1e-5)
+
+
+def test_init_without_a_warm_start_is_refused(ml100k_split, monkeypatch):
+    from trustrec.models.bpr import BPR
+
+    monkeypatch.delattr(BPR, "warm_start_state")
+    with pytest.raises(ConfigError, match=r"fit\(init=\.\.\.\) needs a model with a warm "
+                                          r"start.*model 'bpr' does not have one"):
+        make_model("bpr", **fast_config("bpr")).fit(ml100k_split.train, seed=0,
+                                                    init={"user": torch.zeros(1)})
+
+
+# ---------------------------------------------------------------------------- warm start, hooks
+@pytest.mark.parametrize("name", models_with(WarmStart))
 def test_warm_start_and_epoch_callback(name, fitted, ml100k_split):
     """``fit(init=...)`` starts from the given tensors; ``callback`` runs once per epoch."""
     tr = ml100k_split.train
@@ -253,8 +369,8 @@ def test_warm_start_and_epoch_callback(name, fitted, ml100k_split):
         return seen[0][1]
 
     fresh = one_epoch()
-    warm = one_epoch(other.params_)
-    warm_again = one_epoch(other.params_)
+    warm = one_epoch(other.warm_start_state())
+    warm_again = one_epoch(other.warm_start_state())
     assert all(torch.equal(warm[k], warm_again[k]) for k in warm)  # deterministic
     assert not torch.equal(fresh["user"] if "user" in fresh else fresh["user_gmf"],
                            warm["user"] if "user" in warm else warm["user_gmf"])

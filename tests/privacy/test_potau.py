@@ -23,6 +23,7 @@ import torch
 from trustrec.errors import ConfigError, DataFormatError, UnknownNameError
 from trustrec.evaluate.ranking import ndcg_at
 from trustrec.models.base import make_model
+from trustrec.models.capabilities import PairScorer, models_with
 from trustrec.privacy.attack import audit_embeddings, leakage
 from trustrec.privacy.base import make_protector, user_table
 from trustrec.privacy.losses import (
@@ -33,7 +34,7 @@ from trustrec.privacy.losses import (
     pooled_bandwidth,
     ranking_hinge,
 )
-from trustrec.privacy.posttrain import original_top_k, pair_scores
+from trustrec.privacy.posttrain import original_top_k
 
 #: |balanced accuracy − chance| allowed after protection when all 943 users are audited.
 #: A protection that removes the attribute leaves the attackers at chance ± evaluation
@@ -133,7 +134,7 @@ def test_ranking_hinge_is_zero_for_a_kept_order_and_grows_with_swaps():
     assert float(ranking_hinge(swapped, 0.05)) == pytest.approx(1.05)
 
 
-@pytest.mark.parametrize("name", ["bpr", "wmf", "lightgcn", "neumf"])
+@pytest.mark.parametrize("name", models_with(PairScorer))
 def test_pair_scores_equal_every_models_scores_and_carry_gradients(name, ml100k_split):
     size = {"gmf_dim": 8, "mlp_dim": 8} if name == "neumf" else {"dim": 8}
     model = make_model(name, epochs=1, **size).fit(ml100k_split.train, seed=0)
@@ -142,7 +143,7 @@ def test_pair_scores_equal_every_models_scores_and_carry_gradients(name, ml100k_
     users = torch.randint(0, n_users, (30,), generator=gen)
     items = torch.randint(0, n_items, (30, 5), generator=gen)
     table = torch.from_numpy(user_table(model)).requires_grad_(True)
-    got = pair_scores(model, table, users, items)
+    got = model.pair_scorer(users, items)(table)
     full = model.score(users.numpy())
     np.testing.assert_allclose(got.detach().numpy(),
                                np.take_along_axis(full, items.numpy(), 1), rtol=1e-4,
@@ -157,7 +158,7 @@ def test_pair_scores_gather_equals_the_models_scores(bpr_ml100k, ml100k_split):
     top = original_top_k(bpr_ml100k, ml100k_split.train, 20)
     users = torch.arange(len(top))
     table = torch.from_numpy(user_table(bpr_ml100k))
-    got = pair_scores(bpr_ml100k, table, users, top).numpy()
+    got = bpr_ml100k.pair_scorer(users, top)(table).numpy()
     full = bpr_ml100k.score(np.arange(len(top)))
     np.testing.assert_allclose(got, np.take_along_axis(full, top.numpy(), 1), rtol=1e-5,
                                atol=1e-5)
@@ -191,6 +192,30 @@ def test_bad_labels_are_clear_errors_and_change_nothing(bpr_ml100k, ml100k_split
     with pytest.raises(UnknownNameError):
         make_protector("pot-au-x2y")
     assert np.array_equal(user_table(bpr_ml100k), before)
+
+
+def test_a_model_without_the_capability_is_refused_clearly(bpr_ml100k, ml100k_split,
+                                                           ml100k_labels, monkeypatch):
+    """PoT-AU needs a pair scorer and every protector a released table: a model class
+    without them is a ConfigError naming the method, the capability, the model and the
+    models that have it, before any work."""
+    from trustrec.models.bpr import BPR
+
+    labels = {"gender": ml100k_labels["gender"]}
+    monkeypatch.delattr(BPR, "pair_scorer")
+    with pytest.raises(ConfigError, match=(
+            r"^method 'pot-au-d2d' needs a model with pair scores differentiable in its "
+            r"released user table \(PairScorer\); model 'bpr' does not have one; models "
+            r"that do: bcemf, lightgcn, neumf, wmf$")):
+        make_protector("pot-au-d2d", steps=1).protect(bpr_ml100k, ml100k_split.train, labels)
+    # output noise only replaces the released table: still fine without a pair scorer
+    make_protector("output-noise").protect(bpr_ml100k, ml100k_split.train, labels)
+    monkeypatch.delattr(BPR, "released_user_table")
+    with pytest.raises(ConfigError, match=r"^method 'output-noise' needs a model with a "
+                                          r"released user table \(ReleasesUserTable\)"):
+        make_protector("output-noise").protect(bpr_ml100k, ml100k_split.train, labels)
+    with pytest.raises(ConfigError, match="ReleasesUserTable"):
+        user_table(bpr_ml100k)
 
 
 def test_same_seed_same_table_and_only_the_user_table_changes(bpr_ml100k, ml100k_split,

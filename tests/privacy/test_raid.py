@@ -116,6 +116,17 @@ def test_bad_labels_or_model_fail_before_training(ml100k_split):
         raid.fit("bprr", TINY, train, valid, {"gender": np.arange(train.n_users) % 2})
 
 
+def test_a_model_without_a_warm_start_fails_before_training(ml100k_split, monkeypatch):
+    from trustrec.models.bpr import BPR
+
+    monkeypatch.delattr(BPR, "warm_start_state")
+    train = ml100k_split.train
+    with pytest.raises(ConfigError, match=r"^defense 'raid' needs a model with a warm start"
+                                          r".*\(WarmStart\); model 'bpr' does not have one"):
+        make_defense("raid").fit("bpr", TINY, train, None,
+                                 {"gender": np.arange(train.n_users) % 2})
+
+
 def test_registered_and_reproducible_and_savable(ml100k_split, ml100k_labels, tmp_path):
     assert "raid" in DEFENSES
     raid = make_defense("raid", defense_epochs=2)

@@ -104,5 +104,21 @@ def test_bad_config_is_a_config_error(method, bad):
 
 
 def test_neggrad_needs_a_differentiable_objective():
-    with pytest.raises(ConfigError, match="neggrad needs a model with a differentiable"):
+    with pytest.raises(ConfigError, match="method 'neggrad' needs a model with a "
+                                          "differentiable training objective"):
         make_unlearner("neggrad", "lightgcn", {"dim": 8})
+
+
+def test_finetune_needs_a_warm_start(monkeypatch):
+    """A model class without ``warm_start_state`` (no WarmStart capability) is refused
+    before any training, naming the capability and the models that have it."""
+    from trustrec.models.wmf import WMF
+
+    monkeypatch.delattr(WMF, "warm_start_state")
+    with pytest.raises(ConfigError, match=r"method 'finetune' needs a model with a warm "
+                                          r"start.*\(WarmStart\); model 'wmf' does not "
+                                          r"have one; models that do: bcemf, bpr, lightgcn, "
+                                          r"neumf$"):
+        make_unlearner("finetune", "wmf", {"dim": 8})
+    with pytest.raises(ConfigError, match="WarmStart"):
+        make_unlearner("laser", "wmf", {"dim": 8})

@@ -14,6 +14,7 @@ from trustrec.data.dataset import Dataset
 from trustrec.errors import ConfigError
 from trustrec.models import make_model
 from trustrec.models.bpr import bpr_sgd_epoch
+from trustrec.models.objective import Rows, hashed_negatives, sorted_keys
 from trustrec.unlearn.influence import (
     HessianVectorProduct,
     ParamSubset,
@@ -22,13 +23,6 @@ from trustrec.unlearn.influence import (
     largest_eigenvalue,
     lissa,
     node_preconditioner,
-)
-from trustrec.unlearn.objectives import (
-    Rows,
-    check_supported,
-    hashed_negatives,
-    make_objective,
-    sorted_keys,
 )
 
 
@@ -61,7 +55,7 @@ def as_double(subset: ParamSubset) -> ParamSubset:
 @pytest.mark.parametrize("name", ["bpr", "wmf"])
 def test_hvp_equals_the_dense_hessian_and_finite_differences(name):
     data = tiny_data()
-    obj = make_objective(fitted(name, data, **({"bias_reg": 0.1} if name == "bpr" else {})))
+    obj = fitted(name, data, **({"bias_reg": 0.1} if name == "bpr" else {})).training_objective()
     rows = obj.rows(data, n_neg=2)
     subset = as_double(ParamSubset(obj.params(), obj.user_tables, obj.item_tables,
                                    np.array([0, 2, 3]), np.array([1, 4, 5, 7])))
@@ -86,7 +80,7 @@ def test_hvp_equals_the_dense_hessian_and_finite_differences(name):
 
 def test_block_parts_give_the_block_diagonal_hessian():
     data = tiny_data()
-    obj = make_objective(fitted("wmf", data))
+    obj = fitted("wmf", data).training_objective()
     rows = obj.rows(data)
     subset = as_double(ParamSubset(obj.params(), obj.user_tables, obj.item_tables,
                                    np.array([1, 4]), np.array([0, 2, 6])))
@@ -220,7 +214,7 @@ def test_sorted_keys_and_rows_helpers():
     data = tiny_data()
     keys = sorted_keys(data)
     assert np.all(np.diff(keys) > 0) and len(keys) == data.n_interactions
-    obj = make_objective(fitted("bpr", data))
+    obj = fitted("bpr", data).training_objective()
     rows = obj.rows(data, labels=np.full(data.n_interactions, 0.5), n_neg=3)
     assert rows.negatives.shape == (data.n_interactions, 3) and float(rows.labels[0]) == 0.5
     part = rows.take(np.array([True, False] * (len(rows) // 2)))
@@ -233,7 +227,7 @@ def test_sorted_keys_and_rows_helpers():
 def test_bpr_objective_matches_a_direct_computation():
     data = tiny_data()
     model = fitted("bpr", data, reg=0.05, bias_reg=0.2)
-    obj = make_objective(model, seed=3, n_neg=2)
+    obj = model.training_objective(seed=3, n_neg=2)
     rows = obj.rows(data).reweighted(np.linspace(0.5, 2.0, data.n_interactions))
     labels = np.linspace(0.0, 1.0, data.n_interactions).astype(np.float32)
     rows = Rows(rows.users, rows.items, torch.from_numpy(labels), rows.weights, rows.negatives)
@@ -268,7 +262,7 @@ def test_bpr_objective_matches_a_direct_computation():
 def test_bpr_objective_gradient_is_what_the_sgd_step_follows():
     data = tiny_data()
     model = fitted("bpr", data, reg=0.03)
-    obj = make_objective(model)
+    obj = model.training_objective()
     r, j, lr = 4, int(obj.rows(data).negatives[4, 0]), 1e-3
     tables = {k: v.numpy().copy() for k, v in model.params_.items()}
     bpr_sgd_epoch(tables["user"], tables["item"], tables["item_bias"],
@@ -286,7 +280,7 @@ def test_bpr_objective_gradient_is_what_the_sgd_step_follows():
 def test_wmf_objective_matches_the_dense_weighted_loss():
     data = tiny_data()
     model = fitted("wmf", data, alpha=2.0, reg=0.3)
-    obj = make_objective(model)
+    obj = model.training_objective()
     rows = obj.rows(data)
     p = {k: v.double().requires_grad_() for k, v in obj.params().items()}
     got = obj.loss(p, rows)
@@ -310,7 +304,7 @@ def test_wmf_objective_matches_the_dense_weighted_loss():
 def test_wmf_objective_is_stationary_after_an_exact_als_item_step():
     data = tiny_data(n_users=10, n_items=9, per_user=4, seed=2)
     model = make_model("wmf", dim=3, epochs=1, cg_steps=50).fit(data, seed=0)
-    obj = make_objective(model)
+    obj = model.training_objective()
     p = {k: v.clone().requires_grad_() for k, v in obj.params().items()}
     g_user = torch.autograd.grad(obj.loss(p, obj.rows(data)), p["user"])[0]
     g_item = torch.autograd.grad(obj.loss(p, obj.rows(data)), p["item"])[0]
@@ -324,7 +318,7 @@ def test_neumf_objective_gradients_match_its_forward_pass():
     data = tiny_data()
     model = make_model("neumf", gmf_dim=3, mlp_dim=3, layers=(4,), epochs=1, n_neg=2,
                        reg=0.1).fit(data, seed=0)
-    obj = make_objective(model, n_neg=2)
+    obj = model.training_objective(n_neg=2)
     rows = obj.rows(data)
     p = {k: v.clone().requires_grad_() for k, v in obj.params().items()}
     full = dict(model.params_)
@@ -342,7 +336,14 @@ def test_neumf_objective_gradients_match_its_forward_pass():
                                obj.node_l2(p, uc, ic))
 
 
-def test_model_without_objective_is_a_config_error():
-    with pytest.raises(ConfigError, match="needs a model with a differentiable objective: "
-                                          "bcemf, bpr, "):
-        check_supported("lightgcn-ish", "scif")
+def test_an_influence_method_given_a_model_without_an_objective_says_so():
+    """SCIF on LightGCN (no HasTrainingObjective): a ConfigError naming the method, the
+    capability, the model and the models that have one, before any training."""
+    from trustrec.unlearn import make_unlearner
+
+    for method in ("scif", "ifru", "neggrad"):
+        with pytest.raises(ConfigError, match=(
+                rf"^method '{method}' needs a model with a differentiable training objective "
+                r"\(HasTrainingObjective\); model 'lightgcn' does not have one; models that "
+                r"do: bcemf, bpr, neumf, wmf$")):
+            make_unlearner(method, "lightgcn", {"dim": 4})

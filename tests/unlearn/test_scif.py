@@ -21,7 +21,6 @@ from trustrec.errors import ConfigError
 from trustrec.models import make_model
 from trustrec.seeding import child_seed
 from trustrec.unlearn import ForgetRequest, make_unlearner
-from trustrec.unlearn.objectives import make_objective
 
 from ._approx import Case, fitted
 
@@ -114,7 +113,7 @@ def test_collaborative_correction_relabels_the_forgotten_cells(interaction_case)
     collab, rep_collab = case.forget()
     # WMF's corrected cell carries its user's mean label over the retained cells (the
     # share of the catalogue the user keeps) instead of simply becoming unobserved
-    labels = make_objective(case.base.model_).collaborative_labels(case.removed,
+    labels = case.base.model_.training_objective().collaborative_labels(case.removed,
                                                                    case.remaining)
     want = case.remaining.user_counts()[case.removed.users] / case.remaining.n_items
     np.testing.assert_allclose(labels, want, rtol=1e-6)
@@ -160,8 +159,10 @@ def test_bad_config_is_a_config_error(bad):
 
 
 def test_model_without_objective_is_refused():
-    with pytest.raises(ConfigError, match="scif needs a model with a differentiable "
-                                          "objective: bcemf, bpr, "):
+    with pytest.raises(ConfigError, match=r"method 'scif' needs a model with a "
+                                          r"differentiable training objective "
+                                          r"\(HasTrainingObjective\); model 'lightgcn' "
+                                          r"does not have one; models that do: bcemf, bpr, "):
         make_unlearner("scif", "lightgcn", {"dim": 8})
 
 

@@ -1,4 +1,4 @@
-"""Recommenders: the protocol, the registry, and the registered models."""
+"""Recommenders: the protocol, the capability protocols, the registry, the models."""
 
 from trustrec.models import bcemf, bpr, lightgcn, neumf, wmf  # noqa: F401  (register models)
 from trustrec.models.base import (
@@ -8,5 +8,17 @@ from trustrec.models.base import (
     load_model,
     make_model,
 )
+from trustrec.models.capabilities import (
+    DotProductScores,
+    HasTrainingObjective,
+    PairScorer,
+    ReleasesUserTable,
+    WarmStart,
+    has,
+    models_with,
+    require,
+)
 
-__all__ = ["MODELS", "EmbeddingRecommender", "Recommender", "load_model", "make_model"]
+__all__ = ["MODELS", "DotProductScores", "EmbeddingRecommender", "HasTrainingObjective",
+           "PairScorer", "Recommender", "ReleasesUserTable", "WarmStart", "has",
+           "load_model", "make_model", "models_with", "require"]

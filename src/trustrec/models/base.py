@@ -8,10 +8,12 @@ code from the files.
 
 from __future__ import annotations
 
+import copy
+import functools
 import json
 import os
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, ClassVar, Protocol, Self, runtime_checkable
 
@@ -22,6 +24,7 @@ from safetensors.torch import load_file, save_file
 from trustrec import __version__
 from trustrec.config import build_config, to_dict
 from trustrec.data.dataset import Dataset
+from trustrec.data.query import Query, query_users
 from trustrec.errors import DataFormatError, IntegrityError
 from trustrec.fileio import atomic_write_bytes
 from trustrec.registry import Registry
@@ -34,8 +37,14 @@ MODEL_TENSORS = "model.safetensors"
 class Recommender(Protocol):
     """What every recommender offers.
 
-    ``score`` returns a float32 array ``(len(users), n_items)``; higher is better. Items the
-    user already has are *not* masked here: evaluation does that.
+    ``score`` takes the users to score as an array of user indices or as a
+    :class:`~trustrec.data.query.Query` (user indices plus, optionally, each user's item
+    history, for a model that scores from a sequence); it returns a float32 array
+    ``(n_queried, n_items)``; higher is better. Items the user already has are *not*
+    masked here: evaluation does that.
+
+    What a method needs beyond this (a released user table, a differentiable objective, a
+    warm start, ...) is a capability protocol of :mod:`trustrec.models.capabilities`.
     """
 
     name: ClassVar[str]
@@ -43,7 +52,7 @@ class Recommender(Protocol):
     def fit(self, train: Dataset, valid: Dataset | None = None, *, seed: int = 0,
             progress: bool = False) -> Self: ...
 
-    def score(self, users: np.ndarray) -> np.ndarray: ...
+    def score(self, query: Query | np.ndarray) -> np.ndarray: ...
 
     def user_embeddings(self) -> np.ndarray: ...
 
@@ -56,6 +65,8 @@ MODELS: Registry[type[EmbeddingRecommender]] = Registry("model")
 
 #: ``callback(model, epoch)`` run after each training epoch (see ``EmbeddingRecommender.fit``).
 EpochCallback = Callable[["EmbeddingRecommender", int], None]
+#: ``after_epoch(epoch)``: the fit's callback bound to its model, as the training loop runs it.
+AfterEpoch = Callable[[int], None]
 
 
 def make_model(name: str, **config: Any) -> EmbeddingRecommender:
@@ -85,9 +96,11 @@ class EmbeddingRecommender:
 
     Subclasses set ``name``, a typed ``Config`` (:func:`trustrec.config.typed_config`) and
     implement ``_fit``; they may override ``score``, ``user_embeddings`` and
-    ``item_embeddings``. By default the user and
-    item tables are ``params_["user"]`` and ``params_["item"]`` and the score is their dot
-    product.
+    ``item_embeddings``. By default the user and item tables are ``params_["user"]`` and
+    ``params_["item"]`` and the score is their dot product. Each subclass implements the
+    capability protocols it supports (:mod:`trustrec.models.capabilities`) in its own file,
+    with the helpers below (:meth:`_initial`, :meth:`_table_view`, :meth:`_with_table`,
+    :meth:`_dot_pair_scorer`).
 
     Attributes:
         config: the model's typed config.
@@ -107,67 +120,78 @@ class EmbeddingRecommender:
         self.n_users_ = 0
         self.n_items_ = 0
         self.fit_info_: dict[str, Any] = {}
-        self._warm: dict[str, torch.Tensor] | None = None
-        self._callback: EpochCallback | None = None
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.config})"
 
     # ------------------------------------------------------------------ learning
     def fit(self, train: Dataset, valid: Dataset | None = None, *, seed: int = 0,
-            progress: bool = False, init: dict[str, torch.Tensor] | None = None,
+            progress: bool = False, init: Mapping[str, torch.Tensor] | None = None,
             callback: EpochCallback | None = None) -> Self:
         """Learn from ``train``; early-stop on ``valid`` NDCG when given.
+
+        The run-time options travel as arguments to the model's training procedure; the
+        model keeps only what it learned (``params_``, ``fit_info_``).
 
         Args:
             train: training interactions.
             valid: validation interactions for early stopping and model selection.
             seed: root seed of this fit; the same seed gives bitwise-equal parameters.
             progress: show a progress bar.
-            init: warm start: start from these parameters (copied; the same names and
-                shapes as this model's ``params_``) instead of the seeded initialisation.
-                Everything else (sampling, order) still follows ``seed``.
+            init: warm start (models with the
+                :class:`~trustrec.models.capabilities.WarmStart` capability): start from
+                these parameters (copied; the same names and shapes as this model's
+                ``params_``, e.g. another fit's ``warm_start_state()``) instead of the
+                seeded initialisation. Everything else (sampling, order) still follows
+                ``seed``.
             callback: called as ``callback(model, epoch)`` after every training epoch,
                 before validation; it may change ``model.params_`` tensors *in place*
                 (in-training defenses and regularisers use this).
+
+        Raises:
+            ConfigError: ``init`` given to a model without a warm start.
+            ValueError: ``init`` tensors that do not match the model's names and shapes.
         """
+        from trustrec.models.capabilities import WarmStart, require
+
+        if init is not None:
+            require(self, WarmStart, by="fit(init=...)")
         self.n_users_, self.n_items_ = train.n_users, train.n_items
         self.fit_info_ = {"seed": int(seed)}
         if init is not None:
             self.fit_info_["warm_start"] = True
-        self._warm, self._callback = init, callback
-        try:
-            self._fit(train, valid, seed=int(seed), progress=progress)
-        finally:
-            self._warm = self._callback = None
+        after_epoch = None if callback is None else functools.partial(callback, self)
+        self._fit(train, valid, seed=int(seed), progress=progress, init=init,
+                  after_epoch=after_epoch)
         return self
 
-    def _initial(self, fresh: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        """``fresh`` (the seeded initialisation), or copies of ``fit(init=...)`` when given.
+    def _initial(self, fresh: dict[str, torch.Tensor],
+                 init: Mapping[str, torch.Tensor] | None) -> dict[str, torch.Tensor]:
+        """``fresh`` (the seeded initialisation), or copies of the warm-start ``init``.
+
+        Args:
+            fresh: the seeded initial tensors.
+            init: the ``fit(init=...)`` tensors, or None.
 
         Raises:
             ValueError: the warm-start tensors do not have ``fresh``'s names and shapes.
         """
-        warm = getattr(self, "_warm", None)
-        if warm is None:
+        if init is None:
             return fresh
-        if not set(fresh) <= set(warm) or any(tuple(warm[k].shape) != tuple(v.shape)
+        if not set(fresh) <= set(init) or any(tuple(init[k].shape) != tuple(v.shape)
                                          for k, v in fresh.items()):
             want = {k: tuple(v.shape) for k, v in fresh.items()}
-            got = {k: tuple(v.shape) for k, v in warm.items()}
+            got = {k: tuple(v.shape) for k, v in init.items()}
             raise ValueError(f"{self.name}: warm-start parameters {got} do not match the "
                              f"model's {want}")
-        return {k: warm[k].detach().clone().to(v.dtype).contiguous()
+        return {k: init[k].detach().clone().to(v.dtype).contiguous()
                 for k, v in fresh.items()}
 
-    def after_epoch(self, epoch: int) -> None:
-        """Run the ``fit(callback=...)`` hook, if any (the training loop calls this)."""
-        cb = getattr(self, "_callback", None)
-        if cb is not None:
-            cb(self, epoch)
-
-    def _fit(self, train: Dataset, valid: Dataset | None, *, seed: int,
-             progress: bool) -> None:
+    def _fit(self, train: Dataset, valid: Dataset | None, *, seed: int, progress: bool,
+             init: Mapping[str, torch.Tensor] | None, after_epoch: AfterEpoch | None
+             ) -> None:
+        """Train into ``params_``: start from ``self._initial(fresh, init)`` and pass
+        ``after_epoch`` to :func:`trustrec.train.loop.train_epochs`."""
         raise NotImplementedError
 
     def _check_fitted(self) -> None:
@@ -195,10 +219,12 @@ class EmbeddingRecommender:
         self._check_fitted()
         return self.params_["item"].numpy()
 
-    def score(self, users: np.ndarray) -> np.ndarray:
-        """Scores ``(len(users), n_items)`` for the given user indices."""
+    def score(self, query: Query | np.ndarray) -> np.ndarray:
+        """Scores ``(n_queried, n_items)`` for user indices or a
+        :class:`~trustrec.data.query.Query` (its histories are not used: the users'
+        embeddings are looked up by index)."""
         self._check_fitted()
-        u = torch.as_tensor(np.asarray(users, dtype=np.int64))
+        u = torch.as_tensor(query_users(query))
         with torch.no_grad():
             return (self._user_table()[u] @ self._item_table().T).numpy()
 
@@ -207,6 +233,45 @@ class EmbeddingRecommender:
 
     def _item_table(self) -> torch.Tensor:
         return torch.from_numpy(self.item_embeddings())
+
+    # ------------------------------------------------------------------ capability helpers
+    def _table_view(self, key: str) -> np.ndarray:
+        """``params_[key]`` as a numpy view (writing into it changes the tensor)."""
+        self._check_fitted()
+        return self.params_[key].detach().numpy()
+
+    def _with_table(self, key: str, table: np.ndarray | torch.Tensor) -> Self:
+        """A copy of this model with ``params_[key]`` replaced by ``table`` (float32, same
+        shape); the copy shares no tensor with this model.
+
+        Raises:
+            ValueError: ``table`` does not have ``params_[key]``'s shape.
+        """
+        self._check_fitted()
+        table = torch.as_tensor(np.asarray(table, dtype=np.float32)).clone()
+        if tuple(table.shape) != tuple(self.params_[key].shape):
+            raise ValueError(f"user table of shape {tuple(table.shape)} does not match the "
+                             f"model's {tuple(self.params_[key].shape)}")
+        out = copy.copy(self)
+        out.params_ = {k: (table if k == key else v.detach().clone())
+                       for k, v in self.params_.items()}
+        out.fit_info_ = copy.deepcopy(self.fit_info_)
+        return out
+
+    def _dot_pair_scorer(self, users: torch.Tensor, items: torch.Tensor, item_key: str,
+                         bias_key: str | None = None
+                         ) -> Callable[[torch.Tensor], torch.Tensor]:
+        """``table -> (r, k)`` scores ``table[users[r]] · params_[item_key][items[r, j]]``
+        (``+ params_[bias_key][items[r, j]]``), differentiable in ``table``; the item rows
+        and biases are gathered once here."""
+        p = self.params_
+        vecs = p[item_key].detach()[items]
+        bias = p[bias_key].detach()[items] if bias_key is not None else None
+
+        def dot(table: torch.Tensor) -> torch.Tensor:
+            s = torch.einsum("rd,rkd->rk", table[users], vecs)
+            return s if bias is None else s + bias
+        return dot
 
     # ------------------------------------------------------------------ persistence
     def save(self, path: str | Path) -> None:

@@ -18,12 +18,17 @@ decay (torch's Adam default); the loss is the mean over a batch.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import numba
 import numpy as np
+import torch
 
 from trustrec.config import NonNegativeFloat, PositiveFloat, PositiveInt, typed_config
 from trustrec.data.dataset import Dataset
-from trustrec.models.base import MODELS, EmbeddingRecommender, normal_tables
+from trustrec.models.base import MODELS, AfterEpoch, EmbeddingRecommender, normal_tables
+from trustrec.models.capabilities import TableScorer
+from trustrec.models.objective import Params, PointwiseObjective, Rows, gather, soft_bce
 from trustrec.seeding import rng
 from trustrec.train.loop import train_epochs
 from trustrec.train.sampling import sample_negatives
@@ -120,21 +125,45 @@ def _adam_rows(table: np.ndarray, grad: np.ndarray, m: np.ndarray, v: np.ndarray
         t[k] -= a * mm / (np.sqrt(vv) + eps)
 
 
+class BCEMFObjective(PointwiseObjective):
+    """BCE-MF's pointwise BCE, differentiable (:mod:`trustrec.models.objective`).
+
+    Per row ``ℓ = BCE(p_u·q_i, y) + n_neg · mean_k BCE(p_u·q_{j_k}, 0)`` with hashed
+    negatives, no L2 (the model has none).
+    """
+
+    def row_loss(self, params: Params, rows: Rows, *, regularize: bool = True) -> torch.Tensor:
+        """``Σ_r w_r [BCE(p_u·q_i, y) + n_neg·mean_k BCE(p_u·q_{j_k}, 0)]``."""
+        pu = gather(params["user"], rows.users)                       # (n, d)
+        qi = gather(params["item"], rows.items)                       # (n, d)
+        qj = gather(params["item"], rows.negatives)                   # (n, k, d)
+        pos = soft_bce((pu * qi).sum(1), rows.labels)
+        neg = soft_bce((pu.unsqueeze(1) * qj).sum(2), torch.zeros(()))
+        weight = float(self.model.config.n_neg) / max(rows.negatives.shape[1], 1)
+        return (rows.weights * (pos + weight * neg.sum(1))).sum()
+
+
 @MODELS.register("bcemf")
 class BCEMF(EmbeddingRecommender):
     """BCE-MF (CURE4Rec's "WMF"); score = ``p_u · q_i``.
 
     ``params_``: ``user`` ``(n_users, dim)`` and ``item`` ``(n_items, dim)`` float32.
+
+    Capabilities (:mod:`trustrec.models.capabilities`): ``ReleasesUserTable`` (``user``),
+    ``PairScorer``, ``HasTrainingObjective`` (:class:`BCEMFObjective`), ``WarmStart`` and
+    ``DotProductScores``.
     """
 
     name = "bcemf"
     Config = BCEMFConfig
 
-    def _fit(self, train: Dataset, valid: Dataset | None, *, seed: int,
-             progress: bool) -> None:
+    def _fit(self, train: Dataset, valid: Dataset | None, *, seed: int, progress: bool,
+             init: Mapping[str, torch.Tensor] | None, after_epoch: AfterEpoch | None
+             ) -> None:
         cfg: BCEMFConfig = self.config
         self.params_ = self._initial(normal_tables(rng(seed, "bcemf", "init"), train.n_users,
-                                                   train.n_items, cfg.dim, cfg.init_scale))
+                                                   train.n_items, cfg.dim, cfg.init_scale),
+                                     init)
         n_tab = max(train.n_users, train.n_items)
         moments = np.zeros((4, n_tab, cfg.dim), dtype=np.float32)
         users = train.users.astype(np.int64)
@@ -161,4 +190,33 @@ class BCEMF(EmbeddingRecommender):
 
         train_epochs(self, epoch_fn, epochs=cfg.epochs, train=train, valid=valid,
                      patience=cfg.patience, eval_every=cfg.eval_every, progress=progress,
-                     desc="bcemf")
+                     after_epoch=after_epoch, desc="bcemf")
+
+    # ------------------------------------------------------------------ capabilities
+    def released_user_table(self) -> np.ndarray:
+        """The user embeddings ``params_["user"]`` ``(n_users, dim)`` (a view)."""
+        return self._table_view("user")
+
+    def with_released_user_table(self, table: np.ndarray | torch.Tensor) -> BCEMF:
+        """A copy with the user embeddings replaced by ``table`` (see
+        ``ReleasesUserTable``)."""
+        return self._with_table("user", table)
+
+    def pair_scorer(self, users: torch.Tensor, items: torch.Tensor) -> TableScorer:
+        """``table -> (r, k)`` scores ``table[u] · q_i`` (see ``PairScorer``)."""
+        return self._dot_pair_scorer(users, items, "item")
+
+    def training_objective(self, seed: int = 0, n_neg: int | None = None
+                           ) -> BCEMFObjective:
+        """:class:`BCEMFObjective` of the fitted model (``n_neg`` hashed negatives per row,
+        default the model's ``n_neg``, drawn with ``seed``)."""
+        return BCEMFObjective(self, seed, n_neg)
+
+    def warm_start_state(self) -> Mapping[str, torch.Tensor]:
+        """The fitted ``params_`` (``fit(init=...)`` starts from them)."""
+        self._check_fitted()
+        return self.params_
+
+    def score_factors(self) -> tuple[np.ndarray, np.ndarray]:
+        """``(user_embeddings(), item_embeddings())``, whose product is the score."""
+        return self.user_embeddings(), self.item_embeddings()

@@ -12,6 +12,8 @@ optimiser state) dwarfs the arithmetic at this size.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import numba
 import numpy as np
 import torch
@@ -24,7 +26,10 @@ from trustrec.config import (
     typed_config,
 )
 from trustrec.data.dataset import Dataset
-from trustrec.models.base import MODELS, EmbeddingRecommender, normal_tables
+from trustrec.data.query import Query, query_users
+from trustrec.models.base import MODELS, AfterEpoch, EmbeddingRecommender, normal_tables
+from trustrec.models.capabilities import TableScorer
+from trustrec.models.objective import Objective, Params, Rows, gather, soft_bce
 from trustrec.seeding import rng
 from trustrec.train.loop import train_epochs
 from trustrec.train.sampling import sample_negatives
@@ -125,6 +130,92 @@ def bpr_sgd_epoch(user_f: np.ndarray, item_f: np.ndarray, item_b: np.ndarray,
     return total / max(order.shape[0], 1)
 
 
+class BPRObjective(Objective):
+    """BPR-MF's training objective, differentiable (:mod:`trustrec.models.objective`).
+
+    Per row ``ℓ = mean_k BCE(x_{u,i,j_k}, y) + reg/2 (‖p_u‖² + ‖q_i‖² + mean_k ‖q_{j_k}‖²)
+    + bias_reg/2 (b_i² + mean_k b_{j_k}²)`` with ``x_uij = p_u·(q_i − q_j) + b_i − b_j`` and
+    ``BCE(x, y) = softplus(−x) + (1 − y)·x`` (for ``y = 1`` BPR's ``−log σ(x)``). The L2
+    terms are attached to rows because BPR's SGD decays the rows each update touches. The
+    negatives ``j_k`` are ``n_neg`` (default 1) hashed negatives per row
+    (:func:`~trustrec.models.objective.hashed_negatives`).
+    """
+
+    n_neg = 1
+
+    def __init__(self, model: EmbeddingRecommender, seed: int = 0,
+                 n_neg: int | None = None) -> None:
+        super().__init__(model, seed, n_neg)
+        self.use_bias = bool(model.config.use_bias)
+        self.item_tables = ("item", "item_bias") if self.use_bias else ("item",)
+
+    def collaborative_labels(self, removed: Dataset, remaining: Dataset) -> np.ndarray:
+        """½ for every removed row.
+
+        A BPR row's label says "the user prefers item i to the sampled item j". Once i is
+        forgotten both are unobserved for the user, and over the pairs of unobserved items
+        the retained data implies each order equally often: the mean label is ½, the same
+        for every user and item. The corrected row pulls ``x_uij`` towards 0 (i ranked
+        like a typical unobserved item) instead of only dropping its push upwards.
+        """
+        return np.full(removed.n_interactions, 0.5, dtype=np.float32)
+
+    def row_loss(self, params: Params, rows: Rows, *, regularize: bool = True) -> torch.Tensor:
+        """``Σ_r w_r [mean_k BCE(x_{u,i,j_k}, y_r) + L2 of the touched rows]``."""
+        cfg = self.model.config
+        p, q = params["user"], params["item"]
+        pu = gather(p, rows.users)                    # (n, d)
+        qi = gather(q, rows.items)                    # (n, d)
+        qj = gather(q, rows.negatives)                # (n, k, d)
+        # elementwise product and sum: einsum lowers this to a batched matmul of tiny
+        # matrices, several times slower (forward and backward) on a CPU
+        x = (pu.unsqueeze(1) * (qi.unsqueeze(1) - qj)).sum(2)
+        if self.use_bias:
+            b = params["item_bias"]
+            bi, bj = gather(b, rows.items), gather(b, rows.negatives)
+            x = x + (bi.unsqueeze(1) - bj)
+        per_row = soft_bce(x, rows.labels.unsqueeze(1)).mean(1)
+        if regularize:
+            l2 = 0.5 * cfg.reg * (pu.square().sum(1) + qi.square().sum(1)
+                                  + qj.square().sum(2).mean(1))
+            if self.use_bias and cfg.bias_reg:
+                l2 = l2 + 0.5 * cfg.bias_reg * (bi.square() + bj.square().mean(1))
+            per_row = per_row + l2
+        return (rows.weights * per_row).sum()
+
+
+    def shrunk_tables(self) -> frozenset[str]:
+        """``user`` and ``item`` when ``reg > 0``; ``item_bias`` when ``bias_reg > 0``."""
+        cfg = self.model.config
+        out = {"user", "item"} if cfg.reg > 0 else set()
+        if self.use_bias and cfg.bias_reg > 0:
+            out.add("item_bias")
+        return frozenset(out)
+
+    def l2_counts(self, rows: Rows, n_users: int, n_items: int
+                  ) -> tuple[np.ndarray, np.ndarray]:
+        """Users once per row; the item once and each of the k negatives 1/k times."""
+        w = rows.weights.numpy().astype(np.float64)
+        uc = np.bincount(rows.users.numpy(), weights=w, minlength=n_users)
+        ic = np.bincount(rows.items.numpy(), weights=w, minlength=n_items)
+        negs = rows.negatives.numpy()
+        ic += np.bincount(negs.reshape(-1), weights=np.repeat(w / negs.shape[1], negs.shape[1]),
+                          minlength=n_items)
+        return uc, ic
+
+    def node_l2(self, params: Params, user_counts: np.ndarray,
+                item_counts: np.ndarray) -> torch.Tensor:
+        """``reg/2 Σ c_u ‖p_u‖² + reg/2 Σ c_i ‖q_i‖² + bias_reg/2 Σ c_i b_i²``."""
+        cfg = self.model.config
+        uc = torch.as_tensor(user_counts, dtype=torch.float32)
+        ic = torch.as_tensor(item_counts, dtype=torch.float32)
+        out = 0.5 * cfg.reg * ((uc * params["user"].square().sum(1)).sum()
+                               + (ic * params["item"].square().sum(1)).sum())
+        if self.use_bias and cfg.bias_reg:
+            out = out + 0.5 * cfg.bias_reg * (ic * params["item_bias"].square()).sum()
+        return out
+
+
 @MODELS.register("bpr")
 class BPR(EmbeddingRecommender):
     """BPR-MF with an optional item bias; score = ``p_u · q_i + b_i``.
@@ -133,18 +224,23 @@ class BPR(EmbeddingRecommender):
     ``(n_items,)`` (all float32; the bias is zero and unused when ``use_bias`` is false).
     ``user_embeddings()`` / ``item_embeddings()`` return ``[p_u, 1]`` and ``[q_i, b_i]``
     (width ``dim + 1``) when the bias is used, so their dot product is the score.
+
+    Capabilities (:mod:`trustrec.models.capabilities`): ``ReleasesUserTable`` (the factors
+    ``user``), ``PairScorer``, ``HasTrainingObjective`` (:class:`BPRObjective`),
+    ``WarmStart`` and ``DotProductScores``.
     """
 
     name = "bpr"
     Config = BPRConfig
 
-    def _fit(self, train: Dataset, valid: Dataset | None, *, seed: int,
-             progress: bool) -> None:
+    def _fit(self, train: Dataset, valid: Dataset | None, *, seed: int, progress: bool,
+             init: Mapping[str, torch.Tensor] | None, after_epoch: AfterEpoch | None
+             ) -> None:
         cfg: BPRConfig = self.config
-        init = rng(seed, "bpr", "init")
-        fresh = normal_tables(init, train.n_users, train.n_items, cfg.dim, cfg.init_scale)
+        gen = rng(seed, "bpr", "init")
+        fresh = normal_tables(gen, train.n_users, train.n_items, cfg.dim, cfg.init_scale)
         fresh["item_bias"] = torch.zeros(train.n_items, dtype=torch.float32)
-        self.params_ = self._initial(fresh)
+        self.params_ = self._initial(fresh, init)
         users = train.users.astype(np.int64)
         items = train.items.astype(np.int64)
         keys = np.unique(train.pair_keys())
@@ -164,7 +260,7 @@ class BPR(EmbeddingRecommender):
 
         train_epochs(self, epoch_fn, epochs=cfg.epochs, train=train, valid=valid,
                      patience=cfg.patience, eval_every=cfg.eval_every, progress=progress,
-                     desc="bpr")
+                     after_epoch=after_epoch, desc="bpr")
 
     def param_shapes(self, n_users: int, n_items: int) -> dict[str, tuple[int, ...]]:
         """``user``, ``item`` and ``item_bias`` (kept, zero, when the bias is unused)."""
@@ -190,13 +286,45 @@ class BPR(EmbeddingRecommender):
         b = self._bias()
         return q if b is None else np.hstack([q, b[:, None]])
 
-    def score(self, users: np.ndarray) -> np.ndarray:
-        """Scores ``p_u · q_i + b_i``, shape ``(len(users), n_items)``, float32."""
+    def score(self, query: Query | np.ndarray) -> np.ndarray:
+        """Scores ``p_u · q_i + b_i``, shape ``(n_queried, n_items)``, float32 (user
+        indices or a :class:`~trustrec.data.query.Query`; histories are not used)."""
         self._check_fitted()
-        u = torch.as_tensor(np.asarray(users, dtype=np.int64))
+        u = torch.as_tensor(query_users(query))
         with torch.no_grad():
             s = self.params_["user"][u] @ self.params_["item"].T
             b = self._bias()
             if b is not None:
                 s += torch.from_numpy(b)
         return s.numpy()
+
+    # ------------------------------------------------------------------ capabilities
+    def released_user_table(self) -> np.ndarray:
+        """The user factors ``params_["user"]`` ``(n_users, dim)`` (a view; without the
+        constant column of :meth:`user_embeddings`)."""
+        return self._table_view("user")
+
+    def with_released_user_table(self, table: np.ndarray | torch.Tensor) -> BPR:
+        """A copy with the user factors replaced by ``table`` (see ``ReleasesUserTable``)."""
+        return self._with_table("user", table)
+
+    def pair_scorer(self, users: torch.Tensor, items: torch.Tensor) -> TableScorer:
+        """``table -> (r, k)`` scores ``table[u] · q_i + b_i`` (see ``PairScorer``)."""
+        use_bias = self.config.use_bias and "item_bias" in self.params_
+        return self._dot_pair_scorer(users, items, "item",
+                                     "item_bias" if use_bias else None)
+
+    def training_objective(self, seed: int = 0, n_neg: int | None = None) -> BPRObjective:
+        """:class:`BPRObjective` of the fitted model (``n_neg`` hashed negatives per row,
+        default 1, drawn with ``seed``)."""
+        return BPRObjective(self, seed, n_neg)
+
+    def warm_start_state(self) -> Mapping[str, torch.Tensor]:
+        """The fitted ``params_`` (``fit(init=...)`` starts from them)."""
+        self._check_fitted()
+        return self.params_
+
+    def score_factors(self) -> tuple[np.ndarray, np.ndarray]:
+        """``(user_embeddings(), item_embeddings())``: ``[p_u, 1] · [q_i, b_i]`` is the
+        score."""
+        return self.user_embeddings(), self.item_embeddings()

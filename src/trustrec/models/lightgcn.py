@@ -30,6 +30,8 @@ graph). ``user_embeddings()``, ``item_embeddings()`` and ``score`` use the propa
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import numba
 import numpy as np
 import scipy.sparse as sp
@@ -44,7 +46,8 @@ from trustrec.config import (
     typed_config,
 )
 from trustrec.data.dataset import Dataset
-from trustrec.models.base import MODELS, EmbeddingRecommender
+from trustrec.models.base import MODELS, AfterEpoch, EmbeddingRecommender
+from trustrec.models.capabilities import TableScorer
 from trustrec.seeding import child_seed, rng
 from trustrec.train.loop import train_epochs
 from trustrec.train.sampling import sample_negatives
@@ -225,20 +228,27 @@ class LightGCN(EmbeddingRecommender):
     """LightGCN with BPR loss; score = ``e_u · e_i`` on the propagated embeddings.
 
     See the module docstring for the parameter layout and implementation choices.
+
+    Capabilities (:mod:`trustrec.models.capabilities`): ``ReleasesUserTable`` (the
+    propagated ``user_final``), ``PairScorer``, ``WarmStart`` (from the layer-0 tables)
+    and ``DotProductScores``. It has no differentiable training objective
+    (``HasTrainingObjective``): its loss runs through the graph propagation, which no
+    :class:`~trustrec.models.objective.Objective` writes yet.
     """
 
     name = "lightgcn"
     Config = LightGCNConfig
 
-    def _fit(self, train: Dataset, valid: Dataset | None, *, seed: int,
-             progress: bool) -> None:
+    def _fit(self, train: Dataset, valid: Dataset | None, *, seed: int, progress: bool,
+             init: Mapping[str, torch.Tensor] | None, after_epoch: AfterEpoch | None
+             ) -> None:
         cfg: LightGCNConfig = self.config
         n_users, n_items = train.n_users, train.n_items
         gen = torch.Generator().manual_seed(child_seed(seed, "lightgcn", "init"))
         base = (torch.randn(n_users + n_items, cfg.dim, generator=gen, dtype=torch.float32)
                 * cfg.init_scale).numpy()
         start = self._initial({"user": torch.from_numpy(base[:n_users]),
-                               "item": torch.from_numpy(base[n_users:])})
+                               "item": torch.from_numpy(base[n_users:])}, init)
         base = np.concatenate([start["user"].numpy(), start["item"].numpy()])
         adj = normalized_adjacency(train)
         k = cfg.n_layers
@@ -281,7 +291,7 @@ class LightGCN(EmbeddingRecommender):
 
         train_epochs(self, epoch_fn, epochs=cfg.epochs, train=train, valid=valid,
                      patience=cfg.patience, eval_every=cfg.eval_every, progress=progress,
-                     desc="lightgcn")
+                     after_epoch=after_epoch, desc="lightgcn")
 
     def param_shapes(self, n_users: int, n_items: int) -> dict[str, tuple[int, ...]]:
         """Layer-0 ``user`` / ``item`` tables and their propagated ``*_final`` caches."""
@@ -299,3 +309,31 @@ class LightGCN(EmbeddingRecommender):
         """``(n_items, dim)`` propagated item embeddings (mean of layers 0..K)."""
         self._check_fitted()
         return self.params_["item_final"].numpy()
+
+    # ------------------------------------------------------------------ capabilities
+    def released_user_table(self) -> np.ndarray:
+        """The propagated user embeddings ``params_["user_final"]`` (a view). A defense
+        that writes into it between epochs shapes what is released after that epoch; the
+        next epoch recomputes it from the layer-0 weights."""
+        return self._table_view("user_final")
+
+    def with_released_user_table(self, table: np.ndarray | torch.Tensor) -> LightGCN:
+        """A copy with the propagated user embeddings replaced by ``table`` (see
+        ``ReleasesUserTable``; the layer-0 tables stay as they are)."""
+        return self._with_table("user_final", table)
+
+    def pair_scorer(self, users: torch.Tensor, items: torch.Tensor) -> TableScorer:
+        """``table -> (r, k)`` scores ``table[u] · e_i`` with the propagated item
+        embeddings (see ``PairScorer``)."""
+        return self._dot_pair_scorer(users, items, "item_final")
+
+    def warm_start_state(self) -> Mapping[str, torch.Tensor]:
+        """The fitted ``params_`` (``fit(init=...)`` starts from the layer-0 ``user`` and
+        ``item`` tables; the propagated caches are recomputed)."""
+        self._check_fitted()
+        return self.params_
+
+    def score_factors(self) -> tuple[np.ndarray, np.ndarray]:
+        """``(user_embeddings(), item_embeddings())``: the propagated embeddings, whose
+        product is the score."""
+        return self.user_embeddings(), self.item_embeddings()

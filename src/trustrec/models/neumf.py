@@ -37,6 +37,7 @@ learned representations of users and items, e.g. for attribute-inference attacks
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from typing import Annotated
 
 import numpy as np
@@ -52,7 +53,10 @@ from trustrec.config import (
     typed_config,
 )
 from trustrec.data.dataset import Dataset
-from trustrec.models.base import MODELS, EmbeddingRecommender
+from trustrec.data.query import Query, query_users
+from trustrec.models.base import MODELS, AfterEpoch, EmbeddingRecommender
+from trustrec.models.capabilities import TableScorer
+from trustrec.models.objective import Params, PointwiseObjective, Rows, gather, soft_bce
 from trustrec.seeding import child_seed, rng
 from trustrec.threads import torch_threads
 from trustrec.train.loop import train_epochs
@@ -119,6 +123,67 @@ def _gather(table: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
     return _Gather.apply(table, idx)
 
 
+class NeuMFObjective(PointwiseObjective):
+    """NeuMF's BCE with hashed negatives, differentiable (:mod:`trustrec.models.objective`).
+
+    Per row ``ℓ = BCE(f(u, i), y) + n_neg · mean_k BCE(f(u, j_k), 0) + reg/2 ·
+    ‖embeddings‖²`` with the model's own forward pass ``f`` and hashed negatives (the
+    model's loss is the mean of these terms over a batch; as a sum it has the same
+    minimiser). Only the embedding tables are differentiated; the MLP stays fixed.
+    """
+
+    user_tables = ("user_gmf", "user_mlp")
+    item_tables = ("item_gmf", "item_mlp")
+
+    def row_loss(self, params: Params, rows: Rows, *, regularize: bool = True) -> torch.Tensor:
+        """``Σ_r w_r [BCE(f(u,i), y) + n_neg·mean_k BCE(f(u,j_k), 0) + L2 of embeddings]``."""
+        model = self.model
+        full = {**{k: v.detach() for k, v in model.params_.items()}, **params}
+        n, k = len(rows), rows.negatives.shape[1]
+        users = rows.users.repeat_interleave(1 + k)
+        items = torch.cat([rows.items[:, None], rows.negatives], dim=1).reshape(-1)
+        labels = torch.cat([rows.labels[:, None], torch.zeros(n, k)], dim=1).reshape(-1)
+        logits, _ = model._pair_logits(users, items, full)
+        per = soft_bce(logits, labels)
+        if regularize and model.config.reg:
+            emb = sum(gather(full[t], users).square().sum(1) for t in self.user_tables)
+            emb = emb + sum(gather(full[t], items).square().sum(1) for t in self.item_tables)
+            per = per + 0.5 * float(model.config.reg) * emb
+        per = per.reshape(n, 1 + k)
+        # the model draws n_neg negatives per positive: K negatives given here stand for
+        # them with weight n_neg / K each (any K is an unbiased estimate of the same sum)
+        neg_weight = float(model.config.n_neg) / max(k, 1)
+        return (rows.weights * (per[:, 0] + neg_weight * per[:, 1:].sum(1))).sum()
+
+    def shrunk_tables(self) -> frozenset[str]:
+        """The embedding tables when ``reg > 0``."""
+        return frozenset(self.tables) if self.model.config.reg > 0 else frozenset()
+
+    def l2_counts(self, rows: Rows, n_users: int, n_items: int
+                  ) -> tuple[np.ndarray, np.ndarray]:
+        """The user once per instance (1 + n_neg per row), the item once, each of the k
+        negatives ``n_neg / k`` times."""
+        w = rows.weights.numpy().astype(np.float64)
+        n_neg = float(self.model.config.n_neg)
+        negs = rows.negatives.numpy()
+        uc = np.bincount(rows.users.numpy(), weights=w * (1 + n_neg), minlength=n_users)
+        ic = np.bincount(rows.items.numpy(), weights=w, minlength=n_items)
+        ic += np.bincount(negs.reshape(-1),
+                          weights=np.repeat(w * n_neg / negs.shape[1], negs.shape[1]),
+                          minlength=n_items)
+        return uc, ic
+
+    def node_l2(self, params: Params, user_counts: np.ndarray,
+                item_counts: np.ndarray) -> torch.Tensor:
+        """``reg/2 Σ_v c_v ‖[gmf_v, mlp_v]‖²`` over users and items."""
+        reg = float(self.model.config.reg)
+        if not reg:
+            return torch.zeros((), dtype=torch.float32)
+        uc = torch.as_tensor(user_counts, dtype=torch.float32)
+        ic = torch.as_tensor(item_counts, dtype=torch.float32)
+        out = sum((uc * params[t].square().sum(1)).sum() for t in self.user_tables)
+        out = out + sum((ic * params[t].square().sum(1)).sum() for t in self.item_tables)
+        return 0.5 * reg * out
 
 
 @MODELS.register("neumf")
@@ -126,6 +191,12 @@ class NeuMF(EmbeddingRecommender):
     """NeuMF (GMF + MLP towers); score = the logit of the final layer.
 
     See the module docstring for the parameter layout and implementation choices.
+
+    Capabilities (:mod:`trustrec.models.capabilities`): ``ReleasesUserTable`` (the GMF
+    user embeddings ``user_gmf``, as in the PoT-AU companion code, whose NCF attack reads
+    the GMF table), ``PairScorer`` (the full forward pass), ``HasTrainingObjective``
+    (:class:`NeuMFObjective`) and ``WarmStart``. Its score is not a dot product
+    (no ``DotProductScores``).
     """
 
     parallel_safe = False  # fit sets torch's process-wide thread count
@@ -191,12 +262,13 @@ class NeuMF(EmbeddingRecommender):
         return phi @ p["out.weight"] + p["out.bias"], l2
 
     # ------------------------------------------------------------------ learning
-    def _fit(self, train: Dataset, valid: Dataset | None, *, seed: int,
-             progress: bool) -> None:
+    def _fit(self, train: Dataset, valid: Dataset | None, *, seed: int, progress: bool,
+             init: Mapping[str, torch.Tensor] | None, after_epoch: AfterEpoch | None
+             ) -> None:
         cfg: NeuMFConfig = self.config
         self.params_ = {k: v.requires_grad_() for k, v in
                         self._initial(self._init_params(train.n_users, train.n_items,
-                                                        seed)).items()}
+                                                        seed), init).items()}
         opt = torch.optim.Adam(list(self.params_.values()), lr=cfg.lr)
         users = train.users.astype(np.int64)
         items = train.items.astype(np.int64)
@@ -235,7 +307,7 @@ class NeuMF(EmbeddingRecommender):
         with torch_threads(cfg.num_threads):
             train_epochs(self, epoch_fn, epochs=cfg.epochs, train=train, valid=valid,
                          patience=cfg.patience, eval_every=cfg.eval_every,
-                         progress=progress, desc="neumf")
+                         progress=progress, after_epoch=after_epoch, desc="neumf")
         self.params_ = {k: v.detach() for k, v in self.params_.items()}
 
     # ------------------------------------------------------------------ inference
@@ -252,12 +324,13 @@ class NeuMF(EmbeddingRecommender):
         """``(n_items, gmf_dim + mlp_dim)``: the GMF and MLP item embeddings, concatenated."""
         return self._table("item")
 
-    def score(self, users: np.ndarray) -> np.ndarray:
-        """Logits ``(len(users), n_items)`` (float32), computed in blocks of users."""
+    def score(self, query: Query | np.ndarray) -> np.ndarray:
+        """Logits ``(n_queried, n_items)`` (float32), computed in blocks of users (user
+        indices or a :class:`~trustrec.data.query.Query`; histories are not used)."""
         self._check_fitted()
         p = self.params_
         d = self.config.mlp_dim
-        u = torch.as_tensor(np.asarray(users, dtype=np.int64))
+        u = torch.as_tensor(query_users(query))
         n_items = p["item_gmf"].shape[0]
         out = np.empty((len(u), n_items), dtype=np.float32)
         with torch.no_grad():
@@ -275,3 +348,36 @@ class NeuMF(EmbeddingRecommender):
                 s = h @ h_mlp + p["user_gmf"][ub] @ item_gmf.T + p["out.bias"]
                 out[start:start + len(ub)] = s.numpy()
         return out
+
+    # ------------------------------------------------------------------ capabilities
+    def released_user_table(self) -> np.ndarray:
+        """The GMF user embeddings ``params_["user_gmf"]`` ``(n_users, gmf_dim)`` (a
+        view)."""
+        return self._table_view("user_gmf")
+
+    def with_released_user_table(self, table: np.ndarray | torch.Tensor) -> NeuMF:
+        """A copy with the GMF user embeddings replaced by ``table`` (see
+        ``ReleasesUserTable``)."""
+        return self._with_table("user_gmf", table)
+
+    def pair_scorer(self, users: torch.Tensor, items: torch.Tensor) -> TableScorer:
+        """``table -> (r, k)`` logits of the full forward pass with ``table`` as the GMF
+        user embeddings (see ``PairScorer``)."""
+        fixed = {k: v.detach() for k, v in self.params_.items()}
+        uu, ii = users.repeat_interleave(items.shape[1]), items.reshape(-1)
+
+        def neumf(table: torch.Tensor) -> torch.Tensor:
+            logits, _ = self._pair_logits(uu, ii, {**fixed, "user_gmf": table})
+            return logits.reshape(items.shape)
+        return neumf
+
+    def training_objective(self, seed: int = 0, n_neg: int | None = None
+                           ) -> NeuMFObjective:
+        """:class:`NeuMFObjective` of the fitted model (``n_neg`` hashed negatives per row,
+        default the model's ``n_neg``, drawn with ``seed``)."""
+        return NeuMFObjective(self, seed, n_neg)
+
+    def warm_start_state(self) -> Mapping[str, torch.Tensor]:
+        """The fitted ``params_`` (``fit(init=...)`` starts from them)."""
+        self._check_fitted()
+        return self.params_

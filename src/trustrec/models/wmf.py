@@ -15,13 +15,18 @@ users (single-threaded, fixed order: bitwise reproducible). The item step is sym
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
+
 import numba
 import numpy as np
 import scipy.sparse as sp
+import torch
 
 from trustrec.config import NonNegativeFloat, PositiveInt, typed_config
 from trustrec.data.dataset import Dataset
-from trustrec.models.base import MODELS, EmbeddingRecommender, normal_tables
+from trustrec.models.base import MODELS, AfterEpoch, EmbeddingRecommender, normal_tables
+from trustrec.models.capabilities import TableScorer
+from trustrec.models.objective import Objective, Params, Rows, TableSubset, gather
 from trustrec.seeding import rng
 from trustrec.train.loop import train_epochs
 
@@ -187,22 +192,93 @@ def _gram(f: np.ndarray, reg: float) -> np.ndarray:
     return _gram_kernel(np.ascontiguousarray(f, dtype=np.float32), float(reg))
 
 
+class WMFObjective(Objective):
+    """WMF's whole-data weighted squared loss in Gram form, differentiable
+    (:mod:`trustrec.models.objective`).
+
+    ``Σ_ui c_ui (p_ui − x_u·y_i)² + reg (‖X‖² + ‖Y‖²)`` over *all* cells, written as the
+    global term ``G = tr(XᵀX · YᵀY) + reg (‖X‖² + ‖Y‖²)`` plus, per observed row,
+    ``ℓ = c (p − s)² − s²`` with ``s = x_u·y_i``, ``p = y`` and ``c = 1 + alpha·y`` (Hu et
+    al.'s confidence of an observation of strength y). The ``users × items`` matrix is
+    never formed.
+    """
+
+    dense = True
+
+    def collaborative_labels(self, removed: Dataset, remaining: Dataset) -> np.ndarray:
+        """The user's mean preference over its retained cells, ``|I_u| / n_items``.
+
+        WMF's data are all cells (1 observed, 0 otherwise), so a user's mean label over the
+        retained data is the share of the catalogue it still has; a user with no retained
+        row gets the item's ``|U_i| / n_users`` instead, and 0 when both are empty. The
+        corrected cell has ``p = ȳ`` and confidence ``1 + alpha·ȳ``.
+        """
+        u_mean = remaining.user_counts() / max(remaining.n_items, 1)
+        i_mean = remaining.item_counts() / max(remaining.n_users, 1)
+        ru, ri = removed.users, removed.items
+        return np.where(u_mean[ru] > 0, u_mean[ru], i_mean[ri]).astype(np.float32)
+
+    def row_loss(self, params: Params, rows: Rows, *, regularize: bool = True) -> torch.Tensor:
+        """``Σ_r w_r [c_r (y_r − s_r)² − s_r²]``, ``c_r = 1 + alpha y_r`` (no L2 per row)."""
+        alpha = float(self.model.config.alpha)
+        s = (gather(params["user"], rows.users) * gather(params["item"], rows.items)).sum(1)
+        y = rows.labels
+        c = 1.0 + alpha * y
+        return (rows.weights * (c * (y - s).square() - s.square())).sum()
+
+    def shrunk_tables(self) -> frozenset[str]:
+        """Both tables (the all-cells loss pulls a row without data to 0 even at reg 0)."""
+        return frozenset({"user", "item"})
+
+    def global_loss(self, params: Params) -> torch.Tensor:
+        """``tr(XᵀX · YᵀY) + reg (‖X‖² + ‖Y‖²)``: every cell's ``(x_u·y_i)²`` plus L2."""
+        x, y = params["user"], params["item"]
+        reg = float(self.model.config.reg)
+        return ((x.T @ x) * (y.T @ y)).sum() + reg * (x.square().sum() + y.square().sum())
+
+    def global_loss_of(self, subset: TableSubset) -> Callable[[torch.Tensor], torch.Tensor]:
+        """``tr((X_SᵀX_S + C_X)(Y_SᵀY_S + C_Y)) + reg (‖X_S‖² + ‖Y_S‖²)``.
+
+        ``C_X``, ``C_Y`` are the Grams of the fixed (unselected) rows, computed once: a
+        product then costs ``O(|S| d²)`` instead of ``O((n_users + n_items) d²)``.
+        """
+        reg = float(self.model.config.reg)
+        fixed = {}
+        for name, idx in (("user", subset.users), ("item", subset.items)):
+            keep = torch.ones(subset.base[name].shape[0], dtype=torch.bool)
+            keep[idx] = False
+            rest = subset.base[name][keep].double()
+            fixed[name] = (rest.T @ rest).to(subset.base[name].dtype)
+
+        def loss(theta: torch.Tensor) -> torch.Tensor:
+            blocks = subset.split(theta)
+            x, y = blocks["user"], blocks["item"]
+            gx, gy = x.T @ x + fixed["user"], y.T @ y + fixed["item"]
+            return (gx * gy).sum() + reg * (x.square().sum() + y.square().sum())
+        return loss
+
+
 @MODELS.register("wmf")
 class WMF(EmbeddingRecommender):
     """Weighted matrix factorisation by ALS; score = ``x_u · y_i``.
 
     ``params_``: ``user`` ``(n_users, dim)`` and ``item`` ``(n_items, dim)`` float32.
+
+    Capabilities (:mod:`trustrec.models.capabilities`): ``ReleasesUserTable`` (``user``),
+    ``PairScorer``, ``HasTrainingObjective`` (:class:`WMFObjective`), ``WarmStart`` and
+    ``DotProductScores``.
     """
 
     name = "wmf"
     Config = WMFConfig
 
-    def _fit(self, train: Dataset, valid: Dataset | None, *, seed: int,
-             progress: bool) -> None:
+    def _fit(self, train: Dataset, valid: Dataset | None, *, seed: int, progress: bool,
+             init: Mapping[str, torch.Tensor] | None, after_epoch: AfterEpoch | None
+             ) -> None:
         cfg: WMFConfig = self.config
-        init = rng(seed, "wmf", "init")
-        self.params_ = self._initial(normal_tables(init, train.n_users, train.n_items,
-                                                   cfg.dim, cfg.init_scale))
+        gen = rng(seed, "wmf", "init")
+        self.params_ = self._initial(normal_tables(gen, train.n_users, train.n_items,
+                                                   cfg.dim, cfg.init_scale), init)
         ui = train.to_csr()
         ui.sort_indices()
         iu = sp.csr_matrix(ui.T)
@@ -229,4 +305,31 @@ class WMF(EmbeddingRecommender):
 
         train_epochs(self, epoch_fn, epochs=cfg.epochs, train=train, valid=valid,
                      patience=cfg.patience, eval_every=cfg.eval_every, progress=progress,
-                     desc="wmf")
+                     after_epoch=after_epoch, desc="wmf")
+
+    # ------------------------------------------------------------------ capabilities
+    def released_user_table(self) -> np.ndarray:
+        """The user factors ``params_["user"]`` ``(n_users, dim)`` (a view)."""
+        return self._table_view("user")
+
+    def with_released_user_table(self, table: np.ndarray | torch.Tensor) -> WMF:
+        """A copy with the user factors replaced by ``table`` (see ``ReleasesUserTable``)."""
+        return self._with_table("user", table)
+
+    def pair_scorer(self, users: torch.Tensor, items: torch.Tensor) -> TableScorer:
+        """``table -> (r, k)`` scores ``table[u] · y_i`` (see ``PairScorer``)."""
+        return self._dot_pair_scorer(users, items, "item")
+
+    def training_objective(self, seed: int = 0, n_neg: int | None = None) -> WMFObjective:
+        """:class:`WMFObjective` of the fitted model (no sampled negatives: ``seed`` and
+        ``n_neg`` do not change it)."""
+        return WMFObjective(self, seed, n_neg)
+
+    def warm_start_state(self) -> Mapping[str, torch.Tensor]:
+        """The fitted ``params_`` (``fit(init=...)`` starts from them)."""
+        self._check_fitted()
+        return self.params_
+
+    def score_factors(self) -> tuple[np.ndarray, np.ndarray]:
+        """``(user_embeddings(), item_embeddings())``, whose product is the score."""
+        return self.user_embeddings(), self.item_embeddings()

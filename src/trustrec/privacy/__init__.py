@@ -13,7 +13,6 @@ from trustrec.privacy.attack import (
 from trustrec.privacy.base import (
     DEFENSES,
     PROTECTORS,
-    USER_TABLE,
     Defense,
     Protector,
     attribute_labels,
@@ -31,7 +30,7 @@ from trustrec.privacy.perturb import HideTable, OutputNoise
 from trustrec.privacy.potau import PoTAUD2D, PoTAUU2U
 from trustrec.privacy.raid import RAID
 
-__all__ = ["DEFENSES", "PROTECTORS", "USER_TABLE", "Defense", "Protector",
+__all__ = ["DEFENSES", "PROTECTORS", "Defense", "Protector",
            "attribute_labels", "label_share_users", "labels_for", "make_defense",
            "make_protector", "mask_labels", "restrict_labels", "user_table",
            "with_user_table"]

@@ -37,29 +37,32 @@ Choices:
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 import torch
 import torch.nn.functional as F
 from threadpoolctl import threadpool_limits
 
-from trustrec.config import check_ranges
+from trustrec.config import (
+    NonNegativeFloat,
+    PositiveFloat,
+    PositiveInt,
+    typed_config,
+)
 from trustrec.data.dataset import Dataset
 from trustrec.models.base import EmbeddingRecommender
 from trustrec.privacy.base import DEFENSES
 from trustrec.privacy.intrain import (
     DefenseBase,
+    DefenseConfig,
     DefenseStep,
-    check_defense_config,
     released_tensor,
     write_in_place,
 )
 from trustrec.seeding import child_seed
 
 
-@dataclass
-class AdversarialConfig:
+@typed_config
+class AdversarialConfig(DefenseConfig):
     """Hyper-parameters of adversarial training (``lam`` tuned out of sample).
 
     Attributes:
@@ -84,23 +87,14 @@ class AdversarialConfig:
         radius: largest move of a user per epoch, relative to the RMS row norm.
     """
 
-    warmup_epochs: int | None = None
-    defense_epochs: int = 10
-    lr_scale: float = 0.3
-    hidden: int = 32
-    adv_lr: float = 1e-2
-    adv_steps: int = 10
-    weight_decay: float = 1e-4
-    lam: float = 0.05
-    user_steps: int = 1
-    rounds: int = 10
-    radius: float = 0.5
-
-    def __post_init__(self) -> None:
-        check_defense_config(self)
-        check_ranges(self, at_least_one=("hidden", "adv_steps", "user_steps", "rounds"),
-                     positive=("adv_lr", "lam", "radius"),
-                     non_negative=("weight_decay",))
+    hidden: PositiveInt = 32
+    adv_lr: PositiveFloat = 1e-2
+    adv_steps: PositiveInt = 10
+    weight_decay: NonNegativeFloat = 1e-4
+    lam: PositiveFloat = 0.05
+    user_steps: PositiveInt = 1
+    rounds: PositiveInt = 10
+    radius: PositiveFloat = 0.5
 
 
 class _Adversary(torch.nn.Module):

@@ -4,12 +4,15 @@
   :class:`~trustrec.data.dataset.Dataset` into integer classes (``-1`` = unknown): gender
   as is, age binned into the seven MovieLens-1M age groups, occupation as is.
 * **The released user table.** Attackers read, and post-training methods change, one
-  tensor of the model: the user representation the model scores with
-  (:data:`USER_TABLE`): ``user`` for BPR-MF and WMF, ``user_final`` (the propagated
-  embeddings) for LightGCN, ``user_gmf`` for NeuMF (as in the PoT-AU companion code, whose
-  NCF attack reads the GMF table). :func:`user_table` reads it, :func:`with_user_table`
-  returns a copy of the model with it replaced
-  (:func:`trustrec.privacy.posttrain.pair_scorer` scores a candidate table differentiably).
+  table of the model: the user representation it scores with. Which table that is, the
+  model says itself through the
+  :class:`~trustrec.models.capabilities.ReleasesUserTable` capability (BPR-MF's factors,
+  LightGCN's propagated embeddings, NeuMF's GMF embeddings, ...); methods never look at a
+  model's name. :func:`user_table` reads it, :func:`with_user_table` returns a copy of the
+  model with it replaced, and a model without the capability is a clear ConfigError
+  naming the models that have it (models with the
+  :class:`~trustrec.models.capabilities.PairScorer` capability also score a candidate
+  table differentiably).
 * **Whose labels a method sees.** Every method takes ``{attribute: labels}`` with ``-1``
   for unknown, and ``label_users``: the users whose labels it may use (the others count
   as unknown, :func:`restrict_labels`). The held-out threat model
@@ -19,12 +22,12 @@
 * **Registries.** :data:`PROTECTORS` holds post-training methods (change a trained
   model's user table: PoT-AU, LEGO, output perturbation); :data:`DEFENSES` holds
   in-training defenses (train a model with a defensive objective: RAID, adversarial
-  training). Both are found by name, like models and unlearners.
+  training). Both are found by name, like models and unlearners. Each method declares
+  the capabilities it needs from a model (``needs``), checked before any work.
 """
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar, Protocol, runtime_checkable
 
@@ -36,12 +39,9 @@ from trustrec.config import build_config
 from trustrec.data.dataset import Dataset
 from trustrec.errors import ConfigError, DataFormatError, UnknownNameError
 from trustrec.models.base import EmbeddingRecommender
+from trustrec.models.capabilities import ReleasesUserTable, require
 from trustrec.registry import Registry
 from trustrec.seeding import rng
-
-#: The ``params_`` tensor each model scores users with (what is released and attacked).
-USER_TABLE: dict[str, str] = {"bpr": "user", "wmf": "user", "lightgcn": "user_final",
-                              "neumf": "user_gmf"}
 
 #: Age groups of MovieLens-1M (lower bounds): <18, 18-24, 25-34, 35-44, 45-49, 50-55, 56+.
 AGE_BOUNDS: tuple[int, ...] = (0, 18, 25, 35, 45, 50, 56)
@@ -201,45 +201,47 @@ def mask_labels(labels: np.ndarray, users: np.ndarray | None) -> np.ndarray:
 
 
 # ---------------------------------------------------------------------------- user table
-def user_table_key(model: EmbeddingRecommender) -> str:
-    """Name of the ``params_`` tensor holding the released user table of ``model``."""
-    try:
-        return USER_TABLE[model.name]
-    except KeyError:
-        raise UnknownNameError(f"no released user table is known for model {model.name!r} "
-                               f"(known: {', '.join(sorted(USER_TABLE))})") from None
+def user_table(model: EmbeddingRecommender, *, by: str = "reading the released user table"
+               ) -> np.ndarray:
+    """The released ``(n_users, d)`` float32 user table of a fitted model (a view).
+
+    Args:
+        model: a fitted model with the
+            :class:`~trustrec.models.capabilities.ReleasesUserTable` capability.
+        by: who asks, for the error message.
+
+    Raises:
+        ConfigError: the model releases no user table.
+    """
+    require(model, ReleasesUserTable, by=by)
+    return model.released_user_table()
 
 
-def user_table(model: EmbeddingRecommender) -> np.ndarray:
-    """The released ``(n_users, d)`` float32 user table of a fitted model (a view)."""
-    model._check_fitted()
-    return model.params_[user_table_key(model)].detach().numpy()
-
-
-def with_user_table(model: EmbeddingRecommender, table: np.ndarray | torch.Tensor
-                    ) -> EmbeddingRecommender:
+def with_user_table(model: EmbeddingRecommender, table: np.ndarray | torch.Tensor, *,
+                    by: str = "replacing the released user table") -> EmbeddingRecommender:
     """A copy of ``model`` whose released user table is ``table``; nothing else changes.
 
     The copy shares no tensor with ``model`` (the original stays as it was).
+
+    Raises:
+        ConfigError: the model releases no user table.
+        ValueError: ``table`` does not have the released table's shape.
     """
-    key = user_table_key(model)
-    table = torch.as_tensor(np.asarray(table, dtype=np.float32)).clone()
-    if tuple(table.shape) != tuple(model.params_[key].shape):
-        raise ValueError(f"user table of shape {tuple(table.shape)} does not match the "
-                         f"model's {tuple(model.params_[key].shape)}")
-    out = copy.copy(model)
-    out.params_ = {k: (table if k == key else v.detach().clone())
-                   for k, v in model.params_.items()}
-    out.fit_info_ = copy.deepcopy(model.fit_info_)
-    return out
+    require(model, ReleasesUserTable, by=by)
+    return model.with_released_user_table(table)
 
 
 # ---------------------------------------------------------------------------- registries
 @runtime_checkable
 class Protector(Protocol):
-    """A post-training method: returns a copy of a trained model with a new user table."""
+    """A post-training method: returns a copy of a trained model with a new user table.
+
+    ``needs`` lists the capability protocols (:mod:`trustrec.models.capabilities`) it
+    needs from the model; ``protect`` raises ConfigError for a model without them.
+    """
 
     name: ClassVar[str]
+    needs: ClassVar[tuple[type, ...]]
 
     def protect(self, model: EmbeddingRecommender, train: Dataset,
                 labels: Mapping[str, np.ndarray], *, seed: int = 0,
@@ -249,9 +251,14 @@ class Protector(Protocol):
 
 @runtime_checkable
 class Defense(Protocol):
-    """An in-training defense: trains a registered model with a defensive objective."""
+    """An in-training defense: trains a registered model with a defensive objective.
+
+    ``needs`` lists the capability protocols (:mod:`trustrec.models.capabilities`) the
+    model class must implement; ``fit`` raises ConfigError before training otherwise.
+    """
 
     name: ClassVar[str]
+    needs: ClassVar[tuple[type, ...]]
 
     def fit(self, model: str, model_config: Mapping[str, Any], train: Dataset,
             valid: Dataset | None, labels: Mapping[str, np.ndarray], *, seed: int = 0,

@@ -8,16 +8,20 @@ Both defenses train in two phases:
 2. **Defended training**: ``defense_epochs`` more epochs, warm-started from phase 1
    (``fit(init=...)``, with a seed derived for this phase), where after every epoch the
    defense's step (:meth:`DefenseBase._make_step`) changes the released user table in
-   place through the model's ``fit(callback=...)`` hook. Validation (when given) runs
+   place through the model's ``fit(callback=...)`` hook. The model must therefore have
+   the :class:`~trustrec.models.capabilities.WarmStart` and
+   :class:`~trustrec.models.capabilities.ReleasesUserTable` capabilities
+   (``DefenseBase.needs``), checked before any training. Validation (when given) runs
    after the step, so early stopping and the best-state restore only ever pick a defended
    state.
 
 Choices:
-    * The step acts on the *released* table (:func:`trustrec.privacy.base.user_table_key`):
-      ``user`` for BPR-MF and WMF, whose next epoch then trains on from the moved
-      embeddings; ``user_gmf`` for NeuMF; for LightGCN the propagated ``user_final`` cache,
-      which the next epoch recomputes from the layer-0 weights, so there the defense
-      shapes what is released after each epoch rather than the weights themselves.
+    * The step acts on the *released* table (the model's ``released_user_table()``, a
+      view of its tensor): BPR-MF's and WMF's user factors, whose next epoch then trains
+      on from the moved embeddings; NeuMF's GMF user table; for LightGCN the propagated
+      cache, which the next epoch recomputes from the layer-0 weights, so there the
+      defense shapes what is released after each epoch rather than the weights
+      themselves.
     * Phase 2 is a new ``fit`` (warm start), so it restarts the model's learning-rate
       schedule; ``lr_scale`` multiplies the model's ``lr`` in phase 2 (models without an
       ``lr``, e.g. WMF's ALS, ignore it) so that fine-tuning does not start at the
@@ -34,11 +38,12 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 
-from trustrec.config import Configured
+from trustrec.config import Configured, PositiveFloat, PositiveInt, typed_config
 from trustrec.data.dataset import Dataset
 from trustrec.errors import ConfigError, DataFormatError
 from trustrec.models.base import EmbeddingRecommender, make_model
-from trustrec.privacy.base import restrict_labels, user_table_key
+from trustrec.models.capabilities import ReleasesUserTable, WarmStart, require
+from trustrec.privacy.base import restrict_labels
 from trustrec.seeding import child_seed
 
 #: ``step(model, epoch) -> info`` run after each phase-2 epoch; returns JSON-ready numbers.
@@ -72,12 +77,28 @@ def check_defense_labels(labels: Mapping[str, np.ndarray], n_users: int
     return out
 
 
-def released_tensor(model: EmbeddingRecommender) -> torch.Tensor:
-    """The released user table of ``model`` as the tensor itself (changes act in place)."""
-    return model.params_[user_table_key(model)]
+@typed_config
+class DefenseConfig:
+    """The phase options every in-training defense has (its config extends this one).
+
+    Attributes:
+        warmup_epochs: phase-1 epochs (ordinary training); None = the model's ``epochs``.
+        defense_epochs: phase-2 epochs, each followed by the defense's step.
+        lr_scale: phase-2 learning rate as a multiple of the model's ``lr``.
+    """
+
+    warmup_epochs: PositiveInt | None = None
+    defense_epochs: PositiveInt = 10
+    lr_scale: PositiveFloat = 0.3
 
 
-def write_in_place(model: EmbeddingRecommender, table: np.ndarray | torch.Tensor) -> None:
+def released_tensor(model: ReleasesUserTable) -> torch.Tensor:
+    """The released user table of ``model`` as a tensor sharing its memory (changes act
+    in place)."""
+    return torch.from_numpy(model.released_user_table())
+
+
+def write_in_place(model: ReleasesUserTable, table: np.ndarray | torch.Tensor) -> None:
     """Overwrite the released user table of ``model`` in place (no autograd record)."""
     t = released_tensor(model)
     with torch.no_grad():
@@ -87,17 +108,13 @@ def write_in_place(model: EmbeddingRecommender, table: np.ndarray | torch.Tensor
 class DefenseBase(Configured):
     """Base of the in-training defenses: two-phase training, checks, the defense record.
 
-    Subclasses set ``name`` and a dataclass ``Config`` with ``warmup_epochs`` (int or None),
-    ``defense_epochs`` (int) and ``lr_scale`` (float) fields, and implement
-    :meth:`_make_step`.
+    Subclasses set ``name`` and a typed ``Config`` extending :class:`DefenseConfig`, and
+    implement :meth:`_make_step`; ``needs`` lists the model capabilities used.
     """
 
     name: ClassVar[str] = ""
-
-    class Config:  # replaced by a dataclass in every subclass
-        warmup_epochs: int | None = None
-        defense_epochs: int = 1
-        lr_scale: float = 1.0
+    needs: ClassVar[tuple[type, ...]] = (ReleasesUserTable, WarmStart)
+    Config: ClassVar[type] = DefenseConfig
 
     def fit(self, model: str, model_config: Mapping[str, Any], train: Dataset,
             valid: Dataset | None, labels: Mapping[str, np.ndarray], *, seed: int = 0,
@@ -125,7 +142,8 @@ class DefenseBase(Configured):
             ``fit_info_["warmup"]`` keeps phase 1's record.
 
         Raises:
-            ConfigError / UnknownNameError: bad model name or config.
+            ConfigError / UnknownNameError: bad model name or config, or a model without
+                a capability the defense needs (``needs``).
             DataFormatError: bad labels.
         """
         checked = check_defense_labels(restrict_labels(labels, label_users), train.n_users)
@@ -134,7 +152,7 @@ class DefenseBase(Configured):
         if cfg.warmup_epochs is not None:
             m_cfg["epochs"] = cfg.warmup_epochs
         warm = make_model(model, **m_cfg)  # bad names/options fail before any training
-        user_table_key(warm)  # a model without a known released table: UnknownNameError
+        require(warm, *self.needs, by=f"defense {self.name!r}")
         t0 = time.perf_counter()
         warm.fit(train, valid, seed=int(seed), progress=progress)
         t1 = time.perf_counter()
@@ -149,7 +167,7 @@ class DefenseBase(Configured):
             steps.append({"epoch": epoch, **step(m, epoch)})
 
         final.fit(train, valid, seed=child_seed(seed, self.name, "defense"),
-                  progress=progress, init=warm.params_, callback=callback)
+                  progress=progress, init=warm.warm_start_state(), callback=callback)
         t2 = time.perf_counter()
         record = {"defense": self.name, "config": self.config_dict(),
                   "attributes": list(checked), "seed": int(seed),
@@ -166,17 +184,3 @@ class DefenseBase(Configured):
                    labels: dict[str, np.ndarray], *, seed: int) -> DefenseStep:
         """The per-epoch step of phase 2 (may keep state across epochs in a closure)."""
         raise NotImplementedError
-
-
-def check_defense_config(cfg: Any) -> None:
-    """Check the phase fields every defense config has (``warmup_epochs``,
-    ``defense_epochs``, ``lr_scale``)."""
-    if cfg.warmup_epochs is not None and (isinstance(cfg.warmup_epochs, bool)
-                                          or int(cfg.warmup_epochs) < 1):
-        raise ConfigError(f"{type(cfg).__name__}.warmup_epochs must be >= 1 or None, got "
-                          f"{cfg.warmup_epochs!r}")
-    if isinstance(cfg.defense_epochs, bool) or int(cfg.defense_epochs) < 1:
-        raise ConfigError(f"{type(cfg).__name__}.defense_epochs must be >= 1, got "
-                          f"{cfg.defense_epochs!r}")
-    if not cfg.lr_scale > 0:
-        raise ConfigError(f"{type(cfg).__name__}.lr_scale must be > 0, got {cfg.lr_scale!r}")

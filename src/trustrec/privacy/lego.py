@@ -24,17 +24,26 @@ import threading
 import time
 from collections.abc import Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import numpy as np
 import torch
+from pydantic import AfterValidator, Field
+from pydantic_core import PydanticCustomError
 from safetensors import safe_open
 from safetensors.torch import save_file
 from tqdm.auto import tqdm
 
-from trustrec.config import build_config, check_ranges
+from trustrec.config import (
+    NonNegativeFloat,
+    NonNegativeInt,
+    PositiveFloat,
+    PositiveInt,
+    build_config,
+    suggest,
+    typed_config,
+)
 from trustrec.data.dataset import Dataset
 from trustrec.errors import ConfigError, DataFormatError, InvalidRequestError
 from trustrec.fileio import write_atomic
@@ -60,7 +69,24 @@ def _families(text: str) -> list[str]:
     return [f.strip() for f in str(text).split("+") if f.strip()]
 
 
-@dataclass
+def _check_classifier(value: str) -> str:
+    """A field rule: one or more variational families joined by ``+``."""
+    families = _families(value)
+    bad = [f for f in families if f not in FAMILIES]
+    if bad or not families:
+        hint = suggest(bad[0], list(FAMILIES)) if bad else f"; available: {', '.join(FAMILIES)}"
+        raise PydanticCustomError(
+            "classifier_families",
+            "give one or more variational families joined by '+'; {what}{hint}",
+            {"what": f"unknown family {bad[0]!r}" if bad else "none given", "hint": hint})
+    return value
+
+
+#: One or more variational families joined by ``+`` (e.g. ``"kernel+linear"``).
+Classifier = Annotated[str, AfterValidator(_check_classifier)]
+
+
+@typed_config
 class LegoConfig:
     """Hyper-parameters of LEGO.
 
@@ -102,36 +128,24 @@ class LegoConfig:
         workers: calibrations run at the same time (threads; torch releases the GIL).
     """
 
-    epsilon: float = 0.1
-    rounds: int = 200
-    lr: float = 0.1
-    classifier: str = "kernel"
-    kernel_scale: float = 0.5
-    n_kernels: int = 7
-    sample: int = 256
-    patience: int = 10
-    shrinkage: float = 0.5
-    q_steps: int = 10
-    q_lr: float = 1e-2
-    q_hidden: int = 64
-    q_decay: float = 0.0
+    epsilon: PositiveFloat = 0.1
+    rounds: PositiveInt = 200
+    lr: PositiveFloat = 0.1
+    classifier: Classifier = "kernel"
+    kernel_scale: PositiveFloat = 0.5
+    n_kernels: PositiveInt = 7
+    sample: NonNegativeInt = 256
+    patience: PositiveInt = 10
+    shrinkage: Annotated[float, Field(ge=0, le=1)] = 0.5
+    q_steps: PositiveInt = 10
+    q_lr: PositiveFloat = 1e-2
+    q_hidden: PositiveInt = 64
+    q_decay: NonNegativeFloat = 0.0
     chance_offset: bool = True
-    combine_rounds: int = 30
-    combine_users: int = 2048
-    combine_lr: float = 0.1
-    workers: int = 1
-
-    def __post_init__(self) -> None:
-        check_ranges(self, at_least_one=("rounds", "q_steps", "q_hidden", "combine_rounds",
-                                         "workers", "n_kernels", "patience"),
-                     positive=("epsilon", "lr", "q_lr", "combine_lr", "kernel_scale"),
-                     non_negative=("q_decay", "shrinkage", "sample", "combine_users"))
-        if self.shrinkage > 1:
-            raise ConfigError(f"LegoConfig.shrinkage must be in [0, 1], got {self.shrinkage}")
-        bad = [f for f in _families(self.classifier) if f not in FAMILIES]
-        if bad or not _families(self.classifier):
-            raise ConfigError(f"LegoConfig.classifier must be one or more of "
-                              f"{', '.join(FAMILIES)} joined by '+', got {self.classifier!r}")
+    combine_rounds: PositiveInt = 30
+    combine_users: NonNegativeInt = 2048
+    combine_lr: PositiveFloat = 0.1
+    workers: PositiveInt = 1
 
 
 def _class_freq(y: torch.Tensor, n_classes: int) -> torch.Tensor:

@@ -20,22 +20,20 @@ replaces the released user table with noise or zeros and keeps the item table.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal, get_args
 
 import numpy as np
 import torch
 
-from trustrec.config import check_ranges
+from trustrec.config import PositiveFloat, typed_config
 from trustrec.data.dataset import Dataset
-from trustrec.errors import ConfigError
 from trustrec.models.base import EmbeddingRecommender
 from trustrec.privacy.base import PROTECTORS, user_table
 from trustrec.privacy.posttrain import ProtectorBase
 from trustrec.seeding import rng
 
 
-@dataclass
+@typed_config
 class OutputNoiseConfig:
     """Output perturbation.
 
@@ -43,10 +41,7 @@ class OutputNoiseConfig:
         sigma: noise standard deviation relative to the table's RMS entry (> 0).
     """
 
-    sigma: float = 0.5
-
-    def __post_init__(self) -> None:
-        check_ranges(self, positive=("sigma",))
+    sigma: PositiveFloat = 0.5
 
 
 @PROTECTORS.register("output-noise")
@@ -72,11 +67,12 @@ class OutputNoise(ProtectorBase):
                 {"noise_std": std, "table_rms": rms})
 
 
+HideMode = Literal["random", "zero"]
 #: Modes of :class:`HideTable`.
-HIDE_MODES: tuple[str, ...] = ("random", "zero")
+HIDE_MODES: tuple[str, ...] = get_args(HideMode)
 
 
-@dataclass
+@typed_config
 class HideTableConfig:
     """The hide-table negative control.
 
@@ -85,12 +81,7 @@ class HideTableConfig:
             entry (no relation to any user); ``"zero"`` releases a table of zeros.
     """
 
-    mode: str = "random"
-
-    def __post_init__(self) -> None:
-        if self.mode not in HIDE_MODES:
-            raise ConfigError(f"HideTableConfig.mode must be one of {', '.join(HIDE_MODES)}, "
-                              f"got {self.mode!r}")
+    mode: HideMode = "random"
 
 
 @PROTECTORS.register("hide-table")

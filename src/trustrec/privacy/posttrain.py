@@ -3,18 +3,17 @@
 * :func:`check_labels` validates ``{attribute: labels}`` against a model's user table.
 * :func:`class_groups` splits the labelled users of one attribute into classes.
 * :func:`original_top_k` gives each user's top-k unseen items under the *original* model.
-* :func:`pair_scorer` / :func:`pair_scores` give differentiable scores of each user for its
-  own list of items
-  (a gather, never the ``n_users × n_items`` matrix) for a candidate user table.
-* :class:`ProtectorBase` runs a method's ``_protect`` and returns a copy of the model with
-  the new released table and a ``fit_info_["protection"]`` record (method, config,
-  attributes, seconds, per-step losses).
+* :class:`ProtectorBase` checks that the model has the capabilities the method needs
+  (``needs``: a released user table, and for PoT-AU differentiable pair scores,
+  :mod:`trustrec.models.capabilities`), runs the method's ``_protect`` and returns a copy
+  of the model with the new released table and a ``fit_info_["protection"]`` record
+  (method, config, attributes, seconds, per-step losses).
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any, ClassVar
 
 import numpy as np
@@ -25,12 +24,8 @@ from trustrec.data.dataset import Dataset
 from trustrec.errors import ConfigError, DataFormatError
 from trustrec.evaluate.ranking import dataset_csr, rank_topk
 from trustrec.models.base import EmbeddingRecommender
-from trustrec.privacy.base import (
-    restrict_labels,
-    user_table,
-    user_table_key,
-    with_user_table,
-)
+from trustrec.models.capabilities import ReleasesUserTable, require
+from trustrec.privacy.base import restrict_labels, user_table, with_user_table
 
 
 def check_labels(model: EmbeddingRecommender, labels: Mapping[str, np.ndarray]
@@ -137,54 +132,18 @@ def original_top_k(model: EmbeddingRecommender, train: Dataset, k: int,
     return torch.from_numpy(np.concatenate(parts))
 
 
-def pair_scorer(model: EmbeddingRecommender, users: torch.Tensor, items: torch.Tensor
-                ) -> Callable[[torch.Tensor], torch.Tensor]:
-    """``table -> (r, k)`` differentiable scores of ``users[r]`` for its items ``items[r]``.
-
-    Equal to ``model.score`` at those pairs when ``table`` is the model's own table. For the dot
-    product models the item rows (and biases) of the pairs are gathered once here, so
-    each call costs one ``(r, k, d)`` product and never an ``n_users × n_items`` matrix.
-
-    Args:
-        model: a fitted model; only its released user table is replaced by ``table``.
-        users: ``(r,)`` int64 user indices.
-        items: ``(r, k)`` int64 item indices.
-    """
-    p = model.params_
-    if model.name == "neumf":
-        key = user_table_key(model)
-        fixed = {k: v.detach() for k, v in p.items()}
-        uu, ii = users.repeat_interleave(items.shape[1]), items.reshape(-1)
-
-        def neumf(table: torch.Tensor) -> torch.Tensor:
-            logits, _ = model._pair_logits(uu, ii, {**fixed, key: table})
-            return logits.reshape(items.shape)
-        return neumf
-    item_key = "item_final" if model.name == "lightgcn" else "item"
-    vecs = p[item_key].detach()[items]
-    bias = (p["item_bias"].detach()[items]
-            if model.name == "bpr" and model.config.use_bias and "item_bias" in p else None)
-
-    def dot(table: torch.Tensor) -> torch.Tensor:
-        s = torch.einsum("rd,rkd->rk", table[users], vecs)
-        return s if bias is None else s + bias
-    return dot
-
-
-def pair_scores(model: EmbeddingRecommender, table: torch.Tensor, users: torch.Tensor,
-                items: torch.Tensor) -> torch.Tensor:
-    """``pair_scorer(model, users, items)(table)`` (see :func:`pair_scorer`)."""
-    return pair_scorer(model, users, items)(table)
-
-
 class ProtectorBase(Configured):
     """Base of the post-training protectors: checks, timing and the protection record.
 
-    Subclasses set ``name`` and a dataclass ``Config``, and implement :meth:`_protect`
-    returning the new user table and a JSON-ready ``info`` dict (per-step losses, ...).
+    Subclasses set ``name``, a typed ``Config`` (:func:`trustrec.config.typed_config`) and
+    ``needs`` (the model capabilities they use, at least
+    :class:`~trustrec.models.capabilities.ReleasesUserTable`), and implement
+    :meth:`_protect` returning the new user table and a JSON-ready ``info`` dict
+    (per-step losses, ...).
     """
 
     name: ClassVar[str] = ""
+    needs: ClassVar[tuple[type, ...]] = (ReleasesUserTable,)
 
     def protect(self, model: EmbeddingRecommender, train: Dataset,
                 labels: Mapping[str, np.ndarray], *, seed: int = 0,
@@ -207,7 +166,13 @@ class ProtectorBase(Configured):
             The protected copy; ``fit_info_["protection"]`` records the method, its config,
             the attributes, the number of users whose labels it used, the seconds spent
             and the per-step losses.
+
+        Raises:
+            ConfigError: the model lacks a capability the method needs (``needs``), or no
+                attribute is given.
+            DataFormatError: bad labels, or training data of another id space.
         """
+        require(model, *self.needs, by=f"method {self.name!r}")
         checked = check_labels(model, restrict_labels(labels, label_users))
         check_train(model, train)
         t0 = time.perf_counter()

@@ -20,22 +20,28 @@ everything else stay. ``U`` minimises, by full-batch Adam from ``U₀``::
 * Regularisers: parameter space (``λ_p``, the MM'23 paper's) and function space (``λ_f``,
   the companion code's ranking hinge over each user's top-k unseen items of the
   *original* model, ``π``; scores of the candidate table are gathered for those k items
-  only, :func:`trustrec.privacy.posttrain.pair_scorer`).
+  only, by the model's :class:`~trustrec.models.capabilities.PairScorer` capability,
+  which PoT-AU therefore needs).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal, get_args
 
 import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from trustrec.config import check_ranges
+from trustrec.config import (
+    NonNegativeFloat,
+    NonNegativeInt,
+    PositiveFloat,
+    PositiveInt,
+    typed_config,
+)
 from trustrec.data.dataset import Dataset
-from trustrec.errors import ConfigError
 from trustrec.models.base import EmbeddingRecommender
+from trustrec.models.capabilities import PairScorer, ReleasesUserTable
 from trustrec.privacy.base import PROTECTORS, user_table
 from trustrec.privacy.losses import (
     between_class_ratio,
@@ -48,15 +54,15 @@ from trustrec.privacy.posttrain import (
     chance_offsets,
     class_groups,
     original_top_k,
-    pair_scorer,
 )
 from trustrec.seeding import child_seed, rng
 
+Normalise = Literal["total", "pairs"]
 #: Normalisations of the U2U loss (see :class:`PoTAUU2U`).
-U2U_NORMALISE: tuple[str, ...] = ("total", "pairs")
+U2U_NORMALISE: tuple[str, ...] = get_args(Normalise)
 
 
-@dataclass
+@typed_config
 class PoTAUConfig:
     """Options shared by both PoT-AU losses.
 
@@ -79,22 +85,17 @@ class PoTAUConfig:
             attacker 0.04-0.29 from chance, below it, at every weight but the smallest.
     """
 
-    steps: int = 500
-    lr: float = 1e-3
-    weight: float = 1.0
-    param_reg: float = 1.0
-    func_reg: float = 1e-2
-    top_k: int = 20
-    margin: float = 0.05
+    steps: PositiveInt = 500
+    lr: PositiveFloat = 1e-3
+    weight: PositiveFloat = 1.0
+    param_reg: NonNegativeFloat = 1.0
+    func_reg: NonNegativeFloat = 1e-2
+    top_k: PositiveInt = 20
+    margin: NonNegativeFloat = 0.05
     chance_offset: bool = True
 
-    def __post_init__(self) -> None:
-        check_ranges(self, at_least_one=("steps",), positive=("lr", "weight"),
-                     non_negative=("param_reg", "func_reg", "margin"))
-        check_ranges(self, at_least_one=("top_k",))
 
-
-@dataclass
+@typed_config
 class PoTAUD2DConfig(PoTAUConfig):
     """Options of ``pot-au-d2d``.
 
@@ -113,18 +114,13 @@ class PoTAUD2DConfig(PoTAUConfig):
             the kernel matrices at ``(2 · sample)²`` entries.
     """
 
-    weight: float = 1.0
-    n_kernels: int = 5
-    kernel_mul: float = 2.0
-    sample: int = 1024
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        check_ranges(self, at_least_one=("n_kernels",), positive=("kernel_mul",),
-                     non_negative=("sample",))
+    weight: PositiveFloat = 1.0
+    n_kernels: PositiveInt = 5
+    kernel_mul: PositiveFloat = 2.0
+    sample: NonNegativeInt = 1024
 
 
-@dataclass
+@typed_config
 class PoTAUU2UConfig(PoTAUConfig):
     """Options of ``pot-au-u2u``.
 
@@ -145,17 +141,9 @@ class PoTAUU2UConfig(PoTAUConfig):
             constant).
     """
 
-    weight: float = 3.0
-    order: int = 2
-    normalise: str = "total"
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        if self.order not in (1, 2):
-            raise ConfigError(f"PoTAUU2UConfig.order must be 1 or 2, got {self.order!r}")
-        if self.normalise not in U2U_NORMALISE:
-            raise ConfigError(f"PoTAUU2UConfig.normalise must be one of "
-                              f"{', '.join(U2U_NORMALISE)}, got {self.normalise!r}")
+    weight: PositiveFloat = 3.0
+    order: Literal[1, 2] = 2
+    normalise: Normalise = "total"
 
 
 class PoTAU(ProtectorBase):
@@ -187,6 +175,7 @@ class PoTAU(ProtectorBase):
     """
 
     Config: ClassVar[type] = PoTAUConfig
+    needs: ClassVar[tuple[type, ...]] = (ReleasesUserTable, PairScorer)
 
     def distinguish(self, rows: list[torch.Tensor], gen: torch.Generator) -> torch.Tensor:
         """Distinguishability loss of one attribute.
@@ -208,7 +197,7 @@ class PoTAU(ProtectorBase):
                        if cfg.chance_offset else torch.zeros(len(g), u0.shape[1]))
                    for a, g in groups.items()}
         users = torch.arange(len(u0))
-        scorer = (pair_scorer(model, users, original_top_k(model, train, cfg.top_k))
+        scorer = (model.pair_scorer(users, original_top_k(model, train, cfg.top_k))
                   if cfg.func_reg > 0 else None)
         # foreach: the default single-tensor CPU path is ~40x slower per step here
         opt = torch.optim.Adam([table], lr=cfg.lr, foreach=True)

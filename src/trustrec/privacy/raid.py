@@ -72,32 +72,40 @@ Choices (the paper's details could not be retrieved):
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from typing import Literal, get_args
 
 import numpy as np
 import ot
 from threadpoolctl import threadpool_limits
 
-from trustrec.config import check_ranges
+from trustrec.config import (
+    NonNegativeFloat,
+    NonNegativeInt,
+    PositiveFloat,
+    PositiveInt,
+    UnitInterval,
+    typed_config,
+)
 from trustrec.data.dataset import Dataset
-from trustrec.errors import ConfigError
 from trustrec.models.base import EmbeddingRecommender
 from trustrec.privacy.base import DEFENSES
 from trustrec.privacy.intrain import (
     DefenseBase,
+    DefenseConfig,
     DefenseStep,
-    check_defense_config,
     released_tensor,
     write_in_place,
 )
 from trustrec.seeding import rng
 
-SOLVERS = ("exact", "gaussian")
-GROUPINGS = ("sequential", "joint")
+Solver = Literal["exact", "gaussian"]
+Grouping = Literal["sequential", "joint"]
+SOLVERS: tuple[str, ...] = get_args(Solver)
+GROUPINGS: tuple[str, ...] = get_args(Grouping)
 
 
-@dataclass
-class RAIDConfig:
+@typed_config
+class RAIDConfig(DefenseConfig):
     """Hyper-parameters of RAID (``beta`` tuned out of sample, see the module docstring).
 
     Attributes:
@@ -121,29 +129,14 @@ class RAIDConfig:
             transport.
     """
 
-    warmup_epochs: int | None = None
-    defense_epochs: int = 10
-    lr_scale: float = 0.3
-    solver: str = "gaussian"
-    support: int = 256
-    barycenter_iters: int = 10
-    beta: float = 0.05
-    radius: float = 1.0
-    groups: str = "sequential"
-    cov_reg: float = 1e-3
-    null_permutations: int = 0
-
-    def __post_init__(self) -> None:
-        check_defense_config(self)
-        check_ranges(self, at_least_one=("support", "barycenter_iters"),
-                     unit_interval=("beta",), positive=("radius",),
-                     non_negative=("cov_reg", "null_permutations"))
-        if self.solver not in SOLVERS:
-            raise ConfigError(f"RAIDConfig.solver must be one of {SOLVERS}, got "
-                              f"{self.solver!r}")
-        if self.groups not in GROUPINGS:
-            raise ConfigError(f"RAIDConfig.groups must be one of {GROUPINGS}, got "
-                              f"{self.groups!r}")
+    solver: Solver = "gaussian"
+    support: PositiveInt = 256
+    barycenter_iters: PositiveInt = 10
+    beta: UnitInterval = 0.05
+    radius: PositiveFloat = 1.0
+    groups: Grouping = "sequential"
+    cov_reg: NonNegativeFloat = 1e-3
+    null_permutations: NonNegativeInt = 0
 
 
 # ---------------------------------------------------------------------------- OT pieces

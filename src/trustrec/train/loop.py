@@ -24,11 +24,12 @@ def train_epochs(
     k: int = 20,
     progress: bool = False,
     desc: str = "train",
+    after_epoch: Callable[[int], None] | None = None,
 ) -> None:
     """Run ``epoch_fn(epoch)`` up to ``epochs`` times with early stopping on validation NDCG@k.
 
-    After each epoch the model's ``after_epoch(epoch)`` hook runs (when it has one; see
-    ``EmbeddingRecommender.fit(callback=...)``). Every ``eval_every`` epochs the model is
+    After each epoch ``after_epoch(epoch)`` runs when given (the fit's
+    ``callback``, see ``EmbeddingRecommender.fit``). Every ``eval_every`` epochs the model is
     scored on ``valid`` (training items masked); the best parameters seen are restored at
     the end, and training stops after ``patience`` evaluations without improvement. Without
     ``valid`` every epoch runs and the last state is kept. Model selection never looks at
@@ -45,6 +46,7 @@ def train_epochs(
         k: NDCG cut-off for model selection.
         progress: show a progress bar with loss and validation NDCG.
         desc: progress-bar label.
+        after_epoch: called with the epoch number after every epoch, before validation.
     """
     history: list[dict[str, float]] = []
     best, best_epoch, best_state, bad = -1.0, 0, None, 0
@@ -53,9 +55,8 @@ def train_epochs(
     for epoch in bar:
         t0 = time.perf_counter()
         loss = float(epoch_fn(epoch))
-        after = getattr(model, "after_epoch", None)
-        if after is not None:
-            after(epoch)
+        if after_epoch is not None:
+            after_epoch(epoch)
         t_train += time.perf_counter() - t0
         rec: dict[str, float] = {"epoch": epoch, "loss": loss}
         if valid is not None and valid.n_interactions and (

@@ -95,6 +95,7 @@ class Unlearner(Protocol):
     name: ClassVar[str]
     exact: ClassVar[bool]
     supports: ClassVar[frozenset[str]]  # subset of {"user", "interaction", "item"}
+    needs: ClassVar[tuple[type, ...]]  # model capabilities (trustrec.models.capabilities)
     train_: Dataset
 
     def fit(self, train: Dataset, valid: Dataset | None = None, *, seed: int = 0,
@@ -126,8 +127,10 @@ def make_unlearner(name: str, model: str, model_config: dict[str, Any] | None = 
 class UnlearnerBase:
     """Shared machinery of the unlearning methods: config, data, validation, reports, history.
 
-    A subclass sets ``name``, ``exact``, ``supports`` and a typed ``Config``
-    (:func:`trustrec.config.typed_config`) and implements four hooks:
+    A subclass sets ``name``, ``exact``, ``supports``, a typed ``Config``
+    (:func:`trustrec.config.typed_config`) and ``needs`` (the capability protocols of
+    :mod:`trustrec.models.capabilities` it uses from the model: the constructor raises
+    ConfigError for a model class without them) and implements four hooks:
 
     * ``_fit(progress) -> dict``: train from ``self.train_`` / ``self.valid_`` with
       ``self.seed_``; returns JSON-ready details for the history.
@@ -162,6 +165,8 @@ class UnlearnerBase:
     name: ClassVar[str] = ""
     exact: ClassVar[bool] = False
     supports: ClassVar[frozenset[str]] = frozenset()
+    #: Model capabilities the method uses (:mod:`trustrec.models.capabilities`).
+    needs: ClassVar[tuple[type, ...]] = ()
 
     @typed_config
     class Config:  # replaced by a typed config in every subclass
@@ -170,13 +175,16 @@ class UnlearnerBase:
     def __init__(self, model: str, model_config: Mapping[str, Any] | None = None,
                  config: Any = None) -> None:
         from trustrec.models import make_model  # registers the models
+        from trustrec.models.capabilities import require
 
         self.model = str(model)
         given = dict(model_config or {})
         if config is None or isinstance(config, Mapping):
             config = build_config(self.Config, config, where=f"method {self.name!r}")
         self.config = config
-        typed = to_dict(make_model(self.model, **given).config)  # a bad name or value: fail now
+        built = make_model(self.model, **given)  # a bad name or value: fail now
+        require(type(built), *self.needs, by=f"method {self.name!r}")
+        typed = to_dict(built.config)
         self.model_config = {k: typed[k] for k in given}
         self.seed_: int | None = None
         self.train_: Dataset | None = None

@@ -1,13 +1,15 @@
 """Generic approximate unlearning baselines: fine-tuning on retained data, and NegGrad.
 
 * ``finetune``: continue training the current model on the remaining data for a few
-  epochs (a warm start: ``model.fit(remaining, valid, init=current parameters)``). Cheap,
+  epochs (a warm start, the model's :class:`~trustrec.models.capabilities.WarmStart`
+  capability: ``model.fit(remaining, valid, init=model.warm_start_state())``). Cheap,
   and the model keeps its utility, but what the forgotten rows taught it fades only as
   far as those few epochs overwrite it (catastrophic forgetting as an unlearning tool).
 * ``neggrad``: gradient *ascent* on the forgotten rows' training loss for a few steps
-  (Adam or SGD on the model's differentiable objective,
-  :mod:`trustrec.unlearn.objectives`), pushing the model away from what those rows
-  taught. Nothing anchors the retained data, so too many or too large steps hurt utility.
+  (Adam or SGD on the model's differentiable objective, its
+  :class:`~trustrec.models.capabilities.HasTrainingObjective` capability), pushing the
+  model away from what those rows taught. Nothing anchors the retained data, so too many
+  or too large steps hurt utility.
 
 Both hold one model, trained normally by ``fit`` (seed ``child_seed(seed, "model")``, as
 in :class:`~trustrec.unlearn.retrain.Retrain`, which also supplies scoring and
@@ -25,15 +27,11 @@ import torch
 from trustrec.config import NonNegativeInt, PositiveFloat, PositiveInt, typed_config
 from trustrec.data.dataset import Dataset
 from trustrec.errors import ConfigError
+from trustrec.models.capabilities import HasTrainingObjective, WarmStart
+from trustrec.models.objective import objective_seed, sorted_keys
 from trustrec.seeding import child_seed
 from trustrec.threads import torch_threads
 from trustrec.unlearn.base import UNLEARNERS
-from trustrec.unlearn.objectives import (
-    check_supported,
-    make_objective,
-    objective_seed,
-    sorted_keys,
-)
 from trustrec.unlearn.retrain import Retrain
 
 Optimizer = Literal["adam", "sgd"]
@@ -75,6 +73,7 @@ class FineTune(Retrain):
     name = "finetune"
     exact = False
     supports = frozenset({"user", "interaction", "item"})
+    needs = (WarmStart,)
     Config = FineTuneConfig
 
     def __init__(self, model: str, model_config: dict[str, Any] | None = None,
@@ -97,7 +96,7 @@ class FineTune(Retrain):
             overrides["lr"] = base.lr * cfg.lr_scale
         model = make_model(self.model, **{**self.model_config, **overrides})
         model.fit(train, valid if cfg.use_valid else None, seed=seed,
-                  init=self.model_.params_)
+                  init=self.model_.warm_start_state())
         info = model.fit_info_
         self.model_ = model  # commit
         return ["fine-tune"], {"epochs_run": info.get("epochs_run"),
@@ -128,31 +127,28 @@ class NegGrad(Retrain):
     Choices:
 
     * The ascended loss is the mean over the forgotten rows of their data terms only
-      (:meth:`~trustrec.unlearn.objectives.Objective.row_loss` without the L2 terms, which
+      (:meth:`~trustrec.models.objective.Objective.row_loss` without the L2 terms, which
       ascent would simply inflate), with the row's hashed negatives (BPR, NeuMF); the
       parameters are the model's embedding tables (NeuMF's MLP stays as it is).
     * Only the rows the forgotten terms touch move: their gradient is zero elsewhere, and
       so is the Adam / SGD update.
-    * The model must have a differentiable objective; otherwise the constructor raises
-      ConfigError.
+    * The model must have a differentiable training objective (the
+      :class:`~trustrec.models.capabilities.HasTrainingObjective` capability); otherwise
+      the constructor raises ConfigError.
     """
 
     name = "neggrad"
     exact = False
     supports = frozenset({"user", "interaction", "item"})
+    needs = (HasTrainingObjective,)
     Config = NegGradConfig
-
-    def __init__(self, model: str, model_config: dict[str, Any] | None = None,
-                 config: Any = None) -> None:
-        super().__init__(model, model_config, config)
-        check_supported(self.model, self.name)
 
     def _forget(self, train: Dataset, valid: Dataset | None, train_removed: np.ndarray,
                 valid_removed: np.ndarray) -> tuple[list[str], dict[str, Any]]:
         cfg: NegGradConfig = self.config
         old = self.train_
         with torch_threads(cfg.num_threads):
-            obj = make_objective(self.model_, objective_seed(self.seed_))
+            obj = self.model_.training_objective(objective_seed(self.seed_))
             rows = obj.rows(old.select(train_removed), sorted_keys(old))
             params = {k: v.requires_grad_() for k, v in obj.params().items()}
             opt_cls = torch.optim.Adam if cfg.optimizer == "adam" else torch.optim.SGD

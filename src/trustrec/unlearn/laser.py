@@ -40,6 +40,7 @@ from trustrec.config import PositiveInt, one_of, typed_config
 from trustrec.data.dataset import Dataset
 from trustrec.errors import ConfigError, DataFormatError
 from trustrec.models.base import EmbeddingRecommender, make_model
+from trustrec.models.capabilities import WarmStart
 from trustrec.registry import Registry
 from trustrec.seeding import child_seed, rng
 from trustrec.unlearn.base import UNLEARNERS, UnlearnerBase
@@ -206,7 +207,9 @@ class LASER(UnlearnerBase):
       rows reruns from their stage).
     * Stage g fits a model of the same kind with ``epochs = ⌈E/K⌉`` on its rows (in
       ``train_`` order), seed ``child_seed(seed, "laser", "stage", g)``, warm-started
-      from the stage g−1 parameters (``fit(init=...)``); stage 0 starts from the model's
+      from the stage g−1 parameters (``fit(init=...)``, the model's
+      :class:`~trustrec.models.capabilities.WarmStart` capability, which LASER therefore
+      needs); stage 0 starts from the model's
       own seeded initialisation. Per-epoch schedules (e.g. BPR's learning-rate decay)
       restart in every stage. In the paper's schedule no validation is used: every stage
       runs its fixed number of epochs and a request that removes only validation rows
@@ -237,6 +240,7 @@ class LASER(UnlearnerBase):
     name = "laser"
     exact = True
     supports = frozenset({"user", "interaction", "item"})
+    needs = (WarmStart,)
     Config = LASERConfig
 
     def __init__(self, model: str, model_config: dict[str, Any] | None = None,
@@ -299,7 +303,7 @@ class LASER(UnlearnerBase):
               if self.cumulative and valid is not None else None)
         model = self._stage_model().fit(
             self.stage_data(stage, train), va, seed=self.stage_seed(stage),
-            progress=progress, init=None if prev is None else prev.params_)
+            progress=progress, init=None if prev is None else prev.warm_start_state())
         if prev is not None:
             outside = torch.from_numpy(~self.stage_users(stage))
             n_users = train.n_users

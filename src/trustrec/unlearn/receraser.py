@@ -41,6 +41,7 @@ from trustrec.config import (
 from trustrec.data.dataset import Dataset
 from trustrec.errors import ConfigError, DataFormatError
 from trustrec.models.base import EmbeddingRecommender
+from trustrec.models.capabilities import DotProductScores
 from trustrec.seeding import child_seed, rng
 from trustrec.threads import torch_threads
 from trustrec.train.sampling import sample_negatives
@@ -52,9 +53,6 @@ from trustrec.unlearn.ensemble import (
 )
 from trustrec.unlearn.partition import balanced_kmeans, interaction_balanced_partition
 
-#: Models whose score is the dot product of ``user_embeddings()`` and ``item_embeddings()``
-#: (what the attention aggregator combines).
-DOT_PRODUCT_MODELS = frozenset({"bcemf", "bpr", "wmf", "lightgcn"})
 #: Partitions of RecEraser: user-based (UBP) and interaction-based (IBP).
 Partition = Literal["user", "interaction"]
 PARTITIONS: tuple[str, ...] = get_args(Partition)
@@ -166,12 +164,15 @@ def aggregate(params: dict[str, torch.Tensor], emb: torch.Tensor, side: str
 
 def stacked_embeddings(models: list[EmbeddingRecommender]
                        ) -> tuple[torch.Tensor, torch.Tensor]:
-    """The shard models' embeddings, stacked: ``(S, n_users, d)`` and ``(S, n_items, d)``."""
+    """The shard models' score factors (``score_factors()``, the
+    :class:`~trustrec.models.capabilities.DotProductScores` capability), stacked:
+    ``(S, n_users, d)`` and ``(S, n_items, d)``."""
+    factors = [m.score_factors() for m in models]
     # copies: the aggregator never holds (or writes into) the shard models' own arrays
-    users = torch.from_numpy(np.stack([np.asarray(m.user_embeddings(), np.float32)
-                                       for m in models])).clone()
-    items = torch.from_numpy(np.stack([np.asarray(m.item_embeddings(), np.float32)
-                                       for m in models])).clone()
+    users = torch.from_numpy(np.stack([np.asarray(u, np.float32)
+                                       for u, _ in factors])).clone()
+    items = torch.from_numpy(np.stack([np.asarray(i, np.float32)
+                                       for _, i in factors])).clone()
     return users, items
 
 
@@ -455,8 +456,9 @@ class RecEraser(ShardEnsemble):
       to 6e-4 between identical runs), which breaks exactness.
     * For BPR with item bias the sub-model embeddings include the bias as an extra column
       (and a constant 1 on the user side), so ``e_u · e_i`` is the sub-model's full score.
-    * Sub-models must score by a dot product of their embeddings (bpr, wmf, lightgcn);
-      other models (neumf) are a ConfigError at construction.
+    * Sub-models must score by a dot product of a user and an item factor table (the
+      :class:`~trustrec.models.capabilities.DotProductScores` capability: bcemf, bpr,
+      lightgcn, wmf); other models (neumf) are a ConfigError at construction.
     * ``forget`` retrains the shards that lost a training or validation row, then the
       aggregator from scratch with the same seed on the remaining training rows, so the
       result equals a fresh aggregator on the new shards.
@@ -468,15 +470,11 @@ class RecEraser(ShardEnsemble):
     """
 
     name = "receraser"
+    needs = (DotProductScores,)
     Config = RecEraserConfig
 
     def __init__(self, model: str, model_config: dict[str, Any] | None = None,
                  config: Any = None) -> None:
-        if str(model) not in DOT_PRODUCT_MODELS:
-            raise ConfigError(
-                f"RecEraser's attention aggregator combines sub-model user and item "
-                f"embeddings whose dot product is the score; model {model!r} does not score "
-                f"that way. Use one of: {', '.join(sorted(DOT_PRODUCT_MODELS))}")
         super().__init__(model, model_config, config)
         self.pair_keys_: np.ndarray | None = None  # IBP: sorted (user, item) keys
         self.pair_shards_: np.ndarray | None = None  # IBP: shard per key

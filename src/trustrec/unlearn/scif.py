@@ -16,7 +16,7 @@ terms, so ``g`` costs a pass over the forgotten rows.
 * **Collaborative** (``collaborative=True``): a forgotten row is not only dropped but
   relabelled with ``ȳ``, the mean label of its user over the retained data (its item's
   when the user has none left). How ``ȳ`` maps onto each model is documented in
-  :meth:`trustrec.unlearn.objectives.Objective.collaborative_labels` (BPR: ½ on the
+  :meth:`trustrec.models.objective.Objective.collaborative_labels` (BPR: ½ on the
   pairwise comparison; WMF: the user's share of the catalogue, a fractional cell).
 * **Solver**: conjugate gradients (default) or LiSSA on Hessian-vector products by double
   backward, diagonally preconditioned by per-node curvature estimates
@@ -52,6 +52,14 @@ from trustrec.config import (
     typed_config,
 )
 from trustrec.data.dataset import Dataset
+from trustrec.models.capabilities import HasTrainingObjective
+from trustrec.models.objective import (
+    Objective,
+    Rows,
+    hashed_negatives,
+    objective_seed,
+    sorted_keys,
+)
 from trustrec.seeding import child_seed, rng
 from trustrec.threads import torch_threads
 from trustrec.unlearn.base import UNLEARNERS
@@ -64,15 +72,6 @@ from trustrec.unlearn.influence import (
     gradient,
     lissa,
     node_preconditioner,
-)
-from trustrec.unlearn.objectives import (
-    Objective,
-    Rows,
-    check_supported,
-    hashed_negatives,
-    make_objective,
-    objective_seed,
-    sorted_keys,
 )
 from trustrec.unlearn.retrain import Retrain
 
@@ -202,7 +201,7 @@ class InfluenceUnlearner(Retrain):
       5,000 iterations; conjugate gradients solve the same system to a stated residual in
       tens of HVPs.
     * Negatives: BPR's and NeuMF's are a fixed hash of ``(seed, user, item, k)``
-      (:func:`~trustrec.unlearn.objectives.hashed_negatives`) against the current
+      (:func:`~trustrec.models.objective.hashed_negatives`) against the current
       positives. ``g`` uses ``negatives`` (2) per forgotten row: with one, the removed
       rows' random negatives made the item step noisy (NDCG@20 -0.012 instead of -0.006).
       A remaining row whose hashed negative changes because its user lost a positive is not
@@ -220,23 +219,24 @@ class InfluenceUnlearner(Retrain):
       (WMF's all-cells loss has a term for every parameter).
     * The label-corrected rows exist only during the ``forget`` call: they are never stored,
       and the next request starts from the remaining data alone.
-    * The model must have a differentiable objective (:mod:`trustrec.unlearn.objectives`);
-      otherwise the constructor raises ConfigError.
+    * The model must have a differentiable training objective (the
+      :class:`~trustrec.models.capabilities.HasTrainingObjective` capability); otherwise
+      the constructor raises ConfigError naming the models that have one.
     """
 
     exact = False
     supports = frozenset({"user", "interaction", "item"})
+    needs = (HasTrainingObjective,)
     Config = SCIFConfig
 
     def __init__(self, model: str, model_config: dict[str, Any] | None = None,
                  config: Any = None) -> None:
         super().__init__(model, model_config, config)
-        check_supported(self.model, self.name)
         self._neg_cache: tuple[weakref.ref, np.ndarray] | None = None
 
     def _fit(self, progress: bool) -> dict[str, Any]:
         details = super()._fit(progress)
-        obj = make_objective(self.model_, self.objective_seed())
+        obj = self.model_.training_objective(self.objective_seed())
         self._first_negatives(obj, self.train_, sorted_keys(self.train_))  # warm the cache
         return details
 
@@ -401,7 +401,7 @@ class InfluenceUnlearner(Retrain):
         cfg = self.config
         old = self.train_
         with torch_threads(cfg.num_threads):
-            obj = make_objective(self.model_, self.objective_seed(), cfg.negatives or None)
+            obj = self.model_.training_objective(self.objective_seed(), cfg.negatives or None)
             removed = old.select(train_removed)
             keys_old = sorted_keys(old)
             keys_new = np.delete(keys_old, np.searchsorted(keys_old, sorted_keys(removed)))

@@ -210,22 +210,18 @@ class PrivacySpec(GridSpec):
         dataset when it is loaded, before the first cell runs).
 
         Raises:
-            UnknownNameError: an unknown dataset, model, method or attacker, or a model
-                with no released user table.
-            ConfigError: a config key the model or method does not have, a bad value, or
-                a config for ``"none"``.
+            UnknownNameError: an unknown dataset, model, method or attacker.
+            ConfigError: a config key the model or method does not have, a bad value, a
+                config for ``"none"``, or a model without a capability the audit or a
+                method needs (a released user table for every audit, and each method's
+                ``needs``, :mod:`trustrec.models.capabilities`).
         """
         from trustrec.models import MODELS
-        from trustrec.privacy.base import USER_TABLE
+        from trustrec.models.capabilities import ReleasesUserTable, require
 
         methods, attackers = privacy_registries()
         check_datasets(self.datasets, where)
         check_names(self.models, MODELS, "models", where)
-        for m in self.models:
-            if m not in USER_TABLE:
-                raise UnknownNameError(f"{where}: models: model {m!r} has no released user "
-                                       f"table to attack (supported: "
-                                       f"{', '.join(sorted(USER_TABLE))})")
         for axis, names, known, what in (
                 ("methods", self.methods, [NO_DEFENSE, *methods], "privacy method"),
                 ("attackers", self.attackers, attackers, "attacker")):
@@ -233,6 +229,12 @@ class PrivacySpec(GridSpec):
                 if name not in known:
                     raise UnknownNameError(f"{where}: {axis}: unknown {what} {name!r}"
                                            f"{suggest(name, sorted(known))}")
+        for m in self.models:
+            cls = MODELS.get(m)
+            require(cls, ReleasesUserTable, by=f"{where}: models: the attribute audit")
+            for name in self.methods:
+                if name != NO_DEFENSE:
+                    require(cls, *methods[name].needs, by=f"{where}: method {name!r}")
         check_configs(self.model_configs, MODELS, "model_configs", where)
         if NO_DEFENSE in self.method_configs:
             raise ConfigError(f"{where}: method_configs.{NO_DEFENSE}: the undefended model "

@@ -146,9 +146,13 @@ class BenchSpec(GridSpec):
         Raises:
             UnknownNameError: an unknown dataset, model, method or selection.
             ConfigError: a config key that the model or method does not have, a bad
-                value, or a method that does not support one of the grains.
+                value, a method that does not support one of the grains, or a model
+                without a capability a method needs (its ``needs``,
+                :mod:`trustrec.models.capabilities`).
         """
         from trustrec.data.selection import SELECTIONS
+        from trustrec.models import MODELS
+        from trustrec.models.capabilities import require
 
         super().validate(where)
         unlearners = _unlearners()
@@ -165,6 +169,10 @@ class BenchSpec(GridSpec):
                     f"{where}: method {method!r} cannot forget {missing[0]}s (it supports "
                     f"{', '.join(sorted(supports)) or 'nothing'}); remove it from methods or "
                     f"{missing[0]!r} from grains")
+        for method in dict.fromkeys([*self.methods, REFERENCE_METHOD]):
+            for model in self.models:
+                require(MODELS.get(model), *unlearners.get(method).needs,
+                        by=f"{where}: method {method!r}")
         check_configs(self.method_configs, unlearners, "method_configs", where)
 
     def method_config(self, method: str) -> dict[str, Any]:
