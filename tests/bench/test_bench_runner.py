@@ -9,8 +9,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from trustrec.bench import RESULT_COLUMNS, run_bench, spec_from_mapping
+from trustrec.bench import result_columns, run_bench, spec_from_mapping
 from trustrec.bench.collect import read_results
+from trustrec.bench.experiments.unlearning import Unlearning
 
 FAST = {"bpr": {"epochs": 2, "dim": 8, "eval_every": 1, "patience": 1}}
 
@@ -58,7 +59,7 @@ def test_cells_written_with_all_files(bench_run):
 def test_results_csv_long_format(bench_run):
     spec, result = bench_run
     frame = read_results(result.out / "results.csv")
-    assert list(frame.columns) == RESULT_COLUMNS
+    assert list(frame.columns) == result_columns(Unlearning.axes)
     assert (result.out / "results.csv").read_text().splitlines()[0] == \
         "kind,cell,dataset,model,method,grain,selection,ratio,seed,metric,value"
     assert set(frame["kind"]) == {"unlearning"}

@@ -19,12 +19,7 @@ from trustrec.bench.spec import (
     spec_from_mapping,
 )
 
-#: Columns of an unlearning grid's ``results.csv``.
-RESULT_COLUMNS = result_columns(("dataset", "model", "method", "grain", "selection", "ratio",
-                                 "seed"))
-
 __all__ = [
-    "RESULT_COLUMNS",
     "BenchResult",
     "BenchSpec",
     "Cell",
