@@ -431,9 +431,9 @@ def forget_in_model_dir(model_dir: str | Path, *, users: Sequence[str] | None = 
     Returns:
         The receipt (also written to ``forget_report.json``).
     """
+    from trustrec.data.request import ForgetRequest
     from trustrec.privacy.protect import recorded_protection, reprotect
     from trustrec.unlearn.persist import load_unlearner
-    from trustrec.unlearn.request import ForgetRequest
 
     src = Path(model_dir)
     target = Path(out) if out is not None else src

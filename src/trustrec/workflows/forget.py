@@ -290,9 +290,9 @@ def _forget_and_write(md: Any, accepted: list[tuple[Pending, Resolved]], batch_i
                       phase: Callable[[str], None],
                       digests: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
     """Forget the batch in the unlearner, erase ids, write and verify the new version."""
+    from trustrec.data.request import ForgetRequest
     from trustrec.modeldir import _write_dir, data_sha256
     from trustrec.privacy.protect import recorded_protection, reprotect
-    from trustrec.unlearn.request import ForgetRequest
 
     unl = md.unlearner
     t0 = time.perf_counter()
@@ -387,7 +387,7 @@ def _trainable_part(whole: Any, train: Dataset, valid: Dataset | None) -> Any:
     that is only a validation row) is dropped from the data directly: it trained nothing.
     (A validation row may have chosen an early-stopping epoch; a pair naming only such a
     row does not retrain for it.)"""
-    from trustrec.unlearn.request import ForgetRequest
+    from trustrec.data.request import ForgetRequest
 
     held_u = np.bincount(train.users, minlength=train.n_users)
     held_i = np.bincount(train.items, minlength=train.n_items)
