@@ -3,7 +3,8 @@
 Each test runs two real-data tests of this suite in a child pytest whose shared folder is
 hidden (``TRUSTREC_TEST_SHARED``) and whose dataset cache is a temporary folder
 (``TRUSTREC_DATA``). Nothing is downloaded: the cache is either pre-filled or every
-source is made unreachable (a closed local proxy and package index).
+source is made unreachable (a closed local proxy and package index, no pip configuration
+files, links or caches).
 """
 
 from __future__ import annotations
@@ -28,9 +29,12 @@ def run_child(tmp_path: Path, cache: Path, offline: bool) -> subprocess.Complete
     env = {**os.environ, "TRUSTREC_TEST_SHARED": str(tmp_path / "no-shared"),
            "TRUSTREC_DATA": str(cache)}
     if offline:
+        # no pip configuration (its files and PIP_* may name local wheels or mirrors)
+        env = {k: v for k, v in env.items() if not k.upper().startswith("PIP_")}
         env.update({"https_proxy": CLOSED, "HTTPS_PROXY": CLOSED, "http_proxy": CLOSED,
-                    "HTTP_PROXY": CLOSED, "PIP_INDEX_URL": f"{CLOSED}/simple",
-                    "PIP_PROXY": CLOSED})
+                    "HTTP_PROXY": CLOSED, "PIP_CONFIG_FILE": os.devnull,
+                    "PIP_INDEX_URL": f"{CLOSED}/simple", "PIP_PROXY": CLOSED,
+                    "PIP_NO_CACHE_DIR": "1"})
     return subprocess.run(
         [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-rA",
          f"--basetemp={tmp_path / 'child'}", *REAL_DATA_TESTS],
