@@ -44,11 +44,11 @@ import numpy as np
 
 from trustrec.bench.env import host_info, versions
 from trustrec.data.dataset import Dataset
+from trustrec.data.request import ForgetRequest
 from trustrec.data.selection import select_forget_users
 from trustrec.data.split import random_split
 from trustrec.data.synthetic import ml1m_shaped
 from trustrec.unlearn.base import UNLEARNERS, make_unlearner
-from trustrec.unlearn.request import ForgetRequest
 
 PEER = "retrain"
 

@@ -154,6 +154,7 @@ def test_data_fetch_unknown_name():
     assert res.exit_code == 2 and "did you mean 'ml-100k'" in res.stderr
 
 
+@pytest.mark.slow  # a real (small) grid: ~8 s on 2 busy cores
 def test_bench_with_spec_file(ml100k_dir, tmp_path):
     spec = tmp_path / "grid.toml"
     spec.write_text(f"""

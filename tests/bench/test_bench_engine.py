@@ -56,6 +56,7 @@ def runs(ml100k_dir, tmp_path_factory):
 
 
 @pytest.mark.parametrize("engine", ["local", "ray"])
+@pytest.mark.slow
 def test_metrics_do_not_depend_on_engine(runs, engine):
     serial = quality(runs["serial"][1].results)
     other = quality(runs[engine][1].results)
@@ -74,6 +75,7 @@ def test_metrics_do_not_depend_on_engine(runs, engine):
         assert v[("retrain", seed, "overlap@20_vs_retrain")] == pytest.approx(1.0)
 
 
+@pytest.mark.slow
 def test_workers_ran_in_other_processes(runs):
     import os
 
@@ -85,6 +87,7 @@ def test_workers_ran_in_other_processes(runs):
     assert serial == {os.getpid()}
 
 
+@pytest.mark.slow
 def test_killed_parallel_run_resumes(runs, ml100k_dir):
     spec, result = runs["local"]
     out = result.out
@@ -134,6 +137,7 @@ class InlineEngine:
         pass
 
 
+@pytest.mark.slow
 def test_failed_learned_state_fails_its_cells_without_rerunning(ml100k_dir, tmp_path,
                                                                monkeypatch):
     calls = []
@@ -219,6 +223,7 @@ def _alive(pid: int) -> bool:
 
 
 @pytest.mark.skipif(not Path("/proc").is_dir(), reason="needs /proc (Linux)")
+@pytest.mark.slow
 def test_killing_the_bench_ends_its_workers(ml100k_dir, tmp_path):
     """kill -9 of `trustrec bench` (the issue's orphaned workers): its local workers die
     with it instead of running on and writing into the output folder."""

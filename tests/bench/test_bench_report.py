@@ -101,6 +101,7 @@ def test_collect_of_empty_folder_writes_header_only(tmp_path):
     assert (tmp_path / "results.csv").read_text().strip() == ",".join(RESULT_COLUMNS)
 
 
+@pytest.mark.slow
 def test_real_two_seed_grid_has_intervals_figures_and_table(ml100k_dir, tmp_path):
     fast = {"bpr": {"epochs": 2, "dim": 8, "eval_every": 1, "patience": 1}}
     spec = spec_from_mapping({

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from scipy.stats import mannwhitneyu
 
+from trustrec.data.request import ForgetRequest
 from trustrec.data.selection import select_forget_interactions, select_forget_users
 from trustrec.errors import ConfigError, DataFormatError
 from trustrec.evaluate.membership import (
@@ -18,7 +19,6 @@ from trustrec.evaluate.membership import (
     weighted_auc,
 )
 from trustrec.models import make_model
-from trustrec.unlearn.request import ForgetRequest
 
 from .conftest import make_ds
 

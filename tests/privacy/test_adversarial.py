@@ -33,6 +33,7 @@ def test_bad_labels_fail_before_training(ml100k_split):
                 {"gender": np.zeros(ml100k_split.train.n_users)})
 
 
+@pytest.mark.slow
 def test_registered_reproducible_savable_and_bounded(ml100k_split, ml100k_labels, tmp_path):
     assert "adversarial" in DEFENSES
     adv = make_defense("adversarial", defense_epochs=2, radius=0.01)
@@ -62,6 +63,7 @@ def adversarial_bpr(ml100k_split, ml100k_labels, seen_half):
         {"gender": ml100k_labels["gender"]}, seed=0, label_users=seen_half)
 
 
+@pytest.mark.slow
 def test_adversarial_training_hides_gender_of_the_seen_users(
         adversarial_bpr, bpr_seen_gender_leakage, bpr_ml100k_test_ndcg, ml100k_split,
         ml100k_labels, seen_half):

@@ -74,6 +74,7 @@ def test_a_below_chance_attacker_counts_as_leakage(bpr_ml100k, ml100k_labels):
 
 
 # ---------------------------------------------------------------------------- 2. the null
+@pytest.mark.slow
 def test_the_null_interval_contains_random_feature_attackers(ml100k_labels):
     # Features drawn independently of the users (943 x 64 Gaussian) with the real gender
     # labels: every attacker's score is noise. Measured over three draws x three attackers:
@@ -178,6 +179,7 @@ def half_protected(bpr_ml100k, ml100k_split, ml100k_labels):
     return model, seen
 
 
+@pytest.mark.slow
 def test_a_method_given_half_the_labels_protects_only_that_half(
         half_protected, bpr_ml100k, ml100k_split):
     model, seen = half_protected

@@ -89,6 +89,7 @@ def two_attributes(ml100k_labels):
     return {"gender": ml100k_labels["gender"], "age": ml100k_labels["age"]}
 
 
+@pytest.mark.slow
 def test_update_reuses_calibrations_and_equals_a_fresh_protect(
         bpr_ml100k, ml100k_split, two_attributes, monkeypatch):
     train = ml100k_split.train
@@ -140,6 +141,7 @@ def test_update_errors_change_nothing(bpr_ml100k, ml100k_split, two_attributes):
     assert all(torch.equal(lego.calibrations_[k], v) for k, v in snapshot.items())
 
 
+@pytest.mark.slow
 def test_parallel_calibrations_equal_sequential_ones(bpr_ml100k, ml100k_split,
                                                     two_attributes):
     outs = [make_protector("lego", workers=w, **QUICK).protect(
@@ -161,6 +163,7 @@ def test_state_round_trip(bpr_ml100k, ml100k_split, two_attributes, tmp_path):
 
 
 # ---------------------------------------------------------------------------- real data
+@pytest.mark.slow
 def test_lego_brings_the_seen_users_to_chance_within_the_ball(
         bpr_ml100k, ml100k_split, ml100k_labels, bpr_ml100k_test_ndcg, seen_half):
     lego = make_protector("lego")

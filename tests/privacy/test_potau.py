@@ -251,6 +251,7 @@ def test_gender_is_readable_before_protection(bpr_gender_audit):
     assert best > 0.5 + 2 * NEAR_CHANCE
 
 
+@pytest.mark.slow
 def test_protection_brings_the_seen_users_to_chance_and_keeps_ndcg(
         protected, ml100k_split, ml100k_labels, bpr_ml100k_test_ndcg, seen_half):
     method, model = protected

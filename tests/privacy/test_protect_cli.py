@@ -52,6 +52,7 @@ def test_help_names_the_options():
         assert word in res.output, word
 
 
+@pytest.mark.slow
 def test_protected_directory_loads_evaluates_and_audits_near_chance(trained, protected):
     original, model = load_model(trained / "model"), load_model(protected / "model")
     assert not np.array_equal(user_table(model), user_table(original))
@@ -80,6 +81,7 @@ def test_protected_directory_loads_evaluates_and_audits_near_chance(trained, pro
     assert leakage(folded) > 2 * NEAR_CHANCE and leakage(table) == leakage(folded)
 
 
+@pytest.mark.slow
 def test_adding_an_attribute_reuses_the_stored_calibration(protected):
     out = protected.parent / "lego-age"
     res = invoke("protect", "--model-dir", protected, "--method", "lego", "--attributes",
@@ -92,6 +94,7 @@ def test_adding_an_attribute_reuses_the_stored_calibration(protected):
     assert set(report["protection"]["alpha"]) == {"gender", "age"}
 
 
+@pytest.mark.slow
 def test_forget_on_a_protected_directory_protects_again_and_erases_attributes(
         protected, tmp_path):
     # A deletion request on a protected model: forget retrains from the remaining data,
@@ -126,6 +129,7 @@ def test_forget_on_a_protected_directory_protects_again_and_erases_attributes(
     assert load_model_dir(protected).unlearner.train_.user_attributes.notna().all().all()
 
 
+@pytest.mark.slow
 def test_forget_refuses_an_unreadable_protection_report_and_changes_nothing(
         protected, tmp_path):
     broken = tmp_path / "broken"
@@ -140,6 +144,7 @@ def test_forget_refuses_an_unreadable_protection_report_and_changes_nothing(
     assert {f.name: f.read_bytes() for f in broken.iterdir() if f.is_file()} == before
 
 
+@pytest.mark.slow
 def test_pot_au_round_trip(trained, tmp_path):
     out = tmp_path / "u2u"
     res = invoke("protect", "--model-dir", trained, "--method", "pot-au-u2u", "--attributes",

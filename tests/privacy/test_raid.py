@@ -152,6 +152,7 @@ def raid_bpr(ml100k_split, ml100k_labels, seen_half):
                                     seed=0, label_users=seen_half)
 
 
+@pytest.mark.slow
 def test_raid_hides_gender_of_the_seen_users_at_little_utility_cost(
         raid_bpr, bpr_seen_gender_leakage, bpr_ml100k_test_ndcg, ml100k_split,
         ml100k_labels, seen_half):

@@ -88,6 +88,7 @@ def test_auth_validation_and_batches(model):
     assert not {"10", "11", "12"} & set(users)
 
 
+@pytest.mark.slow  # ~9 s on 2 busy cores
 def test_load_of_concurrent_requests_is_honoured_exactly_once(model):
     """A bounded load test on loopback: 200 requests from 16 client threads at once, half
     of them re-sent with the same idempotency key; each distinct request is applied

@@ -1,32 +1,127 @@
 """Conformance tests every registered unlearning method must pass (new methods get them free).
 
-Each method wraps the real BPR-MF on real MovieLens-100K with a fast config (see
-``conftest.FAST_MODEL`` / ``FAST_METHOD``; add an entry there when a new method needs one).
+Each method wraps every registered model that has what the method needs (its ``needs``),
+on real MovieLens-100K, with fast configs (see ``conftest.FAST_MODEL`` / ``FAST_METHOD``;
+add an entry there when a new method or model needs one). A (method, model) pair that is
+not supported is tested too: constructing it must raise a ConfigError naming the model.
+
+Tiers: in the fast tier (``-m "not slow"``) every method runs the whole suite on
+:data:`DEFAULT_MODEL` and a short fit-forget-score check on one more model
+(:func:`rotation`, so every model is wrapped), and construction is checked for every pair;
+the whole suite on the other 36 pairs is marked slow (measured: about 3 min on 2 busy
+cores). A fitted unlearner is reused within the module as a deep copy (:func:`fitted`).
 """
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import json
+from collections.abc import Callable
 
 import numpy as np
 import pytest
 
+import trustrec.models  # noqa: F401  (registers every model)
 from trustrec.data.selection import (
     select_forget_interactions,
     select_forget_items,
     select_forget_users,
 )
 from trustrec.errors import ConfigError, InvalidRequestError, UnsupportedRequestError
+from trustrec.models import MODELS, make_model
+from trustrec.models.capabilities import DESCRIPTIONS, has
 from trustrec.unlearn import UNLEARNERS, ForgetReport, ForgetRequest, Retrain, Unlearner
 
 from .conftest import build, fit, reachable_datasets, same_snapshot, snapshot
 
 METHODS = UNLEARNERS.names()
+MODEL_NAMES = MODELS.names()
 GRAINS = ("user", "interaction", "item")
+#: The model each method runs the whole suite on in the fast tier (when it supports it).
+DEFAULT_MODEL = "bpr"
+
+
+def _has_epochs(model: str) -> bool:
+    return "epochs" in {f.name for f in dataclasses.fields(make_model(model).config)}
+
+
+def supported(method: str, model: str) -> bool:
+    """Whether ``model`` has every capability ``method`` declares it needs (the method's own
+    ``needs``, :mod:`trustrec.models.capabilities`); fine-tuning also needs an ``epochs``
+    option to shorten."""
+    cls = UNLEARNERS.get(method)
+    if not all(has(MODELS.get(model), c) for c in cls.needs):
+        return False
+    return method != "finetune" or _has_epochs(model)
+
+
+SUPPORTED = [(m, mod) for m in METHODS for mod in MODEL_NAMES if supported(m, mod)]
+UNSUPPORTED = [(m, mod) for m in METHODS for mod in MODEL_NAMES if not supported(m, mod)]
+
+
+def fast_model(method: str) -> str:
+    """The model ``method`` runs the whole suite on in the fast tier."""
+    if supported(method, DEFAULT_MODEL):
+        return DEFAULT_MODEL
+    return next(mod for m, mod in SUPPORTED if m == method)
+
+
+def pairs(*, all_fast: bool = False) -> list:
+    """Every supported (method, model) as a parameter; the pairs other than each method's
+    :func:`fast_model` are marked slow unless ``all_fast``."""
+    return [pytest.param(m, mod, id=f"{m}-{mod}",
+                         marks=() if all_fast or mod == fast_model(m) else pytest.mark.slow)
+            for m, mod in SUPPORTED]
+
+
+def fresh_copy(u: Unlearner) -> Unlearner:
+    """An independent deep copy of a fitted unlearner that shares its datasets (they are
+    immutable, and tests check ``u.train_ is split.train``)."""
+    return copy.deepcopy(u, {id(d): d for d in reachable_datasets(u)})
+
+
+@pytest.fixture(scope="module")
+def fitted(split) -> Callable[[str, str], Unlearner]:
+    """``fitted(method, model)`` → a fresh copy of that unlearner fitted once per module
+    on the ML-100K split with seed 0 (a fit costs more than the tests that use it;
+    :func:`test_determinism` checks the copy against a fresh fit, bit for bit)."""
+    cache: dict[tuple[str, str], Unlearner] = {}
+
+    def get(method: str, model: str) -> Unlearner:
+        if (method, model) not in cache:
+            cache[method, model] = fit(method, split, model)
+        return fresh_copy(cache[method, model])
+
+    return get
 
 
 def test_methods_are_registered():
     assert {"retrain", "sisa"} <= set(METHODS)
+
+
+def test_every_pair_is_tested_and_every_method_has_a_model():
+    """Each (method, model) is either supported (run below) or must be refused (tested
+    below): none is left out, and every method wraps at least one model."""
+    assert set(SUPPORTED) | set(UNSUPPORTED) == {(m, mod) for m in METHODS
+                                                 for mod in MODEL_NAMES}
+    assert not set(SUPPORTED) & set(UNSUPPORTED)
+    for m in METHODS:
+        assert any(mm == m for mm, _ in SUPPORTED), f"{m} supports no registered model"
+    # every capability a method needs is a documented one
+    for m in METHODS:
+        assert set(UNLEARNERS.get(m).needs) <= set(DESCRIPTIONS), m
+
+
+@pytest.mark.parametrize(("method", "model"), [pytest.param(m, mod, id=f"{m}-{mod}")
+                                                for m, mod in UNSUPPORTED])
+def test_an_unsupported_pair_is_a_config_error_at_construction(method, model):
+    with pytest.raises(ConfigError) as info:
+        build(method, model)
+    msg = str(info.value)
+    assert repr(model) in msg, msg  # names the model
+    # and the models that would do
+    assert all(mod in msg for mm, mod in SUPPORTED if mm == method), msg
 
 
 def request_for(grain: str, train, seed: int = 0) -> ForgetRequest:
@@ -51,14 +146,14 @@ def state_of(u) -> dict:
 
 
 # ---------------------------------------------------------------------------- basics
-@pytest.mark.parametrize("method", METHODS)
-def test_class_contract(method):
+@pytest.mark.parametrize(("method", "model"), pairs(all_fast=True))
+def test_class_contract(method, model):
     cls = UNLEARNERS.get(method)
     assert cls.name == method
     assert isinstance(cls.exact, bool)
     assert cls.supports <= set(GRAINS) and cls.supports
-    u = build(method)
-    assert isinstance(u, Unlearner)
+    u = build(method, model)
+    assert isinstance(u, Unlearner) and u.model == model
     with pytest.raises(RuntimeError, match="not fitted"):
         u.score(np.arange(3))
     with pytest.raises(RuntimeError, match="not fitted"):
@@ -71,9 +166,9 @@ def test_config_typo_is_an_error(method):
         build(method, not_an_option=1)
 
 
-@pytest.mark.parametrize("method", METHODS)
-def test_fit_then_score(method, split):
-    u = fit(method, split)
+@pytest.mark.parametrize(("method", "model"), pairs())
+def test_fit_then_score(method, model, split, fitted):
+    u = fitted(method, model)
     assert u.train_ is split.train and u.valid_ is split.valid and u.seed_ == 0
     users = np.array([0, 5, 942, 5])
     s = u.score(users)
@@ -103,10 +198,57 @@ def check_report(rep: ForgetReport, u, method: str, train_before, removed: np.nd
     assert json.loads(text)["rows_removed"] == rep.rows_removed
 
 
-@pytest.mark.parametrize("method", METHODS)
+def rotation() -> list[tuple[str, str]]:
+    """One more model per method for the fast tier: the models other than
+    :data:`DEFAULT_MODEL` taken in turn, skipping those a method cannot wrap, so that every
+    model is wrapped by some method."""
+    cycle = [mod for mod in MODEL_NAMES if mod != DEFAULT_MODEL]
+    out: list[tuple[str, str]] = []
+    k = 0
+    for m in METHODS:
+        for step in range(len(cycle)):
+            mod = cycle[(k + step) % len(cycle)]
+            if supported(m, mod) and mod != fast_model(m):
+                out.append((m, mod))
+                k += step + 1
+                break
+    return out
+
+
+SMOKE_PAIRS = rotation()
+
+
+def test_the_fast_tier_wraps_every_model():
+    fast = {(m, fast_model(m)) for m in METHODS} | set(SMOKE_PAIRS)
+    assert {mod for _, mod in fast} == set(MODEL_NAMES)
+    assert {m for m, _ in SMOKE_PAIRS} == {m for m, _ in SUPPORTED
+                                           if sum(mm == m for mm, _ in SUPPORTED) > 1}
+    assert set(SMOKE_PAIRS) <= set(SUPPORTED)
+
+
+@pytest.mark.parametrize(("method", "model"), [pytest.param(m, mod, id=f"{m}-{mod}")
+                                                for m, mod in SMOKE_PAIRS])
+def test_fit_forget_score_on_another_model(method, model, split, fitted):
+    """The fast tier's check of a pair whose whole suite is slow (:func:`rotation`): fit,
+    forget users (or the first grain the method supports), score (about 1 s per pair)."""
+    u = fitted(method, model)
+    assert u.model == model
+    grain = "user" if "user" in type(u).supports else sorted(type(u).supports)[0]
+    req = request_for(grain, split.train)
+    removed = req.row_mask(split.train)
+    rep = u.forget(req)
+    check_report(rep, u, method, split.train, removed)
+    np.testing.assert_array_equal(u.train_.pair_keys(), split.train.pair_keys()[~removed])
+    s = u.score(np.arange(20))
+    assert s.shape == (20, split.train.n_items) and s.dtype == np.float32
+    assert np.isfinite(s).all()
+    assert [h["event"] for h in u.history_] == ["fit", "forget"]
+
+
+@pytest.mark.parametrize(("method", "model"), pairs())
 @pytest.mark.parametrize("grain", GRAINS)
-def test_forget_one_grain(method, grain, split):
-    u = fit(method, split)
+def test_forget_one_grain(method, model, grain, split, fitted):
+    u = fitted(method, model)
     train, valid = split.train, split.valid
     req = request_for(grain, train)
     if grain not in type(u).supports:
@@ -139,9 +281,9 @@ def test_forget_one_grain(method, grain, split):
     assert [h["event"] for h in u.history_] == ["fit", "forget"]
 
 
-@pytest.mark.parametrize("method", METHODS)
-def test_forgotten_rows_are_gone_from_every_internal_copy(method, split):
-    u = fit(method, split)
+@pytest.mark.parametrize(("method", "model"), pairs())
+def test_forgotten_rows_are_gone_from_every_internal_copy(method, model, split, fitted):
+    u = fitted(method, model)
     forgotten = []
     for grain, seed in (("user", 1), ("interaction", 2), ("item", 3)):
         if grain not in type(u).supports:
@@ -165,9 +307,9 @@ def test_forgotten_rows_are_gone_from_every_internal_copy(method, split):
                         and rec["event"] == "forget")
 
 
-@pytest.mark.parametrize("method", METHODS)
-def test_sequence_of_requests(method, split):
-    u = fit(method, split)
+@pytest.mark.parametrize(("method", "model"), pairs())
+def test_sequence_of_requests(method, model, split, fitted):
+    u = fitted(method, model)
     train = split.train
     users = select_forget_users(train, "random", 0.04, seed=0)
     a, b = users[: len(users) // 2], users[len(users) // 2:]
@@ -199,9 +341,9 @@ def test_sequence_of_requests(method, split):
             u.forget(ForgetRequest(items=[item]))
 
 
-@pytest.mark.parametrize("method", METHODS)
-def test_bad_requests_raise_and_change_nothing(method, split):
-    u = fit(method, split)
+@pytest.mark.parametrize(("method", "model"), pairs())
+def test_bad_requests_raise_and_change_nothing(method, model, split, fitted):
+    u = fitted(method, model)
     train = split.train
     before = state_of(u)
     with pytest.raises(InvalidRequestError, match="empty"):
@@ -243,10 +385,11 @@ def test_unsupported_grain_is_a_specific_error(split):
     u.forget(ForgetRequest(users=[0]))
 
 
-@pytest.mark.parametrize("method", METHODS)
-def test_determinism(method, split):
+@pytest.mark.parametrize(("method", "model"), pairs())
+def test_determinism(method, model, split, fitted):
     req = request_for("user", split.train)
-    a, b = fit(method, split, seed=3), fit(method, split, seed=3)
+    # a fit made earlier in the session (other tests ran meanwhile), and a fresh one
+    a, b = fitted(method, model), fit(method, split, model, seed=0)
     users = np.arange(split.train.n_users)
     np.testing.assert_array_equal(a.score(users), b.score(users))
     ra, rb = a.forget(req), b.forget(req)
@@ -256,7 +399,7 @@ def test_determinism(method, split):
         j.pop("seconds")
         j["details"].pop("shard_seconds", None)
     assert ja == jb
-    c = fit(method, split, seed=4)
+    c = fit(method, split, model, seed=4)
     assert not np.array_equal(a.score(users[:50]), c.score(users[:50]))
 
 

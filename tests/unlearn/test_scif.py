@@ -173,6 +173,7 @@ def core_cases(models, split):
     return {m: Case(u, req, split) for m, u in models.items()}
 
 
+@pytest.mark.slow  # dim-32 models, a CG solve and a shadow model per case: ~10 s
 @pytest.mark.parametrize("model", ["bpr", "wmf"])
 def test_paper_defaults_solve_to_tolerance_and_move_forgotten_users(core_cases, model):
     """SCIF as the paper has it (collaborative relabelling, influence step, CG solved).

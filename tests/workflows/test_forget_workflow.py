@@ -63,6 +63,7 @@ def run_cli(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
 
 
 # ---------------------------------------------------------------------------- no loss
+@pytest.mark.slow  # six CLI processes at once: ~40 s on 2 busy cores
 def test_concurrent_forgets_from_many_processes_are_all_honoured(model):
     """Six `trustrec forget` processes at once (the issue's lost-update scenario): every
     request is applied, by whichever process holds the lock, none is lost."""
@@ -89,7 +90,14 @@ def test_concurrent_forgets_from_many_processes_are_all_honoured(model):
     assert [p.name for p in (model / "versions").iterdir()] == [version_name(model)]
 
 
-@pytest.mark.parametrize("phase", PHASES)
+#: The phase whose kill test runs in the fast tier (the new version is written, not yet
+#: live: the next command must finish the swap and clean up); the others are slow (2-7 s
+#: each on 2 busy cores).
+FAST_PHASES = ("written",)
+
+
+@pytest.mark.parametrize("phase", [p if p in FAST_PHASES else
+                                   pytest.param(p, marks=pytest.mark.slow) for p in PHASES])
 def test_kill_9_at_every_phase_leaves_old_or_new_and_the_next_command_finishes(
         model, phase):
     """kill -9 of a forget at each phase: the directory is the old or the new state (it
@@ -241,7 +249,9 @@ def test_training_anew_over_applied_deletions_is_refused(model, ml100k_dir):
 
 
 # ---------------------------------------------------------------------------- integrity
-@pytest.mark.parametrize("damage", ["drop-tensor", "truncate", "edit-json"])
+@pytest.mark.parametrize("damage", [pytest.param("drop-tensor", marks=pytest.mark.slow),
+                                    pytest.param("truncate", marks=pytest.mark.slow),
+                                    "edit-json"])  # ~5 s each (a CLI process)
 def test_damaged_directory_is_a_one_line_error_naming_the_file(model, damage):
     from safetensors.torch import load_file, save_file
 

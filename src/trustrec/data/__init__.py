@@ -1,4 +1,5 @@
-"""trustrec.data: datasets, loaders, known-dataset fetching, filters, splits, forget sets."""
+"""trustrec.data: datasets, loaders, known-dataset fetching, filters, splits, forget sets
+and forget requests."""
 
 from trustrec.data.dataset import Dataset
 from trustrec.data.fetch import CATALOG, cache_dir, cached, fetch
@@ -12,6 +13,7 @@ from trustrec.data.loaders import (
     load_recbole,
     load_table,
 )
+from trustrec.data.request import ForgetRequest
 from trustrec.data.selection import (
     ITEM_SELECTIONS,
     SELECTIONS,
@@ -26,6 +28,7 @@ __all__ = [
     "ITEM_SELECTIONS",
     "SELECTIONS",
     "Dataset",
+    "ForgetRequest",
     "Split",
     "cache_dir",
     "cached",

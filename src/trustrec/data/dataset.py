@@ -10,7 +10,7 @@ import pandas as pd
 import scipy.sparse as sp
 
 if TYPE_CHECKING:  # pragma: no cover
-    from trustrec.unlearn.request import ForgetRequest
+    from trustrec.data.request import ForgetRequest
 
 
 def _frozen(a: np.ndarray) -> np.ndarray:

@@ -10,7 +10,7 @@ users (at least 1; a 1e-9 guard absorbs binary rounding, so 100 × 0.29 gives 29
 
 Ties in the count are broken by user index, lower first, in both rankings (a stable sort),
 so the selection depends only on the data. Results are sorted index arrays, ready for a
-:class:`~trustrec.unlearn.request.ForgetRequest`.
+:class:`~trustrec.data.request.ForgetRequest`.
 
 Items work the same way (``popular`` / ``unpopular`` / ``random`` by training count), and
 interactions are a seeded draw of distinct (user, item) pairs.

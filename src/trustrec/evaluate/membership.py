@@ -77,7 +77,7 @@ from trustrec.evaluate.ranking import _as_score_fn, score_block
 from trustrec.seeding import rng
 
 if TYPE_CHECKING:  # pragma: no cover
-    from trustrec.unlearn.request import ForgetRequest
+    from trustrec.data.request import ForgetRequest
 
 # Elements (users × items, or replicates × rows) handled at once: bounds memory on large
 # catalogues while keeping ML-100K (943 × 1,682) in one block.

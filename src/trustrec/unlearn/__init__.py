@@ -7,6 +7,7 @@ Registered methods: ``retrain`` (exact, full retrain), ``sisa`` (exact, user sha
 nothing, :mod:`trustrec.unlearn.controls`).
 """
 
+from trustrec.data.request import ForgetRequest
 from trustrec.unlearn import retrain, sisa  # noqa: F401  (register methods)
 from trustrec.unlearn.base import (
     UNLEARNERS,
@@ -22,7 +23,6 @@ from trustrec.unlearn.ifru import IFRU  # (registers "ifru")
 from trustrec.unlearn.laser import CURRICULA, LASER  # (registers "laser")
 from trustrec.unlearn.persist import load_unlearner, save_unlearner
 from trustrec.unlearn.receraser import RecEraser  # (registers "receraser")
-from trustrec.unlearn.request import ForgetRequest
 from trustrec.unlearn.retrain import Retrain
 from trustrec.unlearn.scif import SCIF, InfluenceUnlearner  # (registers "scif")
 from trustrec.unlearn.sisa import AGGREGATIONS, SISA, balanced_partition

@@ -19,10 +19,10 @@ import numpy as np
 
 from trustrec.config import build_config, to_dict, typed_config
 from trustrec.data.dataset import Dataset
+from trustrec.data.request import ForgetRequest
 from trustrec.errors import DataFormatError, InvalidRequestError, UnsupportedRequestError
 from trustrec.fileio import now_iso, to_jsonable
 from trustrec.registry import Registry
-from trustrec.unlearn.request import ForgetRequest
 
 if TYPE_CHECKING:  # pragma: no cover
     from trustrec.models.base import EmbeddingRecommender

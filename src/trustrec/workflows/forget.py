@@ -291,8 +291,8 @@ def _forget_and_write(md: Any, accepted: list[tuple[Pending, Resolved]], batch_i
                       phase: Callable[[str], None],
                       digests: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
     """Forget the batch in the unlearner, erase ids, write and verify the new version."""
+    from trustrec.data.request import ForgetRequest
     from trustrec.store.modeldir import data_sha256
-    from trustrec.unlearn.request import ForgetRequest
     from trustrec.workflows.model_dir import save_model_dir
     from trustrec.workflows.protect import recorded_protection, reprotect
 
@@ -389,7 +389,7 @@ def _trainable_part(whole: Any, train: Dataset, valid: Dataset | None) -> Any:
     that is only a validation row) is dropped from the data directly: it trained nothing.
     (A validation row may have chosen an early-stopping epoch; a pair naming only such a
     row does not retrain for it.)"""
-    from trustrec.unlearn.request import ForgetRequest
+    from trustrec.data.request import ForgetRequest
 
     held_u = np.bincount(train.users, minlength=train.n_users)
     held_i = np.bincount(train.items, minlength=train.n_items)

@@ -410,12 +410,12 @@ class UnlearningContext(GridContext):
     def forget_request(self, cell: Cell) -> Any:
         """The cell's forget request, selected on the training split by grain (see
         :data:`GRAIN_SELECTIONS`)."""
+        from trustrec.data.request import ForgetRequest
         from trustrec.data.selection import (
             select_forget_interactions,
             select_forget_items,
             select_forget_users,
         )
-        from trustrec.unlearn.request import ForgetRequest
 
         train = self.split(cell.dataset, cell.seed).train
         if cell.grain == "user":
@@ -676,10 +676,10 @@ class Unlearning(Experiment):
         forgets one unit of each of the spec's grains; errors are ignored (the real task
         reports them).
         """
+        from trustrec.data.request import ForgetRequest
         from trustrec.data.split import random_split
         from trustrec.data.synthetic import ml1m_shaped
         from trustrec.unlearn.base import make_unlearner
-        from trustrec.unlearn.request import ForgetRequest
 
         pairs = dict.fromkeys((c.model, m) for c in pending
                               for m in (c.method, REFERENCE_METHOD))
