@@ -81,6 +81,15 @@ def test_a_wrong_type_names_the_field_the_rule_and_the_value():
         NeuMFConfig(layers="64,32")
 
 
+@pytest.mark.parametrize("field", ["dim", "epochs"])
+def test_a_boolean_is_not_a_count(field):
+    """Lax conversion would read True as 1; a count field refuses a boolean instead."""
+    with pytest.raises(ConfigError, match=rf"BPRConfig\.{field}: a count is due, not a "
+                                          r"boolean \(got True\)"):
+        build_config(BPRConfig, {field: True})
+    assert getattr(build_config(BPRConfig, {field: "3"}), field) == 3  # text still converts
+
+
 @pytest.mark.parametrize("values,match", [
     ({"n": 0}, r"ToyConfig\.n: Input should be greater than 0 \(got 0\)"),          # gt, int
     ({"low": -1}, r"ToyConfig\.low: .*greater than or equal to 0 \(got -1\)"),      # ge

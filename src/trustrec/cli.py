@@ -88,9 +88,11 @@ def bench(
     datasets: Annotated[str | None, typer.Option(
         help="Comma-separated dataset names or paths (default: ml-100k).")] = None,
     models: Annotated[str | None, typer.Option(
-        help="Comma-separated models (default: bpr,wmf,lightgcn).")] = None,
+        help="Comma-separated models (default: the kind's; unlearning: bpr,wmf,lightgcn, "
+             "privacy: bpr).")] = None,
     methods: Annotated[str | None, typer.Option(
-        help="Comma-separated unlearning methods (default: retrain,sisa).")] = None,
+        help="Comma-separated methods of the kind (unlearning default: retrain,sisa; "
+             "privacy default: every registered privacy method).")] = None,
     selections: Annotated[str | None, typer.Option(
         help="Comma-separated forget-set selections (default: core,edge,random).")] = None,
     ratios: Annotated[str | None, typer.Option(
@@ -98,7 +100,8 @@ def bench(
     seeds: Annotated[str | None, typer.Option(
         help="Comma-separated root seeds (default: 0).")] = None,
     out: Annotated[Path | None, typer.Option(
-        help="Output folder (default: runs/bench, or the spec's 'out').")] = None,
+        help="Output folder (default: the spec's 'out', else runs/bench for unlearning "
+             "and runs/privacy for privacy).")] = None,
     spec: Annotated[Path | None, typer.Option(
         help="Grid spec file (.toml or .yaml); command-line options override it.")] = None,
     data_dir: Annotated[Path | None, typer.Option(
@@ -125,8 +128,10 @@ def bench(
     cache on first use).
 
     `--kind privacy` (or `kind = "privacy"` in the spec file) runs the attribute-privacy
-    grid instead (dataset x model x method x seed: attack metrics, NDCG/Recall, seconds
-    and a privacy-vs-utility plot); options a kind does not have are an error.
+    grid instead (dataset x model x method x attribute set x seed: attack metrics,
+    NDCG/Recall, seconds and a privacy-vs-utility plot); its own axes (attributes,
+    attackers, audited users, views) come from a spec file; options a kind does not have
+    are an error.
 
     Finished cells are skipped on a rerun, so an interrupted run resumes.
     """

@@ -36,17 +36,26 @@ import typing
 from collections.abc import Callable, Iterable, Mapping
 from typing import Annotated, Any, ClassVar, Literal, TypeVar
 
-from pydantic import AfterValidator, ConfigDict, Field, ValidationError
+from pydantic import AfterValidator, BeforeValidator, ConfigDict, Field, ValidationError
 from pydantic import NonNegativeFloat as NonNegativeFloat
-from pydantic import NonNegativeInt as NonNegativeInt
 from pydantic import PositiveFloat as PositiveFloat
-from pydantic import PositiveInt as PositiveInt
 from pydantic_core import PydanticCustomError
 
 from trustrec.errors import ConfigError, TrustrecError
 
 T = TypeVar("T")
 
+def _not_a_bool(value: Any) -> Any:
+    """Refuse a boolean where a count is due (lax mode would read True as 1)."""
+    if isinstance(value, bool):
+        raise PydanticCustomError("count_not_bool", "a count is due, not a boolean")
+    return value
+
+
+#: A count >= 1 (epochs, dimensions, shards); a boolean is refused, not read as 1.
+PositiveInt = Annotated[int, BeforeValidator(_not_a_bool), Field(gt=0)]
+#: A count >= 0; a boolean is refused, not read as 0 or 1.
+NonNegativeInt = Annotated[int, BeforeValidator(_not_a_bool), Field(ge=0)]
 #: A share in ``(0, 1]`` (a fraction, a decay factor).
 UnitInterval = Annotated[float, Field(gt=0, le=1)]
 

@@ -376,10 +376,12 @@ def test_rerun_skips_and_method_config_change_reruns_only_that_method(grid, ml10
 
 
 def test_a_code_change_reruns_every_cell(grid, tmp_path, monkeypatch):
-    # The source of trustrec.privacy is part of each cell's fingerprint: results the
-    # current code would not give are never kept (a stale grid once reported a method's
-    # old behaviour). Simulated by changing the fingerprint of the privacy source.
-    from trustrec.bench import env, runner
+    # The source a cell runs is part of its fingerprint, and the source a shared artefact
+    # is built with part of the artefact's: results the current code would not give are
+    # never kept (a stale grid once reported a method's old behaviour). Simulated by
+    # changing the fingerprint of one subpackage's source.
+    from trustrec.bench import env
+    from trustrec.bench.experiments import get_experiment
 
     spec, result = grid
     out = tmp_path / "copy"
@@ -387,12 +389,38 @@ def test_a_code_change_reruns_every_cell(grid, tmp_path, monkeypatch):
     # in this process, where the monkeypatch applies
     spec = privacy_spec_from_mapping({**spec.to_json(), "out": str(out), "workers": 1})
     saved = json.loads((out / cell_id(spec.methods[0]) / "config.json").read_text())
-    assert saved["source"] == env.source_fingerprint("privacy")
-    real = env.source_fingerprint
-    monkeypatch.setattr(runner, "source_fingerprint",
-                        lambda *p: real(*p) + ("-edited" if p == ("privacy",) else ""))
+    assert saved["source"] == get_experiment("privacy").source()
+    base_model = out / "_base/ml-100k/bpr/seed0/model/model.safetensors"
+    stamp = base_model.stat().st_mtime_ns
+    real, edited = env.source_fingerprint, {"package": "privacy"}
+
+    def fingerprint(*parts: str) -> str:
+        return real(*parts) + ("-edited" if edited["package"] in parts else "")
+
+    monkeypatch.setattr(env, "source_fingerprint", fingerprint)
     again = run_grid(spec, quiet=True, stop_on_error=True)
     assert [c.status for c in again.cells] == ["done"] * len(spec.methods)
+    assert base_model.stat().st_mtime_ns == stamp  # the methods' code: base model kept
+    edited["package"] = "models"
+    third = run_grid(spec, quiet=True, stop_on_error=True)
+    assert [c.status for c in third.cells] == ["done"] * len(spec.methods)
+    assert base_model.stat().st_mtime_ns != stamp  # the models' code: base model rebuilt
+    assert run_grid(spec, quiet=True).count("skipped") == len(spec.methods)
+
+
+def test_report_code_is_not_part_of_a_cells_source():
+    from trustrec.bench.env import source_fingerprint
+    from trustrec.bench.experiments import get_experiment
+
+    for kind in ("unlearning", "privacy"):
+        exp = get_experiment(kind)
+        # the packages it declares, its own module and the shared context; not
+        # bench/experiments/<kind>_report.py, render.py or report.py
+        assert exp.source() == source_fingerprint(*exp.source_packages, "bench/context.py",
+                                                  f"bench/experiments/{kind}.py")
+        assert exp.source() != source_fingerprint(*exp.source_packages)
+    with pytest.raises(ValueError, match="no Python source"):
+        source_fingerprint("no-such-package")
 
 
 def test_source_fingerprint_is_stable_and_per_package():

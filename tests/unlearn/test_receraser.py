@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from trustrec.errors import ConfigError, UnknownNameError
+from trustrec.errors import ConfigError
 from trustrec.evaluate.ranking import ndcg_at
 from trustrec.models import make_model
 from trustrec.seeding import child_seed
@@ -151,8 +151,9 @@ def test_only_dot_product_models_and_config_errors():
         build("receraser", agg_lr=0)
     with pytest.raises(ConfigError, match="unknown option 'epoch'"):
         build("receraser", pretrain_config={"epoch": 3})
-    with pytest.raises(UnknownNameError, match="unknown model"):
-        build("receraser", pretrain_model="svd")
+    with pytest.raises(ConfigError, match=r"RecEraserConfig\.pretrain_model.*unknown model "
+                                          r"'wmff' \(did you mean 'wmf'\?\)"):
+        build("receraser", pretrain_model="wmff")
     with pytest.raises(ConfigError, match="n_shards"):
         build("receraser", n_shards=0)
 

@@ -18,8 +18,7 @@ import pandas as pd
 from trustrec.bench.files import write_atomic
 from trustrec.errors import DataFormatError
 
-RUN_JSON, CONFIG_JSON, METRICS_JSON, PER_USER = ("run.json", "config.json", "metrics.json",
-                                                 "per_user.parquet")
+RUN_JSON, CONFIG_JSON, METRICS_JSON = "run.json", "config.json", "metrics.json"
 #: The leading and trailing columns of every ``results.csv``; the kind's axes go between.
 LEAD, TAIL = ["kind", "cell"], ["metric", "value"]
 
@@ -142,6 +141,9 @@ def read_results(path: str | Path, experiment: Any | None = None) -> pd.DataFram
             if kind.is_legacy(list(frame.columns)):
                 frame, experiment = kind.from_legacy(frame), experiment or kind
                 break
+        else:
+            raise DataFormatError(f"{path}: no 'kind' column, and its columns "
+                                  f"{list(frame.columns)} are no known older results format")
     if experiment is None:
         kind = str(frame["kind"].iloc[0]) if len(frame) else "unlearning"
         experiment = get_experiment(kind, str(path))

@@ -1,18 +1,50 @@
-"""The shared state of a grid run: datasets and splits, each computed once.
+"""The shared state of a grid run: datasets, splits and stored artefacts.
 
 :class:`GridContext` loads every dataset of a spec once (applying the protocol's filter)
 and splits it once per seed, by the spec's ``split`` (random shares, leave-last-out or a
-global temporal cut). Experiment kinds subclass it with their own shared artefacts.
+global temporal cut). Experiment kinds subclass it with their own shared artefacts
+(learned models, references, base models ...), each kept in its own folder by
+:meth:`GridContext.stored`: built once, with a ``state.json`` whose fingerprint covers
+the artefact's config and the source of the code that builds it.
 """
 
 from __future__ import annotations
 
+import shutil
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
-from trustrec.bench.grid import dataset_label
+from trustrec.bench.collect import read_json
+from trustrec.bench.files import write_json
+from trustrec.bench.grid import dataset_label, fingerprint
 from trustrec.data.dataset import Dataset
 from trustrec.data.split import Split
+from trustrec.errors import DataFormatError
+from trustrec.fileio import now_iso
+
+#: The record of a stored shared artefact, written last.
+STATE_JSON = "state.json"
+
+
+def is_current(folder: Path, marker: str, fp: str) -> bool:
+    """Whether ``folder/marker`` says done with fingerprint ``fp``."""
+    f = folder / marker
+    if not f.is_file():
+        return False
+    try:
+        state = read_json(f)
+    except (DataFormatError, OSError):
+        return False
+    return (isinstance(state, dict) and state.get("status") == "done"
+            and state.get("fingerprint") == fp)
+
+
+def fresh_folder(folder: Path) -> None:
+    """Remove whatever a killed or outdated run left in ``folder`` and recreate it."""
+    if folder.exists():
+        shutil.rmtree(folder)
+    folder.mkdir(parents=True)
 
 
 def make_split(ds: Dataset, how: str, ratios: tuple[float, float, float], seed: int
@@ -32,8 +64,12 @@ class GridContext:
     """Datasets and seeded splits of a grid spec, each loaded or computed once.
 
     Attributes: ``spec``, ``out`` (its output folder), ``progress``, ``sources`` (label ->
-    name or path) and ``k`` (the headline cut-off: 20 when measured, else the largest).
+    name or path), ``k`` (the headline cut-off: 20 when measured, else the largest) and
+    ``model_configs`` (model name -> its config in the spec).
     """
+
+    #: Subpackages of trustrec whose source the kind's shared artefacts depend on.
+    artefact_packages: ClassVar[tuple[str, ...]] = ("data", "evaluate", "models", "train")
 
     def __init__(self, spec: Any, progress: bool = False) -> None:
         self.spec = spec
@@ -41,6 +77,7 @@ class GridContext:
         self.progress = progress
         self.sources = {dataset_label(d): d for d in spec.datasets}
         self.k = 20 if 20 in spec.ks else max(spec.ks)
+        self.model_configs = {m: spec.model_config(m) for m in spec.models}
         self._datasets: dict[str, Dataset] = {}
         self._splits: dict[tuple[str, int], Split] = {}
 
@@ -93,3 +130,33 @@ class GridContext:
                           "interactions": ds.n_interactions,
                           "density": ds.n_interactions / cells}
         return out
+
+    # --------------------------------------------------------------- stored artefacts
+    def artefact_fingerprint(self, config: dict[str, Any]) -> str:
+        """Fingerprint of a shared artefact: its config and the source of
+        :attr:`artefact_packages`."""
+        from trustrec.bench.env import source_fingerprint
+
+        return fingerprint({**config, "code": source_fingerprint(*self.artefact_packages)})
+
+    def is_stored(self, folder: Path, config: dict[str, Any]) -> bool:
+        """Whether the artefact of ``config`` is stored in ``folder`` and current."""
+        return is_current(folder, STATE_JSON, self.artefact_fingerprint(config))
+
+    def stored(self, folder: Path, config: dict[str, Any],
+               build: Callable[[Path], dict[str, Any]]) -> dict[str, Any]:
+        """The record of the artefact of ``config`` in ``folder``, built first when it is
+        missing or outdated (another config, or code of :attr:`artefact_packages` changed).
+
+        ``build(folder)`` writes the artefact's files into the emptied folder and returns
+        facts for the record (e.g. seconds); ``state.json`` (status, fingerprint, config,
+        those facts, finish time) is written last, so a killed build is redone.
+        """
+        fp = self.artefact_fingerprint(config)
+        if not is_current(folder, STATE_JSON, fp):
+            fresh_folder(folder)
+            facts = build(folder)
+            write_json(folder / STATE_JSON, {"status": "done", "fingerprint": fp,
+                                             "config": config, **facts,
+                                             "finished": now_iso()})
+        return read_json(folder / STATE_JSON)

@@ -61,18 +61,23 @@ def host_info() -> dict[str, Any]:
 
 @cache
 def source_fingerprint(*packages: str) -> str:
-    """Short sha256 over the Python source of ``trustrec`` subpackages (e.g. ``"privacy"``).
+    """Short sha256 over the Python source of ``trustrec`` subpackages (e.g. ``"privacy"``)
+    and single modules (e.g. ``"bench/context.py"``), paths relative to the package.
 
-    Part of a cell's fingerprint, so a rerun after the code of a method changed computes
-    that method's cells again instead of keeping results the current code would not
-    give. Files are taken in sorted order; their paths relative to the package count.
+    Part of a cell's and a shared artefact's fingerprint, so a rerun after the code of a
+    method changed computes what it produced again instead of keeping results the current
+    code would not give. Files are taken in sorted order; their paths count too.
     """
     import trustrec
 
     root = Path(trustrec.__file__).parent
     digest = hashlib.sha256()
     for package in sorted(set(packages)):
-        for file in sorted((root / package).rglob("*.py")):
+        path = root / package
+        files = [path] if path.is_file() else sorted(path.rglob("*.py"))
+        if not files:
+            raise ValueError(f"source_fingerprint: no Python source at trustrec/{package}")
+        for file in files:
             digest.update(str(file.relative_to(root)).encode())
             digest.update(file.read_bytes())
     return digest.hexdigest()[:16]

@@ -214,7 +214,7 @@ def axis_lines(results: pd.DataFrame, axes: Sequence[str], n_planned: int | None
             continue
         v = list(dict.fromkeys(results[col]))
         text = ", ".join(format(x, "g") if isinstance(x, float) else str(x) for x in v)
-        lines.append(f"{col}s: {text}")
+        lines.append(f"{col if col.endswith('s') else col + 's'}: {text}")
     n = results["cell"].nunique() if "cell" in results.columns else 0
     lines.append(f"finished cells: {n}" + (f" of {n_planned}" if n_planned else ""))
     return lines

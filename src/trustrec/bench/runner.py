@@ -9,7 +9,8 @@ What the engine does for every kind (the kind itself only says what a cell compu
   (e.g. ``per_user.parquet``) and ``run.json`` (versions, host, timings, status). All
   written atomically; ``run.json`` says ``"running"`` first and ``"done"`` last.
 * **Fingerprints**: a cell's fingerprint covers its config *and* the source of the code it
-  runs (the kind's ``source_packages``): after a code change the affected cells are
+  runs (:meth:`~trustrec.bench.experiments.base.Experiment.source`) and a shared
+  artefact's the source it was built with: after a code change the affected cells are
   computed again rather than kept. A rerun skips cells whose ``run.json`` says done with
   the current fingerprint; a killed run resumes where it stopped (half-written cells are
   cleared and redone).
@@ -25,7 +26,6 @@ What the engine does for every kind (the kind itself only says what a cell compu
 from __future__ import annotations
 
 import os
-import shutil
 import sys
 import time
 import traceback
@@ -38,34 +38,13 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from trustrec.bench.collect import CONFIG_JSON, METRICS_JSON, RUN_JSON, collect, read_json
+from trustrec.bench.context import fresh_folder, is_current
 from trustrec.bench.engine import default_workers, single_threaded
-from trustrec.bench.env import host_info, source_fingerprint, versions
+from trustrec.bench.env import host_info, versions
 from trustrec.bench.files import write_atomic, write_json, write_parquet
 from trustrec.bench.grid import fingerprint
-from trustrec.errors import DataFormatError, TrustrecError
+from trustrec.errors import TrustrecError
 from trustrec.fileio import now_iso
-
-STATE_JSON = "state.json"
-
-
-def is_current(folder: Path, marker: str, fp: str) -> bool:
-    """Whether ``folder/marker`` says done with fingerprint ``fp``."""
-    f = folder / marker
-    if not f.is_file():
-        return False
-    try:
-        state = read_json(f)
-    except (DataFormatError, OSError):
-        return False
-    return (isinstance(state, dict) and state.get("status") == "done"
-            and state.get("fingerprint") == fp)
-
-
-def fresh_folder(folder: Path) -> None:
-    """Remove whatever a killed or outdated run left in ``folder`` and recreate it."""
-    if folder.exists():
-        shutil.rmtree(folder)
-    folder.mkdir(parents=True)
 
 
 # ---------------------------------------------------------------------------- results
@@ -110,7 +89,7 @@ class BenchResult:
 def cell_config(ctx: Any, experiment: Any, cell: Any) -> dict[str, Any]:
     """The cell's full config: the kind's, its kind, and the source it runs."""
     return {**experiment.cell_config(ctx, cell), "kind": experiment.name,
-            "source": source_fingerprint(*experiment.source_packages)}
+            "source": experiment.source()}
 
 
 def run_in_folder(folder: Path, cell: Any, config: dict[str, Any],

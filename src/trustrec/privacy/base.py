@@ -113,6 +113,16 @@ def labels_for(ds: Dataset, attributes: Sequence[str]) -> dict[str, np.ndarray]:
     return {a: attribute_labels(ds, a)[0] for a in names}
 
 
+def labelled_users(labels: Mapping[str, np.ndarray]) -> np.ndarray:
+    """Boolean mask of the users with a known label (>= 0) for at least one attribute.
+
+    Args:
+        labels: ``{attribute: labels}`` (one entry per user, ``-1`` = unknown), at least
+            one attribute, all of the same length.
+    """
+    return np.any(np.stack([np.asarray(v) >= 0 for v in labels.values()]), axis=0)
+
+
 def label_share_users(labels: Mapping[str, np.ndarray] | np.ndarray, share: float,
                       seed: int) -> np.ndarray:
     """The users whose labels a defense may see: a seeded share of the labelled users.
@@ -143,7 +153,7 @@ def label_share_users(labels: Mapping[str, np.ndarray] | np.ndarray, share: floa
     n = len(arrays[0])
     if any(np.asarray(a).shape != (n,) for a in arrays):
         raise DataFormatError("label arrays must all have one entry per user")
-    labelled = np.flatnonzero(np.any(np.stack([np.asarray(a) >= 0 for a in arrays]), 0))
+    labelled = np.flatnonzero(labelled_users(dict(enumerate(arrays))))
     if not len(labelled):
         raise DataFormatError("no user has a known label")
     k = int(round(float(share) * len(labelled)))

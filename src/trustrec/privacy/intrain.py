@@ -43,7 +43,7 @@ from trustrec.data.dataset import Dataset
 from trustrec.errors import ConfigError, DataFormatError
 from trustrec.models.base import EmbeddingRecommender, make_model
 from trustrec.models.capabilities import ReleasesUserTable, WarmStart, require
-from trustrec.privacy.base import restrict_labels
+from trustrec.privacy.base import labelled_users, restrict_labels
 from trustrec.seeding import child_seed
 
 #: ``step(model, epoch) -> info`` run after each phase-2 epoch; returns JSON-ready numbers.
@@ -171,8 +171,7 @@ class DefenseBase(Configured):
         t2 = time.perf_counter()
         record = {"defense": self.name, "config": self.config_dict(),
                   "attributes": list(checked), "seed": int(seed),
-                  "labelled_users": int(np.any(np.stack([v >= 0 for v in checked.values()]),
-                                               0).sum()),
+                  "labelled_users": int(labelled_users(checked).sum()),
                   "warmup_seconds": t1 - t0, "defense_seconds": t2 - t1,
                   "seconds": t2 - t0, "steps": steps}
         final.fit_info_["warmup"] = {k: v for k, v in warm.fit_info_.items()

@@ -20,7 +20,7 @@ replaces the released user table with noise or zeros and keeps the item table.
 
 from __future__ import annotations
 
-from typing import Any, Literal, get_args
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -69,7 +69,6 @@ class OutputNoise(ProtectorBase):
 
 HideMode = Literal["random", "zero"]
 #: Modes of :class:`HideTable`.
-HIDE_MODES: tuple[str, ...] = get_args(HideMode)
 
 
 @typed_config

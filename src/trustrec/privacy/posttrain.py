@@ -25,7 +25,7 @@ from trustrec.errors import ConfigError, DataFormatError
 from trustrec.evaluate.ranking import dataset_csr, rank_topk
 from trustrec.models.base import EmbeddingRecommender
 from trustrec.models.capabilities import ReleasesUserTable, require
-from trustrec.privacy.base import restrict_labels, user_table, with_user_table
+from trustrec.privacy.base import labelled_users, restrict_labels, user_table, with_user_table
 
 
 def check_labels(model: EmbeddingRecommender, labels: Mapping[str, np.ndarray]
@@ -178,8 +178,7 @@ class ProtectorBase(Configured):
         t0 = time.perf_counter()
         table, info = self._protect(model, train, checked, seed=int(seed),
                                     progress=progress)
-        info = {"labelled_users": int(np.any(np.stack([v >= 0 for v in checked.values()]),
-                                             0).sum()), **info}
+        info = {"labelled_users": int(labelled_users(checked).sum()), **info}
         return self._release(model, table, list(checked), int(seed),
                              time.perf_counter() - t0, info)
 

@@ -26,7 +26,7 @@ everything else stay. ``U`` minimises, by full-batch Adam from ``U₀``::
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, Literal, get_args
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 import torch
@@ -59,7 +59,6 @@ from trustrec.seeding import child_seed, rng
 
 Normalise = Literal["total", "pairs"]
 #: Normalisations of the U2U loss (see :class:`PoTAUU2U`).
-U2U_NORMALISE: tuple[str, ...] = get_args(Normalise)
 
 
 @typed_config

@@ -72,7 +72,7 @@ Choices (the paper's details could not be retrieved):
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Literal, get_args
+from typing import Literal
 
 import numpy as np
 import ot
@@ -100,8 +100,6 @@ from trustrec.seeding import rng
 
 Solver = Literal["exact", "gaussian"]
 Grouping = Literal["sequential", "joint"]
-SOLVERS: tuple[str, ...] = get_args(Solver)
-GROUPINGS: tuple[str, ...] = get_args(Grouping)
 
 
 @typed_config

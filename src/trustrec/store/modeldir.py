@@ -32,7 +32,7 @@ import pandas as pd
 from trustrec.data.dataset import Dataset
 from trustrec.data.rows import read_rows, write_rows
 from trustrec.errors import DataFormatError, TrustrecError
-from trustrec.fileio import now_iso, to_jsonable
+from trustrec.fileio import now_iso, to_json_text
 
 META_JSON = "trustrec.json"
 UNLEARNER_DIR = "unlearner"
@@ -41,9 +41,11 @@ TEST_PARQUET = "test.parquet"
 REPORT_JSON = "forget_report.json"
 FORMAT = "trustrec-model-dir"
 FORMAT_VERSION = 1
+#: A protected directory's record, and its protection state (written by the protect
+#: workflow, :mod:`trustrec.workflows.protect`).
+PROTECT_REPORT, PROTECTION_DIR = "protect_report.json", "protection"
 #: What a copy of a model directory carries (its versions, lock and ledger stay behind).
-CONTENT = (META_JSON, UNLEARNER_DIR, MODEL_DIR, TEST_PARQUET, "protect_report.json",
-           "protection")
+CONTENT = (META_JSON, UNLEARNER_DIR, MODEL_DIR, TEST_PARQUET, PROTECT_REPORT, PROTECTION_DIR)
 
 
 # ---------------------------------------------------------------------------- hashing
@@ -90,8 +92,9 @@ def check_target(target: Path, replace_ok: bool) -> None:
 
 
 def write_json(path: Path, obj: Any) -> None:
-    """Indented JSON of a JSON-ready object (into a version being written)."""
-    path.write_text(json.dumps(to_jsonable(obj), indent=2) + "\n", encoding="utf-8")
+    """Indented JSON of a JSON-ready object (into a version being written); a non-finite
+    number is written as null, never as the invalid token ``NaN``."""
+    path.write_text(to_json_text(obj), encoding="utf-8")
 
 
 def write_dir(target: Path, meta: dict[str, Any], write_state: Callable[[Path], list[str]],
@@ -212,13 +215,13 @@ def copy_model_dir(src: str | Path, out: str | Path) -> None:
 
     src, out = Path(src), Path(out)
     check_target(out, replace_ok=False)
-    check_live(src)
-    with directory_lock(src, purpose="copy"), directory_lock(out, purpose="copy"), \
-            new_version(out) as tmp:
-        for entry in CONTENT:
-            p = src / entry
-            if p.is_dir():
-                shutil.copytree(p, tmp / entry)
-            elif p.is_file():
-                shutil.copy2(p, tmp / entry)
-        write_manifest(tmp)
+    with directory_lock(src, purpose="copy"):
+        check_live(src)  # under the lock: no writer swaps versions between check and copy
+        with directory_lock(out, purpose="copy"), new_version(out) as tmp:
+            for entry in CONTENT:
+                p = src / entry
+                if p.is_dir():
+                    shutil.copytree(p, tmp / entry)
+                elif p.is_file():
+                    shutil.copy2(p, tmp / entry)
+            write_manifest(tmp)

@@ -16,11 +16,11 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import Annotated, Any
 
 import numpy as np
 
-from trustrec.config import to_dict
+from trustrec.config import one_of, to_dict
 from trustrec.data.dataset import Dataset
 from trustrec.errors import ConfigError, DataFormatError
 from trustrec.models.base import EmbeddingRecommender
@@ -56,6 +56,17 @@ def average_scores(ens: ShardEnsemble, users: np.ndarray) -> np.ndarray:
         out += m.score(users)
     out /= np.float32(len(ens.models_))
     return out
+
+
+def _model_names() -> list[str]:
+    from trustrec.models import MODELS  # registers every model
+
+    return MODELS.names()
+
+
+#: A config field naming the registered model to pretrain (a typo names the field and
+#: the closest model).
+PretrainModel = Annotated[str, one_of(_model_names, "model")]
 
 
 def check_pretrain_config(cfg: Any) -> None:

@@ -19,7 +19,7 @@ persistence), support user, interaction and item requests, and are not exact.
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Literal, get_args
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -35,7 +35,6 @@ from trustrec.unlearn.base import UNLEARNERS
 from trustrec.unlearn.retrain import Retrain
 
 Optimizer = Literal["adam", "sgd"]
-OPTIMIZERS: tuple[str, ...] = get_args(Optimizer)
 
 
 @typed_config

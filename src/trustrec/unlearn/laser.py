@@ -29,7 +29,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
-from typing import Annotated, Any, Literal, get_args
+from typing import Annotated, Any, Literal
 
 import numpy as np
 import scipy.sparse as sp
@@ -52,7 +52,6 @@ Difficulty = Callable[[Dataset, np.ndarray, int], np.ndarray]
 CURRICULA: Registry[Difficulty] = Registry("LASER curriculum")
 #: What each stage trains on (see :class:`LASERConfig`).
 Schedule = Literal["cumulative", "paper"]
-SCHEDULES: tuple[str, ...] = get_args(Schedule)
 
 
 # ---------------------------------------------------------------------------- group module

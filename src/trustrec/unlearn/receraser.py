@@ -24,7 +24,7 @@ Chen, Sun, Zhang & Ding, "Recommendation Unlearning", WWW 2022.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Annotated, Any, Literal, get_args
+from typing import Annotated, Any, Literal
 
 import numpy as np
 import torch
@@ -47,6 +47,7 @@ from trustrec.threads import torch_threads
 from trustrec.train.sampling import sample_negatives
 from trustrec.unlearn.base import UNLEARNERS
 from trustrec.unlearn.ensemble import (
+    PretrainModel,
     ShardEnsemble,
     check_pretrain_config,
     pretrained_embeddings,
@@ -55,10 +56,8 @@ from trustrec.unlearn.partition import balanced_kmeans, interaction_balanced_par
 
 #: Partitions of RecEraser: user-based (UBP) and interaction-based (IBP).
 Partition = Literal["user", "interaction"]
-PARTITIONS: tuple[str, ...] = get_args(Partition)
 #: RecEraser's ways to combine the shard models (see :class:`RecEraserConfig`).
 Aggregation = Literal["score-attention", "attention", "owner"]
-AGGREGATIONS_RECERASER: tuple[str, ...] = get_args(Aggregation)
 #: Names of the score-attention aggregator's parameters, in a fixed order.
 SCORE_ATTENTION_PARAMS = ("user_att_w", "user_att_b", "user_att_h", "item_att_w",
                           "item_att_b", "item_att_h", "owner_bias")
@@ -107,7 +106,7 @@ class RecEraserConfig:
     partition: Partition = "user"
     capacity: Annotated[float, Field(ge=1)] = 1.2
     partition_iters: PositiveInt = 50
-    pretrain_model: str = "wmf"
+    pretrain_model: PretrainModel = "wmf"
     pretrain_config: dict[str, Any] = field(default_factory=lambda: {"dim": 32, "epochs": 5})
     agg_epochs: PositiveInt = 10
     agg_lr: PositiveFloat = 0.01

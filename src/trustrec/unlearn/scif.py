@@ -39,7 +39,7 @@ from __future__ import annotations
 import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Literal, get_args
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -78,9 +78,6 @@ from trustrec.unlearn.retrain import Retrain
 Solver = Literal["cg", "lissa"]
 Hessian = Literal["block", "full"]
 Step = Literal["hybrid", "newton", "influence"]
-SOLVERS: tuple[str, ...] = get_args(Solver)
-HESSIANS: tuple[str, ...] = get_args(Hessian)
-STEPS: tuple[str, ...] = get_args(Step)
 
 
 @typed_config

@@ -38,6 +38,7 @@ from trustrec.train.sampling import sample_negatives
 from trustrec.unlearn.base import UNLEARNERS
 from trustrec.unlearn.ensemble import (
     AGGREGATIONS,
+    PretrainModel,
     ShardEnsemble,
     check_pretrain_config,
     pretrained_embeddings,
@@ -74,7 +75,7 @@ class UltraREConfig:
     ot_reg: PositiveFloat = 0.05
     ot_iters: PositiveInt = 10
     ot_max_iter: PositiveInt = 1000
-    pretrain_model: str = "wmf"
+    pretrain_model: PretrainModel = "wmf"
     pretrain_config: dict[str, Any] = field(default_factory=lambda: {"dim": 32, "epochs": 5})
     aggregation: Annotated[str, one_of(lambda: ["combiner", *AGGREGATIONS.names()],
                                        "aggregation")] = "owner"

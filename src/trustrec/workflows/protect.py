@@ -32,9 +32,8 @@ from trustrec.errors import ConfigError, DataFormatError, TrustrecError, Unsuppo
 from trustrec.fileio import now_iso
 from trustrec.models.base import EmbeddingRecommender
 from trustrec.privacy.protect import attribute_list, protect_model, table_sha256
+from trustrec.store.modeldir import MODEL_DIR, PROTECT_REPORT, PROTECTION_DIR
 
-PROTECT_REPORT = "protect_report.json"
-PROTECTION_DIR = "protection"
 #: Metadata key of the LEGO state: sha256 of the released table it produced.
 RELEASED_SHA = "released_sha256"
 
@@ -118,7 +117,7 @@ def protect_unlearner(unl: Any, method: str, attributes: Sequence[str] | str, *,
               "reused_calibrations": record.get("reused", []), "protection": record}
 
     def extra(tmp: Path) -> None:
-        saved = load_model(tmp / "model")
+        saved = load_model(tmp / MODEL_DIR)
         if table_sha256(user_table(saved)) != released:
             raise TrustrecError("verification failed: the saved model's user table is not "
                                 "the protected one; nothing was written")

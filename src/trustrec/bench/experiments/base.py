@@ -14,7 +14,7 @@ An experiment kind (unlearning, privacy, ...) is one module that registers one
 * ``stages(ctx, pending)``: the shared artefacts the pending cells need, as ordered
   :class:`Stage` lists of keys; ``run_stage(ctx, stage, key)`` computes one.
 * ``cell_config(ctx, cell)``: everything a cell's result depends on (its fingerprint, with
-  the source of :attr:`source_packages`); ``compute_cell(ctx, cell)``: its
+  the source it runs, :meth:`Experiment.source`); ``compute_cell(ctx, cell)``: its
   :class:`CellOutput`.
 * ``sections(frame, spec, out)``: its report, as renderer-independent sections
   (:mod:`trustrec.bench.render`), with ``header`` lines and ``notes``;
@@ -72,10 +72,25 @@ class Experiment:
     axes: ClassVar[tuple[str, ...]] = ()
     #: Columns of ``axes`` that are numbers in ``results.csv`` (others are text).
     numeric_axes: ClassVar[dict[str, type]] = {"seed": int}
-    #: Subpackages of trustrec whose source a cell's fingerprint covers.
+    #: Subpackages of trustrec whose source a cell's fingerprint covers, beside the kind's
+    #: own module and the shared cell code (:meth:`source`).
     source_packages: ClassVar[tuple[str, ...]] = ()
+    #: Defaults of axes that older results files lack (``collect`` fills them in).
+    axis_defaults: ClassVar[dict[str, Any]] = {}
     #: Top-level folders of the output folder that hold shared state, not cells.
     private_dirs: ClassVar[tuple[str, ...]] = ("plots",)
+
+    def source(self) -> str:
+        """Fingerprint of the code a cell runs: :attr:`source_packages`, the kind's own
+        module and the shared context (not the report code: a report change recomputes
+        nothing)."""
+        import inspect
+
+        import trustrec
+        from trustrec.bench.env import source_fingerprint
+
+        own = Path(inspect.getfile(type(self))).relative_to(Path(trustrec.__file__).parent)
+        return source_fingerprint(*self.source_packages, "bench/context.py", own.as_posix())
 
     def context(self, spec: Any, progress: bool = False) -> Any:
         """The run's shared state (datasets, splits, the kind's artefacts)."""

@@ -62,11 +62,8 @@ from trustrec.bench.grid import (
     Names,
     axis_of,
     check_configs,
-    check_datasets,
-    check_names,
     dataset_label,
     default_list,
-    fingerprint,
 )
 from trustrec.config import (
     NonNegativeInt,
@@ -77,7 +74,6 @@ from trustrec.config import (
     typed_config,
 )
 from trustrec.errors import ConfigError, UnknownNameError
-from trustrec.fileio import now_iso
 
 #: The method name of the undefended model (the baseline of every relative drop).
 NO_DEFENSE = "none"
@@ -86,7 +82,6 @@ DEFAULT_ATTACKERS = ("lr", "mlp", "gbt")
 #: Scored user sets of an attack: the users whose labels the method did not see, those
 #: it saw, and every labelled user (in-sample, ``label_share = 1``).
 UserSet = Literal["held-out", "seen", "all"]
-USER_SETS: tuple[str, ...] = typing.get_args(UserSet)
 DEFAULT_USERS = ("held-out", "seen")
 #: Feature views of an attack (:data:`~trustrec.privacy.attack.VIEWS`).
 View = Literal["released", "fold_in"]
@@ -97,7 +92,7 @@ AUDIT_COLUMNS = ["attribute", "view", "users", "attacker", "metric", "value"]
 #: Prefix of the audit rows among a cell's metrics:
 #: ``attack/<attribute>/<users>/<view>/<attacker>/<metric>``.
 ATTACK_PREFIX = "attack"
-STATE_JSON, MODEL_DIR, AUDIT_CSV = "state.json", "model", "audit.csv"
+MODEL_DIR, AUDIT_CSV = "model", "audit.csv"
 
 
 # ---------------------------------------------------------------------------- spec
@@ -219,9 +214,8 @@ class PrivacySpec(GridSpec):
         from trustrec.models import MODELS
         from trustrec.models.capabilities import ReleasesUserTable, require
 
+        super().validate(where)
         methods, attackers = privacy_registries()
-        check_datasets(self.datasets, where)
-        check_names(self.models, MODELS, "models", where)
         for axis, names, known, what in (
                 ("methods", self.methods, [NO_DEFENSE, *methods], "privacy method"),
                 ("attackers", self.attackers, attackers, "attacker")):
@@ -235,7 +229,6 @@ class PrivacySpec(GridSpec):
             for name in self.methods:
                 if name != NO_DEFENSE:
                     require(cls, *methods[name].needs, by=f"{where}: method {name!r}")
-        check_configs(self.model_configs, MODELS, "model_configs", where)
         if NO_DEFENSE in self.method_configs:
             raise ConfigError(f"{where}: method_configs.{NO_DEFENSE}: the undefended model "
                               "has no options (configure it in model_configs)")
@@ -253,12 +246,6 @@ class PrivacySpec(GridSpec):
         """The grid's cells in a stable order (see :func:`enumerate_privacy_cells`)."""
         return enumerate_privacy_cells(self)
 
-    def describe(self) -> str:
-        """One line per axis, e.g. ``methods: none, lego``."""
-        return "\n".join(f"{axis}: {', '.join(str(v) for v in getattr(self, axis))}"
-                         for axis in ("datasets", "models", "methods", "attributes", "seeds",
-                                      "attackers", "users", "views"))
-
 
 class _Methods:
     """The privacy methods as a registry (``get`` with "did you mean")."""
@@ -267,6 +254,7 @@ class _Methods:
         self.methods = methods
 
     def get(self, name: str) -> type:
+        """The method's class; an unknown name is an error with the closest names."""
         if name not in self.methods:
             raise UnknownNameError(f"unknown privacy method {name!r}"
                                    f"{suggest(name, sorted(self.methods))}")
@@ -358,14 +346,12 @@ class PrivacyContext(GridContext):
     """Shared, lazily computed state of one privacy run (datasets, splits, base models).
 
     Attributes (besides :class:`~trustrec.bench.context.GridContext`'s):
-        model_configs: per model, the full resolved config.
         method_configs: per method, the full resolved config (``{}`` for ``"none"``).
         method_kinds: per method, ``"none"``, ``"post-training"`` or ``"in-training"``.
     """
 
     def __init__(self, spec: PrivacySpec, progress: bool = False) -> None:
         super().__init__(spec, progress)
-        self.model_configs = {m: spec.model_config(m) for m in spec.models}
         self.method_configs = {m: spec.method_config(m) for m in spec.methods}
         self.method_kinds = {m: method_kind(m) for m in spec.methods}
 
@@ -389,12 +375,9 @@ class PrivacyContext(GridContext):
 
     def base_config(self, dataset: str, model: str, seed: int) -> dict[str, Any]:
         """Everything the base (undefended) model of (dataset, model, seed) depends on."""
-        from trustrec.bench.env import source_fingerprint
-
         return {"dataset": dataset, "data": self.data_config(dataset), "model": model,
                 "model_config": self.model_configs[model], "seed": seed,
-                "ks": list(self.spec.ks),
-                "code": source_fingerprint("data", "models", "train", "evaluate")}
+                "ks": list(self.spec.ks)}
 
     def base_dir(self, dataset: str, model: str, seed: int) -> Path:
         """Folder of a base model: ``_base/<dataset>/<model>/seed<seed>``."""
@@ -402,26 +385,16 @@ class PrivacyContext(GridContext):
 
     def has_base(self, dataset: str, model: str, seed: int) -> bool:
         """Whether the base model is stored and current."""
-        from trustrec.bench.runner import is_current
+        return self.is_stored(self.base_dir(dataset, model, seed),
+                              self.base_config(dataset, model, seed))
 
-        return is_current(self.base_dir(dataset, model, seed), STATE_JSON,
-                          fingerprint(self.base_config(dataset, model, seed)))
-
-    def base(self, dataset: str, model: str, seed: int) -> tuple[Any, dict[str, Any]]:
-        """A fresh copy of the base model (trained and stored if missing) and its record.
-
-        The record holds ``train_seconds`` and ``utility`` (the test-split summary).
-        """
-        from trustrec.bench.collect import read_json
-        from trustrec.bench.files import write_json
-        from trustrec.bench.runner import fresh_folder
+    def base_state(self, dataset: str, model: str, seed: int) -> dict[str, Any]:
+        """The base model's record (trained and stored if missing): ``train_seconds`` and
+        ``utility`` (the test-split summary)."""
         from trustrec.evaluate.ranking import evaluate_ranking, summarize
-        from trustrec.models.base import load_model, make_model
+        from trustrec.models.base import make_model
 
-        folder = self.base_dir(dataset, model, seed)
-        cfg = self.base_config(dataset, model, seed)
-        if not self.has_base(dataset, model, seed):
-            fresh_folder(folder)
+        def build(folder: Path) -> dict[str, Any]:
             split = self.split(dataset, seed)
             m = make_model(model, **self.model_configs[model])
             t0 = time.perf_counter()
@@ -429,10 +402,18 @@ class PrivacyContext(GridContext):
             seconds = time.perf_counter() - t0
             utility = summarize(evaluate_ranking(m, split.train, split.test, self.spec.ks))
             m.save(folder / MODEL_DIR)
-            write_json(folder / STATE_JSON, {"status": "done", "fingerprint": fingerprint(cfg),
-                                             "config": cfg, "train_seconds": seconds,
-                                             "utility": utility, "finished": now_iso()})
-        return load_model(folder / MODEL_DIR), read_json(folder / STATE_JSON)
+            return {"train_seconds": seconds, "utility": utility}
+
+        return self.stored(self.base_dir(dataset, model, seed),
+                           self.base_config(dataset, model, seed), build)
+
+    def base(self, dataset: str, model: str, seed: int) -> tuple[Any, dict[str, Any]]:
+        """A fresh copy of the base model (trained and stored if missing) and its record
+        (:meth:`base_state`)."""
+        from trustrec.models.base import load_model
+
+        state = self.base_state(dataset, model, seed)
+        return load_model(self.base_dir(dataset, model, seed) / MODEL_DIR), state
 
 
 # ---------------------------------------------------------------------------- one cell
@@ -585,7 +566,7 @@ def compute_privacy_cell(ctx: PrivacyContext, cell: PrivacyCell,
         ``"audit_notes"`` (classes left out of an attack).
     """
     from trustrec.evaluate.ranking import evaluate_ranking, summarize
-    from trustrec.privacy.base import labels_for
+    from trustrec.privacy.base import labelled_users, labels_for
 
     timings: dict[str, float] = {}
     split = ctx.split(cell.dataset, cell.seed)
@@ -603,13 +584,13 @@ def compute_privacy_cell(ctx: PrivacyContext, cell: PrivacyCell,
     utility = summarize(per_user)
     timings["eval_seconds"] = time.perf_counter() - t1
 
-    base_state = ctx.base(cell.dataset, cell.model, cell.seed)[1]
+    base_state = ctx.base_state(cell.dataset, cell.model, cell.seed)
     k = ctx.k
     ref = float(base_state["utility"][f"ndcg@{k}"])
     in_training = (ctx.method_kinds.get(cell.method) or method_kind(cell.method)) \
         == "in-training"
-    labelled = np.any(np.stack([v >= 0 for v in labels.values()]), axis=0)
-    n_seen = int(labelled.sum()) if seen is None else int(seen.sum())
+    n_labelled = int(labelled_users(labels).sum())
+    n_seen = n_labelled if seen is None else int(seen.sum())
     metrics: dict[str, float] = dict(utility)
     metrics.update({
         f"ndcg@{k}_none": ref,
@@ -621,7 +602,7 @@ def compute_privacy_cell(ctx: PrivacyContext, cell: PrivacyCell,
         "n_eval_users": float(len(per_user)),
         "label_share": float(ctx.spec.label_share),
         "seen_users": float(n_seen),
-        "held_out_users": float(int(labelled.sum()) - n_seen),
+        "held_out_users": float(n_labelled - n_seen),
     })
     metrics.update(audit_metrics(audit))
     return CellOutput(metrics, {AUDIT_CSV: audit},
@@ -637,7 +618,7 @@ class Privacy(Experiment):
     title = "trustrec attribute-privacy benchmark"
     spec_class = PrivacySpec
     axes = ("dataset", "model", "method", "attributes", "seed")
-    source_packages = ("privacy",)
+    source_packages = ("data", "evaluate", "models", "train", "privacy")
     private_dirs = ("_base", "plots")
 
     def context(self, spec: PrivacySpec, progress: bool = False) -> PrivacyContext:
@@ -685,7 +666,7 @@ class Privacy(Experiment):
                           "null_permutations": spec.null_permutations},
                 "ks": list(spec.ks), "headline_k": ctx.k,
                 "baseline": {"method": NO_DEFENSE,
-                             "fingerprint": fingerprint(ctx.base_config(
+                             "fingerprint": ctx.artefact_fingerprint(ctx.base_config(
                                  cell.dataset, cell.model, cell.seed))}}
 
     def compute_cell(self, ctx: PrivacyContext, cell: PrivacyCell) -> CellOutput:

@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from trustrec.bench.experiments.privacy import NO_DEFENSE, Privacy
 from trustrec.bench.render import (
     MARKERS,
     PLOTS_DIR,
@@ -43,10 +44,10 @@ from trustrec.bench.render import (
     slug,
 )
 
-BASELINE = "none"
+BASELINE = NO_DEFENSE
 #: Attackers that are baselines or summaries, not attacks.
 BASELINE_ATTACKERS = ("majority", "permuted", "worst")
-CELL = ["dataset", "model", "method", "attributes", "seed"]
+CELL = list(Privacy.axes)
 #: How user sets and views read in column names.
 _USERS_TEXT = {"held-out": "held-out", "seen": "seen", "all": "all users"}
 _VIEW_TEXT = {"released": "released", "fold_in": "fold-in"}

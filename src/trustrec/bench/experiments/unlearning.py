@@ -54,11 +54,9 @@ from trustrec.bench.grid import (
     check_names,
     dataset_label,
     default_list,
-    fingerprint,
 )
 from trustrec.config import build_config, to_dict, typed_config
 from trustrec.errors import ConfigError, UnknownNameError
-from trustrec.fileio import now_iso
 from trustrec.seeding import child_seed
 
 #: The methods' reference: completeness and speed-up are measured against it.
@@ -69,7 +67,7 @@ MIA_BOOTSTRAP = 200
 #: state) until :data:`FORGET_REPEATS` runs are timed; its median is reported.
 REPEAT_BELOW = 2.0
 FORGET_REPEATS = 3
-STATE_JSON, UNLEARNER_DIR, SHADOW_DIR = "state.json", "unlearner", "shadow"
+UNLEARNER_DIR, SHADOW_DIR = "unlearner", "shadow"
 #: Request grains: what a forget request names.
 Grain = Literal["user", "interaction", "item"]
 GRAINS: tuple[str, ...] = typing.get_args(Grain)
@@ -185,16 +183,6 @@ class BenchSpec(GridSpec):
         """The grid's cells in a stable order (see :func:`enumerate_cells`)."""
         return enumerate_cells(self)
 
-    def describe(self) -> str:
-        """One line per axis, e.g. ``models: bpr, wmf``."""
-        return "\n".join([f"datasets: {', '.join(self.datasets)}",
-                          f"models: {', '.join(self.models)}",
-                          f"methods: {', '.join(self.methods)}",
-                          f"grains: {', '.join(self.grains)}",
-                          f"selections: {', '.join(self.selections)}",
-                          f"ratios: {', '.join(format(r, 'g') for r in self.ratios)}",
-                          f"seeds: {', '.join(str(s) for s in self.seeds)}"])
-
 
 def _check_grains(grains: list[str], selections: list[str]) -> None:
     for g in grains:
@@ -268,9 +256,10 @@ class UnlearningContext(GridContext):
     shadows and forget requests. Every artefact is keyed and idempotent: asking twice
     computes once (disk + memory)."""
 
+    artefact_packages = (*GridContext.artefact_packages, "unlearn")
+
     def __init__(self, spec: BenchSpec, progress: bool = False) -> None:
         super().__init__(spec, progress)
-        self._model_cfg = {m: spec.model_config(m) for m in spec.models}
         self._method_cfg = {m: spec.method_config(m)
                             for m in {*spec.methods, REFERENCE_METHOD}}
 
@@ -279,7 +268,7 @@ class UnlearningContext(GridContext):
                        ) -> dict[str, Any]:
         """Everything the learned state of (dataset, model, method, seed) depends on."""
         return {"dataset": dataset, "data": self.data_config(dataset), "model": model,
-                "model_config": self._model_cfg[model], "method": method,
+                "model_config": self.model_configs[model], "method": method,
                 "method_config": self._method_cfg[method], "seed": seed}
 
     def reference_config(self, cell: Cell) -> dict[str, Any]:
@@ -313,33 +302,28 @@ class UnlearningContext(GridContext):
     # --------------------------------------------------------------- artefacts
     def has_learned(self, dataset: str, model: str, method: str, seed: int) -> bool:
         """Whether the learned state is stored and current."""
-        return _is_current(self.learned_dir(dataset, model, method, seed),
-                           fingerprint(self.learned_config(dataset, model, method, seed)))
+        return self.is_stored(self.learned_dir(dataset, model, method, seed),
+                              self.learned_config(dataset, model, method, seed))
 
     def learned(self, dataset: str, model: str, method: str, seed: int
                 ) -> tuple[Path, dict[str, Any]]:
         """Make sure the learned state exists; return its unlearner folder and record."""
-        from trustrec.bench.collect import read_json
-        from trustrec.bench.files import write_json
         from trustrec.unlearn.base import make_unlearner
         from trustrec.unlearn.persist import save_unlearner
 
-        folder = self.learned_dir(dataset, model, method, seed)
-        cfg = self.learned_config(dataset, model, method, seed)
-        fp = fingerprint(cfg)
-        if not _is_current(folder, fp):
-            _fresh(folder)
+        def build(folder: Path) -> dict[str, Any]:
             split = self.split(dataset, seed)
-            unl = make_unlearner(method, model, self._model_cfg[model],
+            unl = make_unlearner(method, model, self.model_configs[model],
                                  **self._method_cfg[method])
             t0 = time.perf_counter()
             unl.fit(split.train, split.valid, seed=seed, progress=self.progress)
             seconds = time.perf_counter() - t0
             save_unlearner(unl, folder / UNLEARNER_DIR)
-            write_json(folder / STATE_JSON, {"status": "done", "fingerprint": fp,
-                                             "config": cfg, "learn_seconds": seconds,
-                                             "finished": now_iso()})
-        return folder / UNLEARNER_DIR, read_json(folder / STATE_JSON)
+            return {"learn_seconds": seconds}
+
+        folder = self.learned_dir(dataset, model, method, seed)
+        state = self.stored(folder, self.learned_config(dataset, model, method, seed), build)
+        return folder / UNLEARNER_DIR, state
 
     def load_learned(self, dataset: str, model: str, method: str, seed: int
                      ) -> tuple[Any, float]:
@@ -351,51 +335,47 @@ class UnlearningContext(GridContext):
 
     def has_reference(self, cell: Cell) -> bool:
         """Whether the group's reference is stored and current."""
-        return _is_current(self.reference_dir(cell), fingerprint(self.reference_config(cell)))
+        return self.is_stored(self.reference_dir(cell), self.reference_config(cell))
 
     def reference(self, cell: Cell) -> Any:
         """The group's retrained reference (computed and stored if missing)."""
-        from trustrec.bench.files import write_json
         from trustrec.unlearn.persist import load_unlearner, save_unlearner
 
-        folder = self.reference_dir(cell)
-        cfg = self.reference_config(cell)
-        if not _is_current(folder, fingerprint(cfg)):
+        def build(folder: Path) -> dict[str, Any]:
             unl, _ = self.load_learned(cell.dataset, cell.model, REFERENCE_METHOD, cell.seed)
             report = unl.forget(self.forget_request(cell))
-            _fresh(folder)
             save_unlearner(unl, folder / UNLEARNER_DIR)
-            write_json(folder / STATE_JSON, {"status": "done", "fingerprint": fingerprint(cfg),
-                                             "config": cfg, "forget_seconds": report.seconds,
-                                             "finished": now_iso()})
+            return {"forget_seconds": report.seconds}
+
+        folder = self.reference_dir(cell)
+        self.stored(folder, self.reference_config(cell), build)
         return load_unlearner(folder / UNLEARNER_DIR)
 
     def has_shadow(self, cell: Cell) -> bool:
         """Whether the group's shadow model is stored and current."""
-        return _is_current(self.shadow_dir(cell), fingerprint(self.shadow_config(cell)))
+        return self.is_stored(self.shadow_dir(cell), self.shadow_config(cell))
 
     def shadow(self, cell: Cell) -> Any:
         """The group's shadow: the auditor's model of the same kind and config, trained on
         the data that remains after the request with seed ``child_seed(seed, "shadow")``
         (it never saw the forget set); the suite's reference attack calibrates with it."""
-        from trustrec.bench.files import write_json
         from trustrec.models import load_model, make_model
 
-        folder = self.shadow_dir(cell)
         cfg = self.shadow_config(cell)
-        if not _is_current(folder, fingerprint(cfg)):
-            _fresh(folder)
+
+        def build(folder: Path) -> dict[str, Any]:
             split = self.split(cell.dataset, cell.seed)
             request = self.forget_request(cell)
             train = split.train.select(~request.match_rows(split.train))
             valid = split.valid.select(~request.match_rows(split.valid))
             t0 = time.perf_counter()
-            model = make_model(cell.model, **self._model_cfg[cell.model]).fit(
+            model = make_model(cell.model, **self.model_configs[cell.model]).fit(
                 train, valid, seed=cfg["shadow_seed"])
             model.save(folder / SHADOW_DIR)
-            write_json(folder / STATE_JSON, {"status": "done", "fingerprint": fingerprint(cfg),
-                                             "config": cfg, "finished": now_iso(),
-                                             "seconds": time.perf_counter() - t0})
+            return {"seconds": time.perf_counter() - t0}
+
+        folder = self.shadow_dir(cell)
+        self.stored(folder, cfg, build)
         return load_model(folder / SHADOW_DIR)
 
     # --------------------------------------------------------------- forget sets
@@ -430,18 +410,6 @@ class UnlearningContext(GridContext):
                                                                   cell.seed))
         return ForgetRequest(items=select_forget_items(train, cell.ratio, cell.seed,
                                                        allowed[cell.selection]))
-
-
-def _is_current(folder: Path, fp: str) -> bool:
-    from trustrec.bench.runner import is_current
-
-    return is_current(folder, STATE_JSON, fp)
-
-
-def _fresh(folder: Path) -> None:
-    from trustrec.bench.runner import fresh_folder
-
-    fresh_folder(folder)
 
 
 # ---------------------------------------------------------------------------- one cell
@@ -614,7 +582,7 @@ class Unlearning(Experiment):
     axes = ("dataset", "model", "method", "grain", "selection", "ratio", "seed")
     numeric_axes: ClassVar[dict[str, type]] = {"ratio": float, "seed": int}
     axis_defaults: ClassVar[dict[str, Any]] = {"grain": "user"}
-    source_packages = ("bench", "data", "evaluate", "models", "train", "unlearn")
+    source_packages = ("data", "evaluate", "models", "train", "unlearn")
     private_dirs = ("_learned", "_reference", "_shadow", "plots")
 
     def context(self, spec: BenchSpec, progress: bool = False) -> UnlearningContext:
@@ -712,7 +680,7 @@ class Unlearning(Experiment):
 
         return {"cell": cell.axes(), "id": cell.id,
                 "data": ctx.data_config(cell.dataset),
-                "model_config": ctx._model_cfg[cell.model],
+                "model_config": ctx.model_configs[cell.model],
                 "method_config": ctx._method_cfg[cell.method],
                 "reference": {"method": REFERENCE_METHOD,
                               "method_config": ctx._method_cfg[REFERENCE_METHOD]},

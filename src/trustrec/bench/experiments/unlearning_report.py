@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from trustrec.bench.experiments.unlearning import REFERENCE_METHOD
 from trustrec.bench.render import (
     MARKERS,
     PLOTS_DIR,
@@ -39,7 +40,7 @@ from trustrec.bench.render import (
     slug,
 )
 
-REFERENCE = "retrain"
+REFERENCE = REFERENCE_METHOD
 SELECTION_ORDER = ["core", "edge", "random"]
 GRAIN_ORDER = ["user", "interaction", "item"]
 GRAIN_UNITS = {"user": "users", "interaction": "interactions", "item": "items"}
@@ -52,7 +53,8 @@ class Column:
     Attributes:
         metric: metric name, ``{k}`` standing for the headline cut-off.
         header: column header (``{k}`` likewise).
-        kind: ``"score"``, ``"seconds"``, ``"ratio"`` or ``"count"``.
+        kind: ``"score"``, ``"small"`` (a tiny value such as a variance: 3 significant
+            digits), ``"seconds"``, ``"ratio"`` or ``"count"``.
         reference: a value to draw as a dashed line in plots (chance, or retrain's).
         log: plot on a log scale.
         before: metric of the learned model to mark on the bar (e.g. the AUC before
@@ -132,8 +134,9 @@ EXTRA_COLUMNS = (
     Column("n_forget_items", "Items forgotten", "count"),
     Column("rows_removed", "Rows removed", "count"),
 )
-#: A cell is *degenerate* when its membership AUCs rest on fewer users than this, or when
-#: it forgets a single user: its figures are flagged, not printed as exact values.
+#: Mark of a *degenerate* cell: its membership AUCs rest on fewer users than
+#: :data:`trustrec.evaluate.suite.MIN_USERS`, or it forgets a single user; its figures are
+#: flagged, not printed as exact values.
 DEGENERATE_MARK = "‡"
 
 
