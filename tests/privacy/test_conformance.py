@@ -3,7 +3,8 @@
 Post-training protectors (:data:`~trustrec.privacy.base.PROTECTORS`) and in-training
 defenses (:data:`~trustrec.privacy.base.DEFENSES`) run on every registered model that has
 the capabilities they declare (``needs``), on real MovieLens-100K with fast configs
-(:data:`FAST_MODEL`, :data:`FAST_METHOD`: quality is not the point here, the contract is):
+(the unlearning tests' ``model_config`` and :data:`FAST_METHOD`: quality is not the
+point here, the contract is):
 
 * a protector returns a *copy* whose only change is the released user table (putting the
   old table back gives the old scores bit for bit), leaves the given model untouched, and
@@ -40,18 +41,9 @@ from trustrec.privacy.base import (
     make_protector,
 )
 
+from ..unlearn.conftest import model_config
 from .conftest import copy_model
 
-#: Small model configs: a released table of 8 columns trained for a few epochs.
-FAST_MODEL: dict[str, dict[str, Any]] = {
-    "bcemf": {"epochs": 2, "dim": 8, "batch_size": 8192},
-    "bpr": {"epochs": 3, "dim": 8},
-    "wmf": {"epochs": 2, "dim": 8},
-    "lightgcn": {"epochs": 2, "dim": 8, "n_layers": 2},
-    "neumf": {"epochs": 2, "gmf_dim": 8, "mlp_dim": 8, "layers": (8,), "n_neg": 1,
-              "batch_size": 32768},
-}
-FAST_MODEL_DEFAULT: dict[str, Any] = {"epochs": 2}
 #: Small method configs (a method without an entry gets its defaults).
 FAST_METHOD: dict[str, dict[str, Any]] = {
     "pot-au-d2d": {"steps": 10, "sample": 256},
@@ -63,10 +55,6 @@ FAST_METHOD: dict[str, dict[str, Any]] = {
 #: The model of the bad-input tests.
 DEFAULT_MODEL = "bpr"
 ATTRIBUTES = ("gender", "age")
-
-
-def model_config(model: str) -> dict[str, Any]:
-    return dict(FAST_MODEL.get(model, FAST_MODEL_DEFAULT))
 
 
 def capable(registry, method: str) -> list[str]:

@@ -140,6 +140,8 @@ def read_results(path: str | Path, experiment: Any | None = None) -> pd.DataFram
             kind = get_experiment(name)
             if kind.is_legacy(list(frame.columns)):
                 frame, experiment = kind.from_legacy(frame), experiment or kind
+                frame.insert(0, "cell", "")  # older files have no cell ids
+                frame.insert(0, "kind", kind.name)
                 break
         else:
             raise DataFormatError(f"{path}: no 'kind' column, and its columns "

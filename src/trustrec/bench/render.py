@@ -18,7 +18,7 @@ import base64
 import html
 import io
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -165,6 +165,13 @@ def order(values: Sequence[str], preferred: Sequence[str]) -> list[str]:
     """``values`` with the ``preferred`` ones first (in that order), the rest sorted."""
     seen = [v for v in preferred if v in set(values)]
     return seen + sorted(set(values) - set(seen))
+
+
+def metric_text(metrics: Mapping[str, float], name: str, spec: str = ".4f") -> str:
+    """``metrics[name]`` formatted by ``spec`` for a log line; ``–`` when it is missing
+    or not finite."""
+    v = metrics.get(name)
+    return "–" if v is None or not np.isfinite(v) else format(v, spec)
 
 
 # ---------------------------------------------------------------------------- header

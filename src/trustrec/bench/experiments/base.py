@@ -16,8 +16,8 @@ An experiment kind (unlearning, privacy, ...) is one module that registers one
 * ``cell_config(ctx, cell)``: everything a cell's result depends on (its fingerprint, with
   the source it runs, :meth:`Experiment.source`); ``compute_cell(ctx, cell)``: its
   :class:`CellOutput`.
-* ``sections(frame, spec, out)``: its report, as renderer-independent sections
-  (:mod:`trustrec.bench.render`), with ``header`` lines and ``notes``;
+* ``report_module``: its report, as renderer-independent sections
+  (:mod:`trustrec.bench.render`), with header lines and notes;
   ``summary_line(metrics, k)``: one log line per cell.
 * optionally ``check_dataset(ctx, label)``: checks of a dataset before any cell runs.
 
@@ -77,6 +77,9 @@ class Experiment:
     source_packages: ClassVar[tuple[str, ...]] = ()
     #: Defaults of axes that older results files lack (``collect`` fills them in).
     axis_defaults: ClassVar[dict[str, Any]] = {}
+    #: The module that renders the report (imported when a report is written):
+    #: ``sections(frame, spec, out)``, ``NOTES`` and optionally ``header_lines``.
+    report_module: ClassVar[str] = ""
     #: Top-level folders of the output folder that hold shared state, not cells.
     private_dirs: ClassVar[tuple[str, ...]] = ("plots",)
 
@@ -138,17 +141,27 @@ class Experiment:
         """Compute one cell (writes no cell files)."""
         raise NotImplementedError
 
+    def _report(self) -> Any:
+        import importlib
+
+        return importlib.import_module(self.report_module) if self.report_module else None
+
     def sections(self, frame: pd.DataFrame, spec: Any, out: Path) -> list[Any]:
-        """The report's sections of this kind (after the shared header)."""
-        return []
+        """The report's sections of this kind (after the shared header): the report
+        module's ``sections(frame, spec, out)``."""
+        report = self._report()
+        return report.sections(frame, spec, out) if report else []
 
     def header(self, frame: pd.DataFrame, spec: Any) -> list[str]:
-        """The kind's lines of the report header, after the axes (default: none)."""
-        return []
+        """The kind's lines of the report header, after the axes: the report module's
+        ``header_lines(frame, spec)`` (default: none)."""
+        lines = getattr(self._report(), "header_lines", None)
+        return lines(frame, spec) if lines else []
 
     def notes(self, k: int) -> list[str]:
-        """The report's "how to read this" lines."""
-        return []
+        """The report's "how to read this" lines: the report module's ``NOTES``, with
+        ``{k}`` the headline cut-off."""
+        return [n.format(k=k) for n in getattr(self._report(), "NOTES", ())]
 
     def is_legacy(self, columns: list[str]) -> bool:
         """Whether a ``results.csv`` with these columns (no ``kind``) is this kind's,
@@ -156,7 +169,8 @@ class Experiment:
         return False
 
     def from_legacy(self, frame: pd.DataFrame) -> pd.DataFrame:
-        """A legacy results table of this kind in today's columns."""
+        """A legacy results table of this kind in today's axes and metric names (the
+        caller adds ``kind`` and an empty ``cell``)."""
         return frame
 
     def summary_line(self, metrics: dict[str, float], k: int) -> str:

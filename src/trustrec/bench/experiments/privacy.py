@@ -38,6 +38,7 @@ audit as a table) besides the engine's ``config.json`` / ``run.json``.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import importlib
 import pkgutil
 import time
@@ -65,6 +66,7 @@ from trustrec.bench.grid import (
     dataset_label,
     default_list,
 )
+from trustrec.bench.render import metric_text
 from trustrec.config import (
     NonNegativeInt,
     UnitInterval,
@@ -619,6 +621,7 @@ class Privacy(Experiment):
     spec_class = PrivacySpec
     axes = ("dataset", "model", "method", "attributes", "seed")
     source_packages = ("data", "evaluate", "models", "train", "privacy")
+    report_module = "trustrec.bench.experiments.privacy_report"
     private_dirs = ("_base", "plots")
 
     def context(self, spec: PrivacySpec, progress: bool = False) -> PrivacyContext:
@@ -680,8 +683,7 @@ class Privacy(Experiment):
                            "value"]
 
     def from_legacy(self, frame: pd.DataFrame) -> pd.DataFrame:
-        """Audit rows renamed ``attack/<attribute>/<users>/<view>/<attacker>/<metric>``,
-        with ``kind`` and an empty ``cell``."""
+        """Audit rows renamed ``attack/<attribute>/<users>/<view>/<attacker>/<metric>``."""
         frame = frame.copy()
         attack = frame["attribute"].astype(str) != ""
         frame.loc[attack, "metric"] = (
@@ -689,18 +691,14 @@ class Privacy(Experiment):
             + frame.loc[attack, "users"] + "/" + frame.loc[attack, "view"] + "/"
             + frame.loc[attack, "attacker"] + "/" + frame.loc[attack, "metric"])
         frame = frame.drop(columns=["attribute", "view", "users", "attacker"])
-        frame.insert(0, "cell", "")
-        frame.insert(0, "kind", self.name)
         return frame
 
     def summary_line(self, metrics: dict[str, float], k: int) -> str:
         """Headline leakage per attribute, utility, seconds."""
-        def g(name: str, fmt: str = ".3f") -> str:
-            v = metrics.get(name)
-            return "–" if v is None or not np.isfinite(v) else format(v, fmt)
+        g = functools.partial(metric_text, metrics)
 
         attrs = [name.split(":")[0] for name in metrics if name.endswith(":leakage")]
-        leak = ", ".join(f"{a} leakage {g(f'{a}:leakage')}"
+        leak = ", ".join(f"{a} leakage {g(f'{a}:leakage', '.3f')}"
                          + (" (outside null)" if metrics.get(f"{a}:outside_null") == 1.0
                             else "") for a in attrs)
         drop = metrics.get(f"ndcg@{k}_rel_drop")
@@ -708,22 +706,3 @@ class Privacy(Experiment):
                     else f"{0.0 - 100 * drop + 0.0:+.1f} %")
         return (f"{leak}; ndcg@{k} {g(f'ndcg@{k}', '.4f')} ({drop_txt}), "
                 f"method {g('method_seconds', '.2f')} s")
-
-    def sections(self, frame: pd.DataFrame, spec: Any, out: Path) -> list[Any]:
-        """The threat model, then per dataset and model a privacy-vs-utility plot and a
-        table per attribute."""
-        from trustrec.bench.experiments.privacy_report import sections
-
-        return sections(frame, spec, out)
-
-    def notes(self, k: int) -> list[str]:
-        """How to read the attack, leakage, null, utility and seconds."""
-        from trustrec.bench.experiments.privacy_report import NOTES
-
-        return [n.format(k=k) for n in NOTES]
-
-    def header(self, frame: pd.DataFrame, spec: Any) -> list[str]:
-        """Attackers, scored users and views, and the audit settings."""
-        from trustrec.bench.experiments.privacy_report import header_lines
-
-        return header_lines(frame, spec)

@@ -31,6 +31,7 @@ Files: ``metrics.json``, ``per_user.parquet`` (per-user metrics, ``phase`` befor
 from __future__ import annotations
 
 import dataclasses
+import functools
 import time
 import typing
 from collections.abc import Callable, Sequence
@@ -55,6 +56,7 @@ from trustrec.bench.grid import (
     dataset_label,
     default_list,
 )
+from trustrec.bench.render import metric_text
 from trustrec.config import build_config, to_dict, typed_config
 from trustrec.errors import ConfigError, UnknownNameError
 from trustrec.seeding import child_seed
@@ -583,6 +585,7 @@ class Unlearning(Experiment):
     numeric_axes: ClassVar[dict[str, type]] = {"ratio": float, "seed": int}
     axis_defaults: ClassVar[dict[str, Any]] = {"grain": "user"}
     source_packages = ("data", "evaluate", "models", "train", "unlearn")
+    report_module = "trustrec.bench.experiments.unlearning_report"
     private_dirs = ("_learned", "_reference", "_shadow", "plots")
 
     def context(self, spec: BenchSpec, progress: bool = False) -> UnlearningContext:
@@ -598,7 +601,7 @@ class Unlearning(Experiment):
         the shadow, for the pending cells, skipping what is stored."""
         keys = [[c.dataset, c.model, m, c.seed] for c in pending
                 for m in dict.fromkeys([c.method, REFERENCE_METHOD])]
-        learn = [k for k in _unique(keys) if not ctx.has_learned(*k)]
+        learn = [list(k) for k in dict.fromkeys(map(tuple, keys)) if not ctx.has_learned(*k)]
         groups = {c.group: dataclasses.replace(c, method=REFERENCE_METHOD) for c in pending}
         refs = [c.axes() for c in groups.values()
                 if not (ctx.has_reference(c) and ctx.has_shadow(c))]
@@ -710,21 +713,17 @@ class Unlearning(Experiment):
             a for a in (*self.axes, "metric", "value") if a != "grain"]
 
     def from_legacy(self, frame: pd.DataFrame) -> pd.DataFrame:
-        """Add ``kind``, an empty ``cell`` and (when missing) ``grain = "user"``."""
+        """Add ``grain = "user"`` when missing."""
         frame = frame.copy()
         if "grain" not in frame.columns:
             frame.insert(frame.columns.get_loc("selection"), "grain", "user")
-        frame.insert(0, "cell", "")
-        frame.insert(0, "kind", self.name)
         return frame
 
     def summary_line(self, metrics: dict[str, float], k: int) -> str:
         """Utility before → after, fairness, time, completeness."""
         from trustrec.evaluate.suite import attack_name
 
-        def g(name: str, fmt: str = ".4f") -> str:
-            v = metrics.get(name)
-            return "–" if v is None or not np.isfinite(v) else format(v, fmt)
+        g = functools.partial(metric_text, metrics)  # .4f unless given
 
         return (f"ndcg@{k} {g(f'ndcg@{k}_before')} → {g(f'ndcg@{k}')}, "
                 f"a_igf {g('a_igf')}, forget {g('forget_seconds', '.2f')} s "
@@ -732,26 +731,3 @@ class Unlearning(Experiment):
                 f"{g(f'overlap@{k}_vs_retrain', '.3f')}, mia "
                 f"{g('mia_auc_before', '.3f')} → {g('mia_auc', '.3f')} "
                 f"({attack_name(metrics.get('mia_attack', float('nan')))})")
-
-    def sections(self, frame: pd.DataFrame, spec: Any, out: Path) -> list[Any]:
-        """Per dataset, grain and ratio: the overview plot, then per selection the
-        CURE4Rec-style table, supporting metrics and one figure per aspect."""
-        from trustrec.bench.experiments.unlearning_report import sections
-
-        return sections(frame, spec, out)
-
-    def notes(self, k: int) -> list[str]:
-        """How to read the suite, utility, efficiency, fairness and the intervals."""
-        from trustrec.bench.experiments.unlearning_report import NOTES
-
-        return [n.format(k=k) for n in NOTES]
-
-
-def _unique(keys: list[list[Any]]) -> list[list[Any]]:
-    seen, out = set(), []
-    for k in keys:
-        t = tuple(k)
-        if t not in seen:
-            seen.add(t)
-            out.append(k)
-    return out
