@@ -7,7 +7,8 @@ registered unlearning method (``--methods``, default every one in
 the training part (early stopping on validation), then time ``forget`` of 5 % of the users
 drawn at random (the same users for every method). A forget under 2 s is repeated on fresh
 copies of the fitted method until 3 runs are timed (the bench's
-:func:`trustrec.bench.runner.timed_forget`); the median is reported with the min and max.
+:func:`trustrec.bench.experiments.unlearning.timed_forget`); the median is reported with
+the min and max.
 The named peer is ``retrain``, fitted once per (dataset, model) and measured in the same
 run: each method's ratio is retrain's median forget seconds over its own.
 
@@ -82,7 +83,7 @@ def datasets(names: list[str], seed: int) -> list[tuple[Dataset, float]]:
 def time_method(method: str, model: str, model_cfg: dict[str, Any], train: Dataset,
                 valid: Dataset, forget: np.ndarray, seed: int) -> dict[str, Any]:
     """Fit one method, forget the users, and return the seconds (or the error)."""
-    from trustrec.bench.runner import timed_forget
+    from trustrec.bench.experiments.unlearning import timed_forget
 
     row: dict[str, Any] = {"method": method, "model": model}
     try:
