@@ -252,6 +252,20 @@ def test_audit_model_checks_everything_before_attacking(bpr_ml100k, ml100k_split
         audit_model(bpr_ml100k, ml100k_split.train, "gender", users=np.ones(5, dtype=bool))
 
 
+def test_the_fold_in_view_needs_no_released_user_table(bpr_ml100k, ml100k_split):
+    """A model that releases no user table (e.g. one scoring from histories) can still be
+    audited in the fold-in view, which reads only the item table."""
+    import copy
+
+    hidden = copy.copy(bpr_ml100k)
+    hidden.released_user_table = None  # the capability is gone from this instance
+    out = audit_model(hidden, ml100k_split.train, "gender", views="fold_in",
+                      attackers=("lr",), folds=3, null_permutations=0)
+    assert set(out["view"]) == {"fold_in"} and len(out) > 0
+    with pytest.raises(ConfigError, match="released user table"):
+        audit_model(hidden, ml100k_split.train, "gender", views="released")
+
+
 def test_leakage_counts_both_sides_of_chance():
     # the reviewer's case: the MLP at 0.41 is leakage 0.09, not "private"
     table = pd.DataFrame({

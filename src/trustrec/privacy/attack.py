@@ -404,8 +404,9 @@ def audit_model(model: EmbeddingRecommender, ds: Dataset, attributes: Sequence[s
     """Audit a fitted model for several user attributes, in one or more views.
 
     Args:
-        model: a fitted model with a known released table (see
-            :func:`trustrec.privacy.base.user_table`).
+        model: a fitted model; the released view needs its released user table
+            (:func:`trustrec.privacy.base.user_table`), the fold-in view only its item
+            table.
         ds: a dataset in the model's user-id space with ``user_attributes`` (the training
             split: its interactions are what the fold-in view folds users in from).
         attributes: attribute names (or ``"gender,age"``), see
@@ -432,10 +433,10 @@ def audit_model(model: EmbeddingRecommender, ds: Dataset, attributes: Sequence[s
     if dup:
         raise ConfigError(f"attribute {dup[0]!r} is given twice")
     view_names = _views(views)
-    table = user_table(model)
-    if ds.n_users != len(table):
-        raise DataFormatError(f"the dataset has {ds.n_users} users but the model's user "
-                              f"table has {len(table)} rows (not the model's id space)")
+    if (ds.n_users, ds.n_items) != (model.n_users_, model.n_items_):
+        raise DataFormatError(f"the dataset has {ds.n_users} users and {ds.n_items} items "
+                              f"but the model was fit on {model.n_users_} x "
+                              f"{model.n_items_} (not the model's id space)")
     labelled = {a: attribute_labels(ds, a) for a in names}  # all checked before any attack
     scored = {a: mask_labels(lab, users) for a, (lab, _) in labelled.items()}
     features = {v: view_features(model, ds, v) for v in view_names}
