@@ -18,7 +18,7 @@ quality figure. A method that raises is reported and skipped.
 
 Early stopping: the synthetic data has no structure to learn, so validation stops
 improving early and retraining runs fewer epochs than on real data (BPR: about 35 epochs
-on the synthetic data, 105 on ML-100K; the retrain line prints the count). That makes
+on the synthetic data, 105-140 on ML-100K; the retrain line prints the count). That makes
 retraining cheap and every ratio conservative; ``--fixed-epochs N`` trains every model for
 exactly N epochs instead, to time retraining at a realistic length.
 
