@@ -28,21 +28,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from trustrec.bench import render
 from trustrec.bench.experiments.privacy import NO_DEFENSE, Privacy
-from trustrec.bench.render import (
-    MARKERS,
-    PLOTS_DIR,
-    Image,
-    Section,
-    Table,
-    Text,
-    colors_for,
-    format_cell,
-    mean_ci,
-    pyplot,
-    save_figure,
-    slug,
-)
+from trustrec.bench.render import Image, Section, Table, Text, format_cell, mean_ci
 
 BASELINE = NO_DEFENSE
 #: Attackers that are baselines or summaries, not attacks.
@@ -216,14 +204,14 @@ def plot_privacy_utility(points: pd.DataFrame, k: int, path: Path, title: str) -
     the label-permutation null (below it, the worst attacker is within what random labels
     give, for one attacker).
     """
-    plt = pyplot()
+    plt = render.pyplot()
     from matplotlib.lines import Line2D
 
     attributes = list(dict.fromkeys(points["attribute"]))
     methods = _order(points["method"].tolist())
     sets = list(dict.fromkeys(points["attributes"]))
-    colors = colors_for(methods)
-    shape = {s: MARKERS[i % len(MARKERS)] for i, s in enumerate(sets)}
+    colors = render.colors_for(methods)
+    shape = {s: render.MARKERS[i % len(render.MARKERS)] for i, s in enumerate(sets)}
     fig, axes = plt.subplots(1, len(attributes), figsize=(4.4 * len(attributes) + 2.0, 4.0),
                              squeeze=False)
     users = points.attrs.get("users") or [""]
@@ -254,7 +242,7 @@ def plot_privacy_utility(points: pd.DataFrame, k: int, path: Path, title: str) -
     fig.legend(handles=handles, loc="center right")
     fig.suptitle(title)
     fig.tight_layout(rect=(0, 0, 1 - 1.9 / fig.get_figwidth(), 1))
-    return save_figure(fig, path)
+    return render.save_figure(fig, path)
 
 
 # ---------------------------------------------------------------------------- documents
@@ -349,9 +337,9 @@ def sections(results: pd.DataFrame, spec: Any, out: Path) -> list[Section]:
     for (ds, model), frame in points.groupby(["dataset", "model"], sort=False):
         head = f"{ds} — {model}"
         frame.attrs.update(points.attrs)
-        plot = plot_privacy_utility(
-            frame, k, out / PLOTS_DIR / f"privacy_utility_{slug(ds)}_{slug(model)}.png",
-            f"Privacy vs utility — {head}")
+        name = f"privacy_utility_{render.slug(ds)}_{render.slug(model)}.png"
+        plot = plot_privacy_utility(frame, k, out / render.PLOTS_DIR / name,
+                                    f"Privacy vs utility — {head}")
         out_sections.append(Section(head, [Image(plot)]))
         for attr in dict.fromkeys(frame["attribute"]):
             sub = frame[frame["attribute"] == attr]
