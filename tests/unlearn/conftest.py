@@ -20,6 +20,7 @@ FAST_MODEL: dict[str, dict[str, Any]] = {
     "lightgcn": {"epochs": 2, "dim": 8, "n_layers": 2},
     "neumf": {"epochs": 2, "gmf_dim": 8, "mlp_dim": 8, "layers": (8,), "n_neg": 1,
               "batch_size": 32768},
+    "sasrec": {"epochs": 2, "dim": 8, "max_len": 20, "eval_every": 1},
 }
 #: A model without an entry above gets its defaults except for the number of epochs.
 FAST_MODEL_DEFAULT: dict[str, Any] = {"epochs": 2}

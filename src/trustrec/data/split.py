@@ -19,6 +19,21 @@ class Split:
     valid: Dataset
     test: Dataset
 
+    def known(self) -> Dataset:
+        """Training and validation rows together: what is known when the test rows are
+        predicted (the history a sequential model reads at test time, and the items the
+        test ranking masks)."""
+        import dataclasses
+
+        t, v = self.train, self.valid
+        ratings = (None if t.ratings is None or v.ratings is None
+                   else np.concatenate([t.ratings, v.ratings]))
+        return dataclasses.replace(t, name=f"{t.name}+valid",
+                                   users=np.concatenate([t.users, v.users]),
+                                   items=np.concatenate([t.items, v.items]),
+                                   timestamps=np.concatenate([t.timestamps, v.timestamps]),
+                                   ratings=ratings)
+
 
 def _rank_within_user(users: np.ndarray, order_key: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Position of each row within its user when rows are sorted by ``order_key``,

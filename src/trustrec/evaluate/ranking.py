@@ -28,6 +28,7 @@ import scipy.sparse as sp
 import torch
 
 from trustrec.data.dataset import Dataset
+from trustrec.data.query import Query
 from trustrec.errors import ConfigError
 
 ScoreFn = Callable[[np.ndarray], np.ndarray]
@@ -70,9 +71,11 @@ def as_mask(exclude: Dataset | sp.spmatrix | sp.sparray | None, n_users: int,
     return m
 
 
-def score_block(score: ScoreFn, rows: np.ndarray, n_items: int) -> np.ndarray:
-    """``score(rows)`` as a new float32 array (safe to modify), checked for shape and NaN."""
-    s = score(rows)
+def score_block(score: ScoreFn, rows: np.ndarray, n_items: int,
+                query: Query | None = None) -> np.ndarray:
+    """``score(rows)`` (or ``score(query)``, a query of those users) as a new float32 array
+    (safe to modify), checked for shape and NaN."""
+    s = score(rows if query is None else query)
     if isinstance(s, torch.Tensor):
         s = s.detach().cpu().numpy()
     s = np.array(s, dtype=np.float32, copy=True)
@@ -164,6 +167,7 @@ def evaluate_ranking(
     exclude: sp.csr_matrix | Dataset | None = None,
     chunk_size: int = 2048,
     ndcg_ideal: str = "truncated",
+    history: Dataset | None = None,
 ) -> pd.DataFrame:
     """Per-user ranking metrics.
 
@@ -181,6 +185,10 @@ def evaluate_ranking(
             standard definition: the DCG of ``min(n_relevant, k)`` hits at the top) or
             ``"untruncated"`` (CURE4Rec's released code: the DCG of all ``n_relevant``
             items, so a user with more than k relevant items can never reach 1).
+        history: score each user from its item history in ``history`` (a
+            :class:`~trustrec.data.query.Query`, oldest first), as a sequential model
+            needs, e.g. ``split.known()`` for the leave-last-out test; None: the model
+            gets user indices (and uses what it learned at fit).
 
     Returns:
         DataFrame, one row per user sorted by user: ``user``, ``n_relevant``, and
@@ -226,7 +234,9 @@ def evaluate_ranking(
     out: dict[str, list[np.ndarray]] = {f"{m}@{k}": [] for m in METRICS for k in ks}
     for start in range(0, len(users), chunk_size):
         rows = users[start:start + chunk_size]
-        top, vals = _topk(score_block(score, rows, n_items), mask, rows, kmax, copy=False)
+        asked = rows if history is None else Query.from_dataset(history, rows)
+        top, vals = _topk(score_block(score, rows, n_items, asked), mask, rows, kmax,
+                          copy=False)
         tsub = truth_csr[rows]
         # Relevant-item lookup without densifying the catalogue: sorted pair keys.
         keys = (np.repeat(np.arange(len(rows)), np.diff(tsub.indptr)).astype(np.int64)

@@ -1,6 +1,6 @@
 """Recommenders: the protocol, the capability protocols, the registry, the models."""
 
-from trustrec.models import bcemf, bpr, lightgcn, neumf, wmf  # noqa: F401  (register models)
+from trustrec.models import bcemf, bpr, lightgcn, neumf, sasrec, wmf  # noqa: F401  (register models)
 from trustrec.models.base import (
     MODELS,
     EmbeddingRecommender,

@@ -110,6 +110,9 @@ class EmbeddingRecommender:
     """
 
     name: ClassVar[str] = ""
+    #: Whether ``score`` reads each user's item history (a sequential model: evaluate it
+    #: with ``evaluate_ranking(..., history=...)`` on a leave-last-out split).
+    scores_from_history: ClassVar[bool] = False
 
     class Config:  # replaced by a typed config in every subclass
         pass
