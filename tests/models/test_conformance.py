@@ -41,6 +41,8 @@ FAST: dict[str, dict[str, Any]] = {
     "lightgcn": {"epochs": 2, "dim": 8},
     "neumf": {"epochs": 2, "gmf_dim": 8, "mlp_dim": 8, "layers": [16, 8]},
     "sasrec": {"epochs": 2, "dim": 8, "max_len": 20, "eval_every": 1},
+    "gru4rec": {"epochs": 2, "dim": 8, "hidden": 8, "max_len": 20, "eval_every": 1},
+    "narm": {"epochs": 2, "dim": 8, "hidden": 8, "max_len": 20, "eval_every": 1},
 }
 # Settings under which the model must clearly beat popularity on ML-100K test NDCG@20.
 LEARN_DEFAULT: dict[str, Any] = {"epochs": 10, "dim": 32}
@@ -51,6 +53,8 @@ LEARN: dict[str, dict[str, Any]] = {
     "lightgcn": {"epochs": 10, "dim": 32},  # ~0.22
     "neumf": {"epochs": 3, "gmf_dim": 16, "mlp_dim": 16, "layers": [16, 8]},  # ~0.20
     "sasrec": {"epochs": 30, "dim": 32, "eval_every": 5},  # leave-last-out: ~0.09 vs 0.045
+    "gru4rec": {"epochs": 20, "lr": 0.005, "eval_every": 5},  # ~0.075 vs 0.045 @10
+    "narm": {"epochs": 10, "lr": 0.005, "eval_every": 5},  # ~0.068
 }
 
 NAMES = MODELS.names()
@@ -233,7 +237,9 @@ def test_unfitted_model_refuses_to_score(name):
         make_model(name).score(np.array([0]))
 
 
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("name", [
+    pytest.param(n, marks=pytest.mark.slow) if MODELS.get(n).scores_from_history else n
+    for n in NAMES])  # sequential models: 20-40 s each, their effect tests are slow too
 def test_learns_better_than_popularity(name, ml100k, ml100k_split):
     """On its task: the random split for models that look users up, leave-last-out with
     the history (training + validation items) for models that score from histories."""

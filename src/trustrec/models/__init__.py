@@ -1,6 +1,15 @@
 """Recommenders: the protocol, the capability protocols, the registry, the models."""
 
-from trustrec.models import bcemf, bpr, lightgcn, neumf, sasrec, wmf  # noqa: F401  (register models)
+from trustrec.models import (  # noqa: F401  (register models)
+    bcemf,
+    bpr,
+    gru4rec,
+    lightgcn,
+    narm,
+    neumf,
+    sasrec,
+    wmf,
+)
 from trustrec.models.base import (
     MODELS,
     EmbeddingRecommender,
