@@ -80,6 +80,15 @@ def test_a_history_longer_than_max_len_reads_only_its_tail(fast_model, loo):
     np.testing.assert_array_equal(fast_model.score(padded), fast_model.score(hist))
 
 
+def test_a_history_of_another_id_space_is_refused(fast_model, loo):
+    other = loo.train.select(loo.train.users < 10)
+    small = type(other)(name="small", users=other.users, items=other.items,
+                        timestamps=other.timestamps, n_users=10, n_items=other.n_items,
+                        user_ids=other.user_ids[:10], item_ids=other.item_ids)
+    with pytest.raises(ValueError, match="id space"):
+        evaluate_ranking(fast_model, loo.known(), loo.test, history=small)
+
+
 def test_bad_config_is_refused():
     with pytest.raises(ConfigError, match="heads"):
         make_model("sasrec", dim=10, heads=3)

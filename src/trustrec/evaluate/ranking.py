@@ -196,8 +196,8 @@ def evaluate_ranking(
 
     Raises:
         ConfigError: bad ``ks`` or ``chunk_size``.
-        ValueError: mismatched id spaces, user indices out of range, or a model returning
-            the wrong shape or NaN scores.
+        ValueError: mismatched id spaces (of ``truth`` or ``history``), user indices out
+            of range, or a model returning the wrong shape or NaN scores.
     """
     score = _as_score_fn(model)
     ks = _check_ks(ks)
@@ -210,6 +210,10 @@ def evaluate_ranking(
         raise ValueError(f"train {train.name!r} ({train.n_users}×{train.n_items}) and truth "
                          f"{truth.name!r} ({truth.n_users}×{truth.n_items}) have different "
                          "id spaces")
+    if history is not None and (history.n_users, history.n_items) != (train.n_users,
+                                                                       train.n_items):
+        raise ValueError(f"history {history.name!r} ({history.n_users}×{history.n_items}) "
+                         f"is not in train's id space ({train.n_users}×{train.n_items})")
     n_items = train.n_items
     truth_csr = dataset_csr(truth)
     n_rel_all = np.diff(truth_csr.indptr)
