@@ -199,20 +199,22 @@ def check_report(rep: ForgetReport, u, method: str, train_before, removed: np.nd
 
 
 def rotation() -> list[tuple[str, str]]:
-    """One more model per method for the fast tier: the models other than
-    :data:`DEFAULT_MODEL` taken in turn, skipping those a method cannot wrap, so that every
-    model is wrapped by some method."""
+    """One more model per method for the fast tier, so that every model is wrapped by some
+    method: each method takes the model other than :data:`DEFAULT_MODEL` (and its own
+    fast model) that it can wrap and that the methods before it used least (ties: the
+    registry's order); a model only few methods can wrap is therefore taken by them
+    first (methods are served fewest-options first)."""
     cycle = [mod for mod in MODEL_NAMES if mod != DEFAULT_MODEL]
+    options = {m: [mod for mod in cycle if supported(m, mod) and mod != fast_model(m)]
+               for m in METHODS}
+    used = dict.fromkeys(cycle, 0)
     out: list[tuple[str, str]] = []
-    k = 0
-    for m in METHODS:
-        for step in range(len(cycle)):
-            mod = cycle[(k + step) % len(cycle)]
-            if supported(m, mod) and mod != fast_model(m):
-                out.append((m, mod))
-                k += step + 1
-                break
-    return out
+    for m in sorted(METHODS, key=lambda m: (len(options[m]), m)):
+        if options[m]:
+            mod = min(options[m], key=lambda mod: (used[mod], cycle.index(mod)))
+            used[mod] += 1
+            out.append((m, mod))
+    return sorted(out)
 
 
 SMOKE_PAIRS = rotation()
