@@ -248,6 +248,33 @@ def to_dict(cfg: object) -> dict[str, Any]:
     return dataclasses.asdict(cfg)  # type: ignore[call-overload]
 
 
+def name_list(value: Iterable[str] | str, what: str, hint: str = "",
+              check: Callable[[str], object] | None = None) -> list[str]:
+    """Names from a list or a comma string, stripped: at least one, each passing
+    ``check`` (which raises for a bad name), none twice.
+
+    Args:
+        value: e.g. ``"gender,age"`` or ``["lr", "mlp"]``.
+        what: what a name is, for the messages (``"attribute"``).
+        hint: appended to the "none given" message (``" (e.g. gender,age)"``).
+        check: called with each name; raises for an unknown one.
+
+    Raises:
+        ConfigError: no name, or a name given twice (``attribute 'age' is given twice``).
+    """
+    parts = value.split(",") if isinstance(value, str) else value
+    names = [str(a).strip() for a in parts if str(a).strip()]
+    if not names:
+        raise ConfigError(f"no {what} given{hint}")
+    for name in names:
+        if check is not None:
+            check(name)
+    dup = sorted({a for a in names if names.count(a) > 1})
+    if dup:
+        raise ConfigError(f"{what} {dup[0]!r} is given twice")
+    return names
+
+
 def suggest(name: str, choices: list[str]) -> str:
     """`` (did you mean 'x'?)`` or a list of valid choices, for error messages."""
     close = difflib.get_close_matches(name, choices, n=1)

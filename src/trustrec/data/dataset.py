@@ -13,7 +13,8 @@ if TYPE_CHECKING:  # pragma: no cover
     from trustrec.data.request import ForgetRequest
 
 
-def _frozen(a: np.ndarray) -> np.ndarray:
+def read_only(a: np.ndarray) -> np.ndarray:
+    """A contiguous, read-only view (or copy) of ``a``: what datasets and queries hold."""
     a = np.ascontiguousarray(a)
     a.setflags(write=False)
     return a
@@ -58,13 +59,13 @@ class Dataset:
 
     def __post_init__(self) -> None:
         n = len(self.users)
-        object.__setattr__(self, "users", _frozen(np.asarray(self.users, dtype=np.int32)))
-        object.__setattr__(self, "items", _frozen(np.asarray(self.items, dtype=np.int32)))
+        object.__setattr__(self, "users", read_only(np.asarray(self.users, dtype=np.int32)))
+        object.__setattr__(self, "items", read_only(np.asarray(self.items, dtype=np.int32)))
         object.__setattr__(
-            self, "timestamps", _frozen(np.asarray(self.timestamps, dtype=np.int64))
+            self, "timestamps", read_only(np.asarray(self.timestamps, dtype=np.int64))
         )
         if self.ratings is not None:
-            object.__setattr__(self, "ratings", _frozen(np.asarray(self.ratings, np.float32)))
+            object.__setattr__(self, "ratings", read_only(np.asarray(self.ratings, np.float32)))
         for nm in ("items", "timestamps") + (("ratings",) if self.ratings is not None else ()):
             if len(getattr(self, nm)) != n:
                 raise ValueError(f"Dataset {self.name!r}: {nm} has {len(getattr(self, nm))} rows, "

@@ -14,13 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from trustrec.data.dataset import Dataset
-
-
-def _frozen(a: np.ndarray) -> np.ndarray:
-    a = np.ascontiguousarray(a)
-    a.setflags(write=False)
-    return a
+from trustrec.data.dataset import Dataset, read_only
 
 
 @dataclass(frozen=True, eq=False)
@@ -46,7 +40,7 @@ class Query:
 
     def __post_init__(self) -> None:
         users = np.asarray(self.users, dtype=np.int64).reshape(-1)
-        object.__setattr__(self, "users", _frozen(users))
+        object.__setattr__(self, "users", read_only(users))
         if (self.indptr is None) != (self.items is None):
             raise ValueError("Query: give both indptr and items (a history) or neither")
         if self.indptr is None:
@@ -59,8 +53,8 @@ class Query:
         if indptr[0] != 0 or indptr[-1] != len(items) or (np.diff(indptr) < 0).any():
             raise ValueError("Query: indptr must start at 0, never decrease and end at "
                              f"len(items) = {len(items)}")
-        object.__setattr__(self, "indptr", _frozen(indptr))
-        object.__setattr__(self, "items", _frozen(items))
+        object.__setattr__(self, "indptr", read_only(indptr))
+        object.__setattr__(self, "items", read_only(items))
 
     def __len__(self) -> int:
         return len(self.users)
@@ -76,6 +70,21 @@ class Query:
             return np.zeros(0, dtype=np.int64)
         return self.items[self.indptr[r]:self.indptr[r + 1]]
 
+    def subset(self, rows: np.ndarray) -> Query:
+        """The queried users at positions ``rows`` (any order, repeats allowed), with
+        their histories."""
+        rows = np.asarray(rows, dtype=np.int64).reshape(-1)
+        users = self.users[rows]
+        if self.indptr is None or self.items is None:
+            return Query(users)
+        starts = self.indptr[rows]
+        lengths = self.indptr[rows + 1] - starts
+        indptr = np.zeros(len(rows) + 1, dtype=np.int64)
+        np.cumsum(lengths, out=indptr[1:])
+        take = (np.repeat(starts - indptr[:-1], lengths)
+                + np.arange(indptr[-1], dtype=np.int64))
+        return Query(users, indptr, self.items[take])
+
     @classmethod
     def from_dataset(cls, data: Dataset, users: np.ndarray | None = None) -> Query:
         """A query of ``users`` (default: every user index) with their histories in
@@ -85,18 +94,12 @@ class Query:
             data: the interactions the histories are read from.
             users: user indices to query (any order, repeats allowed).
         """
-        users = (np.arange(data.n_users, dtype=np.int64) if users is None
-                 else np.asarray(users, dtype=np.int64).reshape(-1))
         order = np.lexsort((data.timestamps, data.users))  # by user, then time (stable)
-        by_user = data.items[order].astype(np.int64)
-        starts = np.zeros(data.n_users + 1, dtype=np.int64)
-        np.cumsum(np.bincount(data.users, minlength=data.n_users), out=starts[1:])
-        lengths = starts[users + 1] - starts[users]
-        indptr = np.zeros(len(users) + 1, dtype=np.int64)
-        np.cumsum(lengths, out=indptr[1:])
-        take = (np.repeat(starts[users] - indptr[:-1], lengths)
-                + np.arange(indptr[-1], dtype=np.int64))
-        return cls(users, indptr, by_user[take])
+        indptr = np.zeros(data.n_users + 1, dtype=np.int64)
+        np.cumsum(np.bincount(data.users, minlength=data.n_users), out=indptr[1:])
+        every = cls(np.arange(data.n_users, dtype=np.int64), indptr,
+                    data.items[order].astype(np.int64))
+        return every if users is None else every.subset(users)
 
 
 def query_users(query: Query | np.ndarray) -> np.ndarray:

@@ -214,6 +214,7 @@ def evaluate_ranking(
                                                                        train.n_items):
         raise ValueError(f"history {history.name!r} ({history.n_users}×{history.n_items}) "
                          f"is not in train's id space ({train.n_users}×{train.n_items})")
+    histories = None if history is None else Query.from_dataset(history)  # sorted once
     n_items = train.n_items
     truth_csr = dataset_csr(truth)
     n_rel_all = np.diff(truth_csr.indptr)
@@ -238,7 +239,7 @@ def evaluate_ranking(
     out: dict[str, list[np.ndarray]] = {f"{m}@{k}": [] for m in METRICS for k in ks}
     for start in range(0, len(users), chunk_size):
         rows = users[start:start + chunk_size]
-        asked = rows if history is None else Query.from_dataset(history, rows)
+        asked = None if histories is None else histories.subset(rows)  # users = indices
         top, vals = _topk(score_block(score, rows, n_items, asked), mask, rows, kmax,
                           copy=False)
         tsub = truth_csr[rows]

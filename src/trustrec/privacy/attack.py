@@ -89,6 +89,7 @@ from sklearn.preprocessing import StandardScaler
 from sklearn.utils.class_weight import compute_sample_weight
 from threadpoolctl import threadpool_limits
 
+from trustrec.config import name_list
 from trustrec.data.dataset import Dataset
 from trustrec.errors import ConfigError, DataFormatError, UnsupportedRequestError
 from trustrec.models.base import EmbeddingRecommender
@@ -156,17 +157,8 @@ def gradient_boosted_trees(seed: int) -> HistGradientBoostingClassifier:
 
 # ---------------------------------------------------------------------------- checks
 def _names(attackers: Sequence[str] | str) -> list[str]:
-    if isinstance(attackers, str):
-        attackers = [a for a in attackers.split(",") if a.strip()]
-    names = [str(a).strip() for a in attackers]
-    if not names:
-        raise ConfigError(f"no attacker given (available: {', '.join(ATTACKERS.names())})")
-    for a in names:
-        ATTACKERS.get(a)  # unknown name -> UnknownNameError with a suggestion
-    dup = sorted({a for a in names if names.count(a) > 1})
-    if dup:
-        raise ConfigError(f"attacker {dup[0]!r} is given twice")
-    return names
+    return name_list(attackers, "attacker", f" (available: {', '.join(ATTACKERS.names())})",
+                     ATTACKERS.get)  # an unknown name: UnknownNameError with a suggestion
 
 
 def _check_inputs(emb: np.ndarray, labels: np.ndarray, attackers: Sequence[str],
@@ -384,18 +376,11 @@ def view_features(model: EmbeddingRecommender, ds: Dataset, view: str) -> np.nda
 
 
 def _views(views: Sequence[str] | str) -> list[str]:
-    if isinstance(views, str):
-        views = [v for v in views.split(",") if v.strip()]
-    names = [str(v).strip() for v in views]
-    if not names:
-        raise ConfigError(f"no audit view given (views: {', '.join(VIEWS)})")
-    for v in names:
+    def known(v: str) -> None:
         if v not in VIEWS:
             raise ConfigError(f"unknown audit view {v!r} (views: {', '.join(VIEWS)})")
-    if len(set(names)) != len(names):
-        raise ConfigError(f"audit view {next(v for v in names if names.count(v) > 1)!r} "
-                          "is given twice")
-    return names
+
+    return name_list(views, "audit view", f" (views: {', '.join(VIEWS)})", known)
 
 
 def audit_model(model: EmbeddingRecommender, ds: Dataset, attributes: Sequence[str] | str,
@@ -424,14 +409,7 @@ def audit_model(model: EmbeddingRecommender, ds: Dataset, attributes: Sequence[s
         dropped (too few users), ``attrs["classes"]`` maps each attribute to its class
         names, ``attrs["n_users"]`` to the number of users scored.
     """
-    if isinstance(attributes, str):
-        attributes = [a.strip() for a in attributes.split(",") if a.strip()]
-    names = [str(a).strip() for a in attributes]
-    if not names:
-        raise ConfigError("no attribute given (e.g. gender,age)")
-    dup = sorted({a for a in names if names.count(a) > 1})
-    if dup:
-        raise ConfigError(f"attribute {dup[0]!r} is given twice")
+    names = name_list(attributes, "attribute", " (e.g. gender,age)")
     view_names = _views(views)
     if (ds.n_users, ds.n_items) != (model.n_users_, model.n_items_):
         raise DataFormatError(f"the dataset has {ds.n_users} users and {ds.n_items} items "

@@ -35,7 +35,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from trustrec.config import build_config
+from trustrec.config import build_config, name_list
 from trustrec.data.dataset import Dataset
 from trustrec.errors import ConfigError, DataFormatError, UnknownNameError
 from trustrec.models.base import EmbeddingRecommender
@@ -102,15 +102,8 @@ def attribute_labels(ds: Dataset, attribute: str) -> tuple[np.ndarray, list[str]
 
 def labels_for(ds: Dataset, attributes: Sequence[str]) -> dict[str, np.ndarray]:
     """``{attribute: labels}`` for several attributes (see :func:`attribute_labels`)."""
-    if isinstance(attributes, str):
-        attributes = [a for a in attributes.split(",") if a.strip()]
-    names = [a.strip() for a in attributes]
-    if not names:
-        raise ConfigError("no attribute given (e.g. gender,age)")
-    dup = sorted({a for a in names if names.count(a) > 1})
-    if dup:
-        raise ConfigError(f"attribute {dup[0]!r} is given twice")
-    return {a: attribute_labels(ds, a)[0] for a in names}
+    return {a: attribute_labels(ds, a)[0]
+            for a in name_list(attributes, "attribute", " (e.g. gender,age)")}
 
 
 def labelled_users(labels: Mapping[str, np.ndarray]) -> np.ndarray:

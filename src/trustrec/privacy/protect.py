@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from trustrec.errors import ConfigError
+from trustrec.config import name_list
 from trustrec.models.base import EmbeddingRecommender
 
 
@@ -23,13 +23,8 @@ def table_sha256(table: np.ndarray) -> str:
 
 
 def attribute_list(attributes: Sequence[str] | str) -> list[str]:
-    """Attribute names from a list or a comma string (at least one)."""
-    if isinstance(attributes, str):
-        attributes = attributes.split(",")
-    names = [str(a).strip() for a in attributes if str(a).strip()]
-    if not names:
-        raise ConfigError("no attribute given (e.g. --attributes gender,age)")
-    return names
+    """Attribute names from a list or a comma string (at least one, none twice)."""
+    return name_list(attributes, "attribute", " (e.g. --attributes gender,age)")
 
 
 def protect_model(model: EmbeddingRecommender, train: Any, method: str,
