@@ -83,7 +83,7 @@ def _echo_json(obj: Any) -> None:
 @handle_errors
 def bench(
     kind: Annotated[str | None, typer.Option(
-        help="Experiment kind: unlearning (default) or privacy; a spec file's 'kind' "
+        help="Experiment kind: unlearning (default), privacy or attack; a spec file's 'kind' "
              "sets it too.")] = None,
     datasets: Annotated[str | None, typer.Option(
         help="Comma-separated dataset names or paths (default: ml-100k).")] = None,
@@ -205,6 +205,9 @@ def train(
     config: Annotated[list[str] | None, typer.Option(
         "--config", help="Model option KEY=VALUE (repeatable), e.g. --config dim=32.")
     ] = None,
+    split: Annotated[str, typer.Option(
+        help="random (80/10/10 per user), leave_last_out (sequential models) or temporal.")
+    ] = "random",
     method_config: Annotated[list[str] | None, typer.Option(
         "--method-config", help="Method option KEY=VALUE (repeatable), e.g. n_shards=5.")
     ] = None,
@@ -216,7 +219,8 @@ def train(
 ) -> None:
     """Train a model and write a model directory that can later forget and be evaluated.
 
-    The dataset is split per user (80/10/10, seeded); the model learns on the training
+    The dataset is split per user (80/10/10, seeded; or leave-last-out with --split
+    leave_last_out, as sequential models are evaluated); the model learns on the training
     part with early stopping on validation. The directory holds the unlearner (so that
     `trustrec forget` can retrain what a request touches), the model (model.save format),
     and the test rows for `trustrec evaluate`.
@@ -227,7 +231,7 @@ def train(
     if epochs is not None:
         model_config["epochs"] = epochs
     meta = train_model_dir(dataset, model, out, method=method, seed=seed,
-                           model_config=model_config,
+                           model_config=model_config, split=split,
                            method_config=parse_assignments(method_config, "--method-config"),
                            data_dir=data_dir, overwrite=overwrite, progress=not quiet)
     typer.echo(f"trained {meta['model']} ({meta['method']}) on {meta['dataset']['name']} "
@@ -426,6 +430,52 @@ def protect(
                f"{report['seconds']:.1f} s → {out}"
                + (f" (reused calibrations: {', '.join(reused)})" if reused else ""))
     typer.echo(f"report: {Path(out) / 'protect_report.json'}")
+
+
+# ---------------------------------------------------------------------------- attack
+@app.command()
+@handle_errors
+def attack(
+    model_dir: Annotated[Path, typer.Option(
+        help="Model directory of a sequential model (trustrec train --model sasrec "
+             "--split leave_last_out).")],
+    method: Annotated[str, typer.Option(
+        help="Attack: creat, replace, simalter, popular, random or none.")],
+    target: Annotated[str, typer.Option(help="Raw id of the item to promote.")],
+    out: Annotated[Path, typer.Option(help="Model directory to write (the retrained victim).")],
+    budget: Annotated[float, typer.Option(
+        help="Share of users whose training sequences are polluted, in (0, 1].")] = 0.01,
+    per_user: Annotated[int, typer.Option(help="Items changed per polluted sequence.")] = 5,
+    mode: Annotated[str, typer.Option(help="replace or insert.")] = "replace",
+    config: Annotated[list[str] | None, typer.Option(
+        "--config", help="Attack option KEY=VALUE (repeatable), e.g. --config group=8.")
+    ] = None,
+    seed: Annotated[int, typer.Option(help="Root seed (users, attack, retraining).")] = 0,
+    overwrite: Annotated[bool, typer.Option(
+        help="Replace an existing model directory at --out.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
+) -> None:
+    """Pollute a share of real users' training sequences toward a target item, retrain
+    the victim on them, and write it as a new model directory.
+
+    The source directory is only read. The new one holds the retrained victim, the
+    polluted training data, attack_receipt.json (every change, with raw ids) and
+    attack_report.json (the target's exposure before and after, full-catalogue and sampled
+    1+100; clean accuracy shift; prediction shift; detector AUC; distribution distance).
+    """
+    from trustrec.workflows.attack import RECEIPT, REPORT, attack_model_dir
+
+    report = attack_model_dir(model_dir, method, target, out, budget=budget,
+                              per_user=per_user, mode=mode,
+                              config=parse_assignments(config), seed=seed,
+                              overwrite=overwrite, progress=not quiet)
+    m = report["metrics"]
+    typer.echo(f"{method}: {int(m['n_changes'])} changes in {int(m['n_polluted'])} sequences "
+               f"({report['attack_seconds']:.1f} s); target HR@10 "
+               f"{m['clean_target_hit@10']:.4f} → {m['target_hit@10']:.4f} (full), "
+               f"{m['clean_sampled_target_hit@10']:.4f} → {m['sampled_target_hit@10']:.4f} "
+               f"(sampled 1+100) → {out}")
+    typer.echo(f"receipt: {Path(out) / RECEIPT}; report: {Path(out) / REPORT}")
 
 
 # ---------------------------------------------------------------------------- deletions

@@ -43,6 +43,7 @@ FAST: dict[str, dict[str, Any]] = {
     "sasrec": {"epochs": 2, "dim": 8, "max_len": 20, "eval_every": 1},
     "gru4rec": {"epochs": 2, "dim": 8, "hidden": 8, "max_len": 20, "eval_every": 1},
     "narm": {"epochs": 2, "dim": 8, "hidden": 8, "max_len": 20, "eval_every": 1},
+    "bert4rec": {"epochs": 2, "dim": 8, "max_len": 20, "eval_every": 1},
 }
 # Settings under which the model must clearly beat popularity on ML-100K test NDCG@20.
 LEARN_DEFAULT: dict[str, Any] = {"epochs": 10, "dim": 32}
@@ -55,6 +56,7 @@ LEARN: dict[str, dict[str, Any]] = {
     "sasrec": {"epochs": 30, "dim": 32, "eval_every": 5},  # leave-last-out: ~0.09 vs 0.045
     "gru4rec": {"epochs": 20, "lr": 0.005, "eval_every": 5},  # ~0.075 vs 0.045 @10
     "narm": {"epochs": 10, "lr": 0.005, "eval_every": 5},  # ~0.068
+    "bert4rec": {"epochs": 60, "eval_every": 5},  # ~0.062
 }
 
 NAMES = MODELS.names()

@@ -23,6 +23,7 @@ FAST_MODEL: dict[str, dict[str, Any]] = {
     "sasrec": {"epochs": 2, "dim": 8, "max_len": 20, "eval_every": 1},
     "gru4rec": {"epochs": 2, "dim": 8, "hidden": 8, "max_len": 20, "eval_every": 1},
     "narm": {"epochs": 2, "dim": 8, "hidden": 8, "max_len": 20, "eval_every": 1},
+    "bert4rec": {"epochs": 2, "dim": 8, "max_len": 20, "eval_every": 1},
 }
 #: A model without an entry above gets its defaults except for the number of epochs.
 FAST_MODEL_DEFAULT: dict[str, Any] = {"epochs": 2}

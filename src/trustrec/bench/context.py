@@ -19,7 +19,7 @@ from trustrec.bench.collect import read_json
 from trustrec.bench.files import write_json
 from trustrec.bench.grid import dataset_label, fingerprint
 from trustrec.data.dataset import Dataset
-from trustrec.data.split import Split
+from trustrec.data.split import Split, make_split
 from trustrec.errors import DataFormatError
 from trustrec.fileio import now_iso
 
@@ -45,19 +45,6 @@ def fresh_folder(folder: Path) -> None:
     if folder.exists():
         shutil.rmtree(folder)
     folder.mkdir(parents=True)
-
-
-def make_split(ds: Dataset, how: str, ratios: tuple[float, float, float], seed: int
-               ) -> Split:
-    """Split ``ds`` by ``how``: ``"random"`` (per user, seeded), ``"leave_last_out"``
-    (each user's last row to test, the one before to validation) or ``"temporal"``."""
-    from trustrec.data.split import leave_last_out, random_split, temporal_split
-
-    if how == "random":
-        return random_split(ds, ratios, seed=seed)
-    if how == "leave_last_out":
-        return leave_last_out(ds)
-    return temporal_split(ds, ratios)
 
 
 class GridContext:

@@ -37,7 +37,7 @@ from trustrec.errors import ConfigError, UnknownNameError
 
 #: Default experiment kind of a spec without ``kind``.
 DEFAULT_KIND = "unlearning"
-#: How a grid splits each dataset (see :func:`trustrec.bench.context.make_split`).
+#: How a grid splits each dataset (see :func:`trustrec.data.split.make_split`).
 Split = Literal["random", "leave_last_out", "temporal"]
 
 

@@ -133,3 +133,24 @@ def temporal_split(ds: Dataset, ratios: tuple[float, float, float] = (0.8, 0.1, 
     train = rank < n_train
     valid = (rank >= n_train) & (rank < n_train + n_valid)
     return Split(ds.select(train), ds.select(valid), ds.select(~train & ~valid))
+
+
+#: The ways :func:`make_split` splits a dataset.
+SPLITS = ("random", "leave_last_out", "temporal")
+
+
+def make_split(ds: Dataset, how: str, ratios: tuple[float, float, float], seed: int
+               ) -> Split:
+    """Split ``ds`` by ``how``: ``"random"`` (per user, seeded), ``"leave_last_out"``
+    (each user's last row to test, the one before to validation) or ``"temporal"``.
+
+    Raises:
+        ConfigError: an unknown ``how``.
+    """
+    if how not in SPLITS:
+        raise ConfigError(f"unknown split {how!r}; choose one of {', '.join(SPLITS)}")
+    if how == "random":
+        return random_split(ds, ratios, seed=seed)
+    if how == "leave_last_out":
+        return leave_last_out(ds)
+    return temporal_split(ds, ratios)

@@ -2,6 +2,7 @@
 
 from trustrec.models import (  # noqa: F401  (register models)
     bcemf,
+    bert4rec,
     bpr,
     gru4rec,
     lightgcn,

@@ -64,6 +64,10 @@ class SequentialConfig:
         patience: validation evaluations without improvement before stopping.
         eval_every: epochs between validation evaluations.
         score_batch: users scored at once.
+        adv_eps: adversarial training (a defense against pollution): the L2 size of the
+            per-position perturbation of the input embeddings; 0 = off (see
+            :class:`_Adversary`).
+        adv_weight: weight of the adversarial loss.
     """
 
     dim: PositiveInt = 64
@@ -77,6 +81,8 @@ class SequentialConfig:
     patience: PositiveInt = 5
     eval_every: PositiveInt = 5
     score_batch: PositiveInt = 512
+    adv_eps: NonNegativeFloat = 0.0
+    adv_weight: NonNegativeFloat = 1.0
 
 
 class SequenceNet(nn.Module):
@@ -91,7 +97,17 @@ class SequenceNet(nn.Module):
 
     def logits(self, hidden: torch.Tensor) -> torch.Tensor:
         """Scores of every item (without the padding row) for hidden states ``(..., d)``."""
-        return hidden @ self.item.weight[1:].T
+        return hidden @ self.item.weight[1:self.n_items + 1].T
+
+    def pair_logits(self, hidden: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
+        """Scores ``(n,)`` of item indices + 1 ``items`` for hidden states ``(n, d)``
+        (the matching entries of :meth:`logits`, without scoring the catalogue)."""
+        return (hidden * self.item(items)).sum(-1)
+
+    @property
+    def n_items(self) -> int:
+        """Items scored (the embedding table may hold more rows: padding, a mask)."""
+        return self.item.num_embeddings - 1
 
 
 def last_items(items: np.ndarray, starts: np.ndarray, ends: np.ndarray, max_len: int
@@ -125,6 +141,41 @@ def init_weights(module: nn.Module) -> None:
                 module.weight[module.padding_idx].zero_()
 
 
+class _Adversary:
+    """Adversarial training on the input item embeddings (APR, He et al., SIGIR 2018,
+    applied to a sequence model's input as in Yue et al.'s substitution defense): after
+    the clean loss's backward pass, each position's input embedding is moved by ``eps``
+    along its loss gradient (unit L2 norm per position, FGSM), and the loss at the moved
+    embeddings is added (weight ``adv_weight``)."""
+
+    def __init__(self, net: SequenceNet, eps: float) -> None:
+        self.eps = eps
+        self.grab = False
+        self.emb: torch.Tensor | None = None
+        self.delta: torch.Tensor | None = None
+        net.item.register_forward_hook(self._hook)
+
+    def _hook(self, _m: nn.Module, _inp: object, out: torch.Tensor) -> torch.Tensor | None:
+        if self.delta is not None:  # the next input lookup: shifted
+            delta, self.delta = self.delta, None
+            return out + delta
+        if self.grab:
+            self.grab = False
+            out.retain_grad()
+            self.emb = out
+        return None
+
+    def capture(self) -> None:
+        """Keep the next input lookup's output (and its gradient)."""
+        self.grab = True
+
+    def perturb_next(self) -> None:
+        """Shift the next input lookup by ``eps`` along the kept gradient."""
+        assert self.emb is not None and self.emb.grad is not None
+        self.delta = self.eps * nn.functional.normalize(self.emb.grad.detach(), dim=-1)
+        self.emb = None
+
+
 class SequentialRecommender(EmbeddingRecommender):
     """A model that scores the next item from a user's history (see the module docstring).
 
@@ -148,7 +199,28 @@ class SequentialRecommender(EmbeddingRecommender):
         shapes["history"] = (n_users, int(self.config.max_len))
         return shapes
 
-    def _net(self) -> SequenceNet:
+    #: Extra items a training window holds beyond ``max_len`` (next-item training reads
+    #: ``max_len + 1``: inputs are the first ``max_len``, targets the last ``max_len``).
+    window_extra: ClassVar[int] = 1
+
+    def training_batch(self, windows: torch.Tensor, gen: np.random.Generator
+                       ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Inputs ``(b, max_len)`` and targets (item index + 1; 0 = no loss there) for a
+        batch of training windows: every position predicts the next item."""
+        x, y = windows[:, :-1], windows[:, 1:]
+        return x, y * (x > 0)
+
+    #: Oldest window columns :meth:`model_input` drops (column ``c`` of the input is
+    #: column ``c + input_shift`` of the history).
+    input_shift: ClassVar[int] = 0
+
+    def model_input(self, history: torch.Tensor) -> torch.Tensor:
+        """What the network reads to score the item after ``history`` (``(b, max_len)``);
+        the state at its last position scores."""
+        return history
+
+    def trained_network(self) -> SequenceNet:
+        """The fitted network (a fresh module in eval mode each call: safe to modify)."""
         with torch.random.fork_rng(devices=[]):
             net = self.network(self.n_items_)
         net.load_state_dict({k: v for k, v in self.params_.items() if k != "history"})
@@ -161,12 +233,9 @@ class SequentialRecommender(EmbeddingRecommender):
         q = Query.from_dataset(train)
         starts, ends = q.indptr[:-1], q.indptr[1:]
         history = torch.from_numpy(last_items(q.items, starts, ends, cfg.max_len))
-        # training pairs: positions 0..n-2 predict 1..n-1 (users with >= 2 items)
-        many = np.flatnonzero(ends - starts >= 2)
-        x_all = torch.from_numpy(last_items(q.items, starts[many], ends[many] - 1,
-                                            cfg.max_len))
-        y_all = torch.from_numpy(last_items(q.items, starts[many] + 1, ends[many],
-                                            cfg.max_len))
+        many = np.flatnonzero(ends - starts >= 2)  # users with something to predict
+        windows = torch.from_numpy(last_items(q.items, starts[many], ends[many],
+                                              cfg.max_len + self.window_extra))
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(child_seed(seed, self.name, "torch"))
             net = self.network(train.n_items)
@@ -177,29 +246,37 @@ class SequentialRecommender(EmbeddingRecommender):
                 self.params_ = {k: v.detach().clone() for k, v in net.state_dict().items()}
                 self.params_["history"] = history
 
+            adv = _Adversary(net, cfg.adv_eps) if cfg.adv_eps > 0 else None
+
+            def batch_loss(x: torch.Tensor, y: torch.Tensor, neg: torch.Tensor | None
+                           ) -> torch.Tensor:
+                mask = y > 0
+                h = net(x)[mask]
+                if neg is None:
+                    return nn.functional.cross_entropy(net.logits(h), y[mask] - 1)
+                return (nn.functional.softplus(-net.pair_logits(h, y[mask]))
+                        + nn.functional.softplus(net.pair_logits(h, neg))).mean()
+
             def epoch_fn(epoch: int) -> float:
                 net.train()
                 order = rng(seed, self.name, "epoch", epoch).permutation(len(many))
                 gen = rng(seed, self.name, "negatives", epoch)
                 total, count = 0.0, 0
                 for b in range(0, len(order), cfg.batch_size):
-                    idx = torch.from_numpy(order[b:b + cfg.batch_size])
-                    x, y = x_all[idx], y_all[idx]
-                    mask = y > 0
-                    h = net(x)[mask]
-                    if cfg.loss == "ce":
-                        loss = nn.functional.cross_entropy(net.logits(h), y[mask] - 1)
-                    else:
-                        neg = torch.from_numpy(gen.integers(1, train.n_items + 1,
-                                                            size=int(mask.sum())))
-                        pos_s = (h * net.item(y[mask])).sum(-1)
-                        neg_s = (h * net.item(neg)).sum(-1)
-                        loss = (nn.functional.softplus(-pos_s)
-                                + nn.functional.softplus(neg_s)).mean()
+                    x, y = self.training_batch(
+                        windows[torch.from_numpy(order[b:b + cfg.batch_size])], gen)
+                    n = int((y > 0).sum())
+                    neg = None if cfg.loss == "ce" else torch.from_numpy(
+                        gen.integers(1, train.n_items + 1, size=n))
                     opt.zero_grad()
+                    if adv is not None:
+                        adv.capture()
+                    loss = batch_loss(x, y, neg)
                     loss.backward()
+                    if adv is not None:  # the same batch at the worst nearby embeddings
+                        adv.perturb_next()
+                        (cfg.adv_weight * batch_loss(x, y, neg)).backward()
                     opt.step()
-                    n = int(mask.sum())
                     total += float(loss.detach()) * n
                     count += n
                 net.eval()
@@ -221,23 +298,37 @@ class SequentialRecommender(EmbeddingRecommender):
                                                query.indptr[1:], self.config.max_len))
         else:
             seqs = self.params_["history"][torch.from_numpy(query_users(query))]
-        net, step = self._net(), self.config.score_batch
+        net, step = self.trained_network(), self.config.score_batch
         out = np.empty((len(seqs), self.n_items_), dtype=np.float32)
         with torch.no_grad():
             for b in range(0, len(seqs), step):
-                out[b:b + step] = net.logits(net(seqs[b:b + step])[:, -1]).numpy()
+                out[b:b + step] = net.logits(self.encode(seqs[b:b + step], net)).numpy()
         return out
+
+    def encode(self, seqs: torch.Tensor, net: SequenceNet | None = None) -> torch.Tensor:
+        """The state that scores the item after each history, ``(b, dim)``, for
+        left-padded histories ``(b, max_len)`` of item indices + 1 (the model's
+        representation of a sequence; no gradient unless ``net`` is given and grad is on).
+
+        Args:
+            seqs: histories, as :func:`last_items` builds them.
+            net: the network to run (default: :meth:`trained_network`, without gradient).
+        """
+        self._check_fitted()
+        if net is None:
+            net = self.trained_network()
+            with torch.no_grad():
+                return self.encode(seqs, net)
+        step = self.config.score_batch
+        return torch.cat([net(self.model_input(seqs[b:b + step]))[:, -1]
+                          for b in range(0, len(seqs), step)])
 
     def user_embeddings(self) -> np.ndarray:
         """``(n_users, dim)``: the hidden state after each user's training history (what
         scores the next item)."""
-        self._check_fitted()
-        net, seqs, step = self._net(), self.params_["history"], self.config.score_batch
-        with torch.no_grad():
-            return torch.cat([net(seqs[b:b + step])[:, -1]
-                              for b in range(0, len(seqs), step)]).numpy().astype(np.float32)
+        return self.encode(self.params_["history"]).numpy().astype(np.float32)
 
     def item_embeddings(self) -> np.ndarray:
         """``(n_items, dim)``: the shared item embedding table (without the padding row)."""
         self._check_fitted()
-        return self.params_["item.weight"][1:].numpy()
+        return self.params_["item.weight"][1:self.n_items_ + 1].numpy()

@@ -44,8 +44,11 @@ FORMAT_VERSION = 1
 #: A protected directory's record, and its protection state (written by the protect
 #: workflow, :mod:`trustrec.workflows.protect`).
 PROTECT_REPORT, PROTECTION_DIR = "protect_report.json", "protection"
+#: What ``trustrec attack`` adds: the receipt of every change and the attack's report.
+ATTACK_RECEIPT, ATTACK_REPORT = "attack_receipt.json", "attack_report.json"
 #: What a copy of a model directory carries (its versions, lock and ledger stay behind).
-CONTENT = (META_JSON, UNLEARNER_DIR, MODEL_DIR, TEST_PARQUET, PROTECT_REPORT, PROTECTION_DIR)
+CONTENT = (META_JSON, UNLEARNER_DIR, MODEL_DIR, TEST_PARQUET, PROTECT_REPORT, PROTECTION_DIR,
+           ATTACK_RECEIPT, ATTACK_REPORT)
 
 
 # ---------------------------------------------------------------------------- hashing

@@ -38,7 +38,8 @@ CURRENT = "current"
 VERSIONS = "versions"
 #: Entries of a version that are reachable at the directory's top level by a link.
 LINKED = ("trustrec.json", "unlearner", "model", "test.parquet", "MANIFEST.json",
-          "forget_report.json", "protect_report.json", "protection")
+          "forget_report.json", "protect_report.json", "protection", "attack_receipt.json",
+          "attack_report.json")
 _VERSION = re.compile(r"v(\d{6})")
 
 

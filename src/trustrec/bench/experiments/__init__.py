@@ -4,6 +4,8 @@
   measure completeness, utility, efficiency and fairness (CURE4Rec's four aspects).
 * ``privacy`` (:mod:`~trustrec.bench.experiments.privacy`): attack a released user table
   for sensitive attributes, protect it, and measure what protection costs.
+* ``attack`` (:mod:`~trustrec.bench.experiments.attack`): pollute real users' sequences
+  toward a target item, retrain the sequential victim, and measure exposure and stealth.
 
 Adding a kind: one module defining an :class:`~trustrec.bench.experiments.base.Experiment`
 subclass registered in :data:`EXPERIMENTS`, imported here, and one test file.
@@ -17,7 +19,7 @@ from trustrec.errors import ConfigError
 
 
 def _register() -> None:
-    from trustrec.bench.experiments import privacy, unlearning  # noqa: F401
+    from trustrec.bench.experiments import attack, privacy, unlearning  # noqa: F401
 
 
 def get_experiment(kind: str, where: str = "spec") -> Experiment:
