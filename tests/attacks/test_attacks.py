@@ -252,3 +252,9 @@ def test_the_cli_attacks_a_model_directory_and_refuses_bad_requests(ml100k_dir, 
     assert receipt["target"] == "50" and receipt["n_changes"] == 5 * receipt["n_users"]
     report = json.loads((out / "attack_report.json").read_text())
     assert report["metrics"]["n_changes"] == receipt["n_changes"]
+    # the attacked directory evaluates like any other, a sequential model from histories
+    from trustrec.workflows.evaluate import evaluate_model_dir
+
+    result = evaluate_model_dir(out, sampled=100)
+    assert result["n_users"] == result["test_rows"]  # leave-last-out: one item each
+    assert result["sampled"]["sampled_hit@10"] > result["metrics"]["hit@10"]

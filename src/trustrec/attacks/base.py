@@ -162,7 +162,8 @@ class Attack(Configured):
             victim: the clean victim (white-box) or a surrogate of it.
             windows: ``(n, max_len)`` left-padded windows (item index + 1).
             target: the target item index.
-            k: changes per window (each window has more than ``k`` real items).
+            k: changes per window (each window has more than ``k`` real items); an
+                attack may use fewer (``none`` uses none).
             seed: seeds every random choice.
             progress: show a progress bar (long attacks).
         """
@@ -182,12 +183,13 @@ class Attack(Configured):
                               f"[0, {train.n_items})")
         users = pick_users(train, target, budget, seed)
         windows, lengths = windows_of(train, users, victim.config.max_len)
-        k = budget.per_user if self.name != "none" else 0
-        cols = np.asarray(self.positions(victim, windows, target, k, seed, progress),
-                          dtype=np.int64).reshape(len(users), k)
+        cols = np.asarray(self.positions(victim, windows, target, budget.per_user, seed,
+                                         progress), dtype=np.int64).reshape(len(users), -1)
         real = np.take_along_axis(windows.numpy(), cols, axis=1) > 0
-        if not real.all() or any(len(set(r)) < k for r in cols.tolist()):
-            raise RuntimeError(f"attack {self.name!r} chose padding or repeated positions")
+        repeated = (np.diff(np.sort(cols, axis=1), axis=1) == 0).any()
+        if cols.shape[1] > budget.per_user or not real.all() or repeated:
+            raise RuntimeError(f"attack {self.name!r} chose padding, repeated positions or "
+                               "more than its budget")
         positions = lengths[:, None] - victim.config.max_len + cols
         data, replaced = pollute(train, users, positions, target, budget.mode)
         return Pollution(data, int(target), users, positions, replaced, budget.mode,

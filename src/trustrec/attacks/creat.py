@@ -11,7 +11,11 @@ surrogate), whose encoder ``φ_rec`` (the state that scores the next item,
   ``D`` (the paper's; its code uses ``(1 − cos)/2``): the target goes where the contexts
   before and after it are far from it. ``R_div(i) = log det G_y``, the Gram matrix of the
   unit-normalised ``φ`` of the sub-sequences between target positions (the paper's log;
-  its code drops the log), plus ``1e-6·I`` for empty segments and stability.
+  its code drops the log), plus ``1e-6·I`` for stability. Two adjacent targets leave an
+  empty sub-sequence between them: it counts as a zero vector (``log det`` ≈ −13.8 per
+  empty one), not as a missing one. Dropping it instead (the definition read literally)
+  makes fewer segments score higher, since ``det G ≤ 1`` for unit vectors, and the masker
+  learned to bunch the ``K`` targets together, one context for all of them.
 * **Distribution consistency reward** (lower level). ``R_dist = −DLOT(X_orig, X_pert)``:
   ``X = [φ(s); φ(s[t:t+k]) for every k-gram]``, the sequence and its k-gram patterns, and
   DLOT the unbalanced co-optimal transport of Tran et al. (AAAI 2023), POT's
@@ -213,35 +217,55 @@ class _Env:
             seg = torch.cumsum(is_t.long(), dim=1)                             # (n, L)
             parts = real[:, None] & ~is_t[:, None] & (seg[:, None] == torch.arange(i + 2)[:, None])
             present = parts.any(-1)                                           # (n, i+2)
+            edge = torch.zeros(i + 2, dtype=torch.bool)
+            edge[[0, -1]] = True
+            skip = ~present & edge  # nothing before the first / after the last target
             emb = self.encode(kept(seq[:, None].expand(-1, i + 2, -1), parts).flatten(0, 1))
             unit = nn.functional.normalize(emb, dim=-1).view(n, i + 2, -1)
-            unit = unit * present[..., None]
-            gram = unit @ unit.transpose(1, 2) + torch.diag_embed((~present).float())
+            unit = unit * present[..., None]  # an empty interior segment: a zero vector
+            gram = unit @ unit.transpose(1, 2) + torch.diag_embed(skip.float())
             r_div = torch.logdet(gram + 1e-6 * torch.eye(i + 2))
             out[:, i] = r_dir + r_div
         return out
 
-    def patterns(self, seqs: torch.Tensor) -> list[np.ndarray]:
-        """``X = [φ(s); φ of every k-gram of real items]`` per row, as float64 arrays."""
+    def patterns(self, seqs: torch.Tensor,
+                 base: tuple[torch.Tensor, torch.Tensor] | None = None
+                 ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Every k-gram window of each row ``(n, L-k+1, k)`` and its encoding
+        ``(n, L-k+1, d)``. With ``base`` (the same rows' clean windows and encodings),
+        only the windows a perturbation changed are encoded again."""
         k = self.cfg.kgram
         n, L = seqs.shape
         starts = torch.arange(L - k + 1)
-        grams = seqs[:, starts[:, None] + torch.arange(k)]                 # (n, L-k+1, k)
-        windows = torch.zeros(n, len(starts), L, dtype=seqs.dtype)
-        windows[..., L - k:] = grams
-        full = (grams > 0).all(-1)
-        emb = self.encode(windows.flatten(0, 1)).view(n, len(starts), -1)
-        head = self.encode(seqs)
-        return [torch.cat([head[r:r + 1], emb[r][full[r]]]).double().numpy() for r in range(n)]
+        grams = seqs[:, starts[:, None] + torch.arange(k)]
+        if base is None:
+            todo = torch.ones(grams.shape[:2], dtype=torch.bool)
+            emb = torch.zeros(n, len(starts), self.anchor.shape[-1])
+        else:
+            todo = (grams != base[0]).any(-1)
+            emb = base[1].clone()
+        windows = torch.zeros(int(todo.sum()), L, dtype=seqs.dtype)
+        windows[:, L - k:] = grams[todo]
+        if len(windows):
+            emb[todo] = self.encode(windows)
+        return grams, emb
 
-    def dlot(self, clean: list[np.ndarray], polluted: torch.Tensor) -> torch.Tensor:
-        """DLOT between each clean ``X`` and the polluted window's ``X`` ``(n,)``."""
+    def dlot(self, clean: tuple[torch.Tensor, torch.Tensor, torch.Tensor], rows: torch.Tensor,
+             polluted: torch.Tensor) -> torch.Tensor:
+        """DLOT ``(n,)`` between the clean ``X = [φ(s); φ(k-grams of real items)]`` of
+        sequence ``rows[r]`` and the polluted window ``r``'s."""
+        grams, emb, head = clean
+        p_grams, p_emb = self.patterns(polluted, (grams[rows], emb[rows]))
+        p_head = self.encode(polluted)
         out = []
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            for x, y in zip(clean, self.patterns(polluted), strict=True):
+            for r, row in enumerate(rows.tolist()):
+                x = torch.cat([head[row:row + 1], emb[row][(grams[row] > 0).all(-1)]])
+                y = torch.cat([p_head[r:r + 1], p_emb[r][(p_grams[r] > 0).all(-1)]])
                 out.append(float(ot.gromov.unbalanced_co_optimal_transport2(
-                    x, y, reg_marginals=self.cfg.reg_marginals, epsilon=0,
+                    x.double().numpy(), y.double().numpy(),
+                    reg_marginals=self.cfg.reg_marginals, epsilon=0,
                     max_iter=self.cfg.ot_iters, max_iter_ot=self.cfg.ot_inner_iters)))
         return torch.tensor(out)
 
@@ -287,7 +311,7 @@ class CREAT(Attack):
                     self._localize(env, policy, opt, windows[b:b + cfg.batch], k, gen)
                 bar.update()
             reference = copy.deepcopy(policy).requires_grad_(False)
-            clean = env.patterns(windows)
+            clean = (*env.patterns(windows), env.encode(windows))
             buffer: dict[int, list[tuple[torch.Tensor, float, torch.Tensor, torch.Tensor]]] = {}
             for _ in range(cfg.constrain_epochs):
                 for b in range(0, len(windows), cfg.batch):
@@ -310,7 +334,8 @@ class CREAT(Attack):
 
     def _constrain(self, env: _Env, policy: Masker, reference: Masker,
                    opt: torch.optim.Optimizer, windows: torch.Tensor, b: int, k: int,
-                   gen: torch.Generator, clean: list[np.ndarray],
+                   gen: torch.Generator,
+                   clean: tuple[torch.Tensor, torch.Tensor, torch.Tensor],
                    buffer: dict[int, list[tuple[torch.Tensor, float, torch.Tensor,
                                                 torch.Tensor]]]) -> None:
         cfg, g = self.config, self.config.group
@@ -320,7 +345,7 @@ class CREAT(Attack):
         with torch.no_grad():
             roll = env.rollout(policy, start, k, gen)
             att = group_normalise(returns(env.inversion(roll), cfg.gamma), g)
-            cost = env.dlot([clean[int(i)] for i in idx], roll.states[-1])
+            cost = env.dlot(clean, idx, roll.states[-1])
             steps = cost[:, None] * cfg.gamma ** torch.arange(k - 1, -1, -1.0)
             dist = group_normalise(steps, g)
         # group-shared replay: past trajectories of these sequences, ∝ |Â|

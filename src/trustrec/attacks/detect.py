@@ -27,6 +27,7 @@ import ot
 import scipy.sparse as sp
 import torch
 from sklearn.metrics import roc_auc_score
+from sklearn.utils.extmath import randomized_svd
 
 from trustrec.config import suggest
 from trustrec.data.dataset import Dataset
@@ -46,9 +47,9 @@ def pca_scores(data: Dataset, components: int = 3) -> np.ndarray:
     x = x - x.mean(1, keepdims=True)
     sd = x.std(1, keepdims=True)
     z = np.divide(x, sd, out=np.zeros_like(x), where=sd > 0)   # (users, items)
-    # principal axes of the users' covariance = left singular vectors of z
-    u, _, _ = np.linalg.svd(z @ z.T, hermitian=True)
-    return -(u[:, :components] ** 2).sum(1)
+    # the users' loadings on the top principal components = left singular vectors of z
+    u, _, _ = randomized_svd(z, components, random_state=0)
+    return -(u ** 2).sum(1)
 
 
 def degsim_scores(data: Dataset, neighbours: int = 10, chunk: int = 2048) -> np.ndarray:

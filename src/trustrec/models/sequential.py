@@ -23,8 +23,14 @@ i.e. predicts item ``t + 1``. The rest is here, once:
   fit's seed inside ``torch.random.fork_rng`` (the caller's global RNG state is left as it
   was); bits are equal for the same seed and the same number of torch threads.
 
+* **Adversarial training** (``adv_eps > 0``): a defense against profile pollution
+  (:class:`_Adversary`).
+
 Subclasses set ``name``, a typed ``Config`` extending :class:`SequentialConfig` and
-``network(n_items)``.
+``network(n_items)``. A model trained on another task than the next item (BERT4Rec's
+Cloze task) also overrides :meth:`SequentialRecommender.training_batch` (inputs and
+targets of a batch of windows), :meth:`SequentialRecommender.model_input` (what the
+network reads to score the next item), ``window_extra`` and ``input_shift``.
 """
 
 from __future__ import annotations
