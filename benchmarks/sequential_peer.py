@@ -5,21 +5,28 @@ last 50 items, dropout 0.2, full-softmax cross-entropy, Adam lr 1e-3) for a fixe
 of epochs each (``--epochs`` for trustrec, ``--peer-epochs`` for RecBole, whose epoch is
 ~100× the work), no early stopping, on the same training rows (every row written
 for RecBole in trustrec's per-user order with increasing timestamps, so RecBole's own
-leave-last-out cuts the same train / validation / test rows). Each is then evaluated by **its own** full-sort evaluator on the
-test item (history = training + validation items, seen items masked), NDCG@10 and HR@10.
-Printed: seconds per epoch, total training seconds, NDCG@10, HR@10, and the ratios.
+leave-last-out cuts the same train / validation / test rows). Each is then evaluated by
+**its own** full-sort evaluator on the test item (history = training + validation
+items, seen items masked), NDCG@10 and HR@10. Printed: seconds per epoch, total
+training seconds, NDCG@10, HR@10, and the ratios.
 
 How each library counts an epoch differs, and that is the point of comparing them as a
 user meets them: RecBole turns every prefix of every sequence into one training example
 (its default batch of 2,048 prefixes); trustrec trains every position of each user's
 sequence in one pass (batches of 128 users). Both use their default batch size.
 
-RecBole is an optional peer: it pins ``ray<=2.6.3`` and needs ``setuptools<81``, so it
-lives in its own environment. Run it with that environment's Python for the peer part::
+RecBole is an optional peer: it pins ``ray<=2.6.3`` (trustrec's ``ray`` extra wants a
+newer one) and needs ``setuptools<81``, so it lives in its own environment; NumPy 2
+removed names it aliases, which this script gives back before importing it::
 
     python3 -m venv /tmp/peer && . /tmp/peer/bin/activate
     pip install torch==2.13.0 && pip install recbole==1.2.1 "setuptools<81" && pip install -e .
-    python benchmarks/sequential_peer.py --epochs 30      # both, in this one process
+    python benchmarks/sequential_peer.py --epochs 60 --peer-epochs 4 --ml1m
+
+Measured here (2 cores shared with another job, one torch thread each, seed 0):
+trustrec 60 epochs 2.73 s/epoch, 164 s, NDCG@10 0.1001 / HR@10 0.186; RecBole 4 epochs
+123 s/epoch, 493 s, NDCG@10 0.0428 / HR@10 0.090 (not converged: each of its epochs
+costs 45 of ours, and 60 would take two hours); ML-1M shape: 19.5 s per trustrec epoch.
 
 Also timed: one epoch on the synthetic ML-1M shape (6,040 users, 3,706 items, 1M rows;
 timing only, its quality means nothing) for trustrec's SASRec (``--ml1m``).
@@ -148,8 +155,8 @@ def main() -> None:
     print(f"epoch time: RecBole / trustrec = {ratio:.2f}x; total: "
           f"{peer['seconds'] / ours['seconds']:.2f}x; NDCG@10 trustrec - RecBole = "
           f"{ours['ndcg@10'] - peer['ndcg@10']:+.4f}")
-    record = {"epochs": args.epochs, "peer_epochs": args.peer_epochs, "seed": args.seed, "trustrec": ours, "recbole": peer,
-              "recbole_over_trustrec_epoch": ratio}
+    record = {"epochs": args.epochs, "peer_epochs": args.peer_epochs, "seed": args.seed,
+              "trustrec": ours, "recbole": peer, "recbole_over_trustrec_epoch": ratio}
     if args.ml1m:
         record["ml1m_shape_epoch_seconds"] = ml1m_epoch(args.seed)
         print(f"ML-1M shape (synthetic, timing only): {record['ml1m_shape_epoch_seconds']:.1f} "
