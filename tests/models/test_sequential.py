@@ -1,5 +1,5 @@
-"""Sequential models (SASRec, GRU4Rec, NARM): histories built without loops, scores read the
-history, and each learns the next item on real MovieLens-100K (leave-last-out, full
+"""Sequential models (SASRec, GRU4Rec, NARM, BERT4Rec): histories built without loops,
+scores read the history, and each learns the next item on real MovieLens-100K (leave-last-out, full
 ranking, seen items masked)."""
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ def fast_model(request, loo):
 
 
 def test_the_sequential_models_are_registered():
-    assert {"sasrec", "gru4rec", "narm"} <= set(SEQUENTIAL)
+    assert {"sasrec", "gru4rec", "narm", "bert4rec"} <= set(SEQUENTIAL)
 
 
 def test_last_items_matches_a_plain_loop():
