@@ -1,6 +1,7 @@
 """One attack end to end: clean victim → pollution → (defense) → retrained victim → metrics.
 
-:func:`attack_victim` is what ``trustrec attack`` and the ``attack`` bench kind run. The
+:func:`attack_victim` is what the ``attack`` bench kind runs (``trustrec attack`` runs the
+same steps on a model directory, :mod:`trustrec.workflows.attack`, and :func:`measure`). The
 clean victim is trained on the clean training data (or given); the attack pollutes the
 training data against it (white-box); a defense may act; the victim is retrained from
 scratch, same config and seed, on the result; and every metric of
