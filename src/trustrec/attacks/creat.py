@@ -355,9 +355,9 @@ class CREAT(Attack):
             old = buffer.get(row, [])
             past_costs += [c for _, c, _, _ in old]
             if old:
-                weight = np.array([float(x[2].abs().sum() + x[3].abs().sum()) for x in old])
-                pick = np.random.default_rng(child_seed(row, len(old))).choice(
-                    len(old), size=min(cfg.replay, len(old)), p=weight / weight.sum())
+                weight = torch.stack([x[2].abs().sum() + x[3].abs().sum() for x in old])
+                pick = torch.multinomial(weight + 1e-12, min(cfg.replay, len(old)),
+                                         replacement=True, generator=gen).tolist()
                 for p in pick:
                     starts.append(seqs[j:j + 1])
                     actions.append(old[p][0][None])

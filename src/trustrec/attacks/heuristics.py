@@ -5,10 +5,11 @@ transitions the target joins:
 
 * ``none`` ("Pure"): no change; the control every attack metric must separate from.
 * ``random``: ``k`` positions drawn uniformly among the window's items.
-* ``popular``: positions right after the window's most popular items (training-data
-  popularity), so the target follows popular items, as the Popular attack pairs the
-  target with popular filler items. The paper's baselines append filler sequences;
-  under its replace-``k`` threat model the filler is the user's own popular items.
+* ``popular``: positions right after the window's most popular items (popularity as
+  counted in the victim's stored training windows, what a white-box attacker reads), so
+  the target follows popular items, as the Popular attack pairs the target with popular
+  filler items. The paper's baselines append filler sequences; under its replace-``k``
+  threat model the filler is the user's own popular items.
 * ``simalter`` (Yue et al., 2021): positions right after the window's items most similar
   to the target (cosine of the victim's item embeddings): the target joins the
   semantically associated contexts SimAlter builds. Yue et al. alternate the target with

@@ -55,8 +55,9 @@ def target_scores(model: Recommender, known: Dataset, users: np.ndarray, target:
                         queries.subset(np.arange(b, b + len(rows))))
         positive = np.full(len(rows), target)
         score.append(s[:, target])
-        full.append(ranks_of(s, positive, csr[rows], gen))
-        sampled.append(ranks_of(s, positive, csr[rows], gen, n_negatives))
+        seen = csr[rows]
+        full.append(ranks_of(s, positive, seen, gen))
+        sampled.append(ranks_of(s, positive, seen, gen, n_negatives))
     full_r, sampled_r = np.concatenate(full), np.concatenate(sampled)
     out = {"target_score": np.concatenate(score).astype(np.float64),
            "target_rank": full_r.astype(np.float64)}

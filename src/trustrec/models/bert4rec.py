@@ -41,6 +41,7 @@ from trustrec.models.sequential import (
     SequenceNet,
     SequentialConfig,
     SequentialRecommender,
+    check_heads,
     init_weights,
 )
 
@@ -65,9 +66,7 @@ class BERT4RecConfig(SequentialConfig):
     def __post_init__(self) -> None:
         from trustrec.errors import ConfigError
 
-        if self.dim % self.heads:
-            raise ConfigError(f"BERT4RecConfig: heads ({self.heads}) must divide dim "
-                              f"({self.dim})")
+        check_heads(self)
         if self.mask_prob == 0:
             raise ConfigError("BERT4RecConfig: mask_prob must be above 0 (nothing to "
                               "predict otherwise)")

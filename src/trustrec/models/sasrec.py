@@ -39,6 +39,7 @@ from trustrec.models.sequential import (
     SequenceNet,
     SequentialConfig,
     SequentialRecommender,
+    check_heads,
     init_weights,
 )
 
@@ -56,11 +57,7 @@ class SASRecConfig(SequentialConfig):
     heads: PositiveInt = 1
 
     def __post_init__(self) -> None:
-        from trustrec.errors import ConfigError
-
-        if self.dim % self.heads:
-            raise ConfigError(f"SASRecConfig: heads ({self.heads}) must divide dim "
-                              f"({self.dim})")
+        check_heads(self)
 
 
 class _Block(nn.Module):

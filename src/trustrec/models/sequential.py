@@ -91,6 +91,16 @@ class SequentialConfig:
     adv_weight: NonNegativeFloat = 1.0
 
 
+def check_heads(cfg: SequentialConfig) -> None:
+    """Attention heads must divide the hidden size (a clear error at config time)."""
+    from trustrec.errors import ConfigError
+
+    heads = getattr(cfg, "heads", 1)
+    if cfg.dim % heads:
+        raise ConfigError(f"{type(cfg).__name__}: heads ({heads}) must divide dim "
+                          f"({cfg.dim})")
+
+
 class SequenceNet(nn.Module):
     """Base of the networks: ``item`` embedding (row 0 = padding) shared by the output."""
 
