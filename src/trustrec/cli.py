@@ -83,8 +83,8 @@ def _echo_json(obj: Any) -> None:
 @handle_errors
 def bench(
     kind: Annotated[str | None, typer.Option(
-        help="Experiment kind: unlearning (default), privacy or attack; a spec file's 'kind' "
-             "sets it too.")] = None,
+        help="Experiment kind: unlearning (default), privacy, attack or fairness; a spec "
+             "file's 'kind' sets it too.")] = None,
     datasets: Annotated[str | None, typer.Option(
         help="Comma-separated dataset names or paths (default: ml-100k).")] = None,
     models: Annotated[str | None, typer.Option(
@@ -92,7 +92,8 @@ def bench(
              "privacy: bpr).")] = None,
     methods: Annotated[str | None, typer.Option(
         help="Comma-separated methods of the kind (unlearning default: retrain,sisa; "
-             "privacy default: every registered privacy method).")] = None,
+             "privacy default: every registered privacy method; fairness default: "
+             "none,in-ucds,in-naive).")] = None,
     selections: Annotated[str | None, typer.Option(
         help="Comma-separated forget-set selections (default: core,edge,random).")] = None,
     ratios: Annotated[str | None, typer.Option(
@@ -131,7 +132,9 @@ def bench(
     grid instead (dataset x model x method x attribute set x seed: attack metrics,
     NDCG/Recall, seconds and a privacy-vs-utility plot); its own axes (attributes,
     attackers, audited users, views) come from a spec file; options a kind does not have
-    are an error.
+    are an error. `--kind fairness` trains each model with user-fairness (In-UCDS,
+    In-Naive) or long-tail methods (SAM, EISAM, IPS, logit adjustment) against plain
+    training and reports utility, UGF and the item side.
 
     Finished cells are skipped on a rerun, so an interrupted run resumes.
     """

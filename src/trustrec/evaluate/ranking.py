@@ -10,6 +10,8 @@ that are relevant:
 - ``precision@k`` = |hits| / k (the requested k, even when the catalogue is smaller)
 - ``hit@k`` = 1 if |hits| > 0 (HitRate: its mean is the share of users with a hit)
 - ``mrr@k`` = 1/(rank of the first hit), 0 without a hit
+- ``f1@k`` = 2|hits| / (|rel| + k), Li et al.'s per-user F1 (WWW 2021, the form their
+  user-oriented fairness code computes; the harmonic mean of precision@k and recall@k)
 
 Ties in score are broken by the lower item index, so results do not depend on the top-k
 kernel. Excluded items (and items a model scores ``-inf``) are never recommended: when a
@@ -32,7 +34,7 @@ from trustrec.data.query import Query
 from trustrec.errors import ConfigError
 
 ScoreFn = Callable[[np.ndarray], np.ndarray]
-METRICS = ("ndcg", "recall", "hit", "mrr", "precision")
+METRICS = ("ndcg", "recall", "hit", "mrr", "precision", "f1")
 
 # Binary CSR of a Dataset, built once per (immutable) Dataset object: evaluation runs every
 # epoch during early stopping and rebuilding the training matrix each time dominated it.
@@ -263,10 +265,45 @@ def evaluate_ranking(
             out[f"precision@{k}"].append(nh / k)
             out[f"hit@{k}"].append((nh > 0).astype(np.float64))
             out[f"mrr@{k}"].append(np.where(first < k, 1.0 / (first + 1.0), 0.0))
+            out[f"f1@{k}"].append(2.0 * nh / (n_rel + k))
     table = {"user": users, "n_relevant": n_rel_all[users]}
     for name, parts in out.items():
         table[name] = np.concatenate(parts) if parts else np.zeros(0)
     return pd.DataFrame(table)
+
+
+def recommend_lists(model: object, train: Dataset, users: np.ndarray, k: int,
+                    history: Dataset | None = None, chunk_size: int = 2048) -> np.ndarray:
+    """Each user's top-``k`` list, training items masked, as :func:`evaluate_ranking` ranks.
+
+    Args:
+        model: a Recommender or a score function.
+        train: the users' known items (never recommended).
+        users: user indices.
+        k: list length.
+        history: score from these histories (sequential models), as in
+            :func:`evaluate_ranking`.
+        chunk_size: users scored at once.
+
+    Returns:
+        int64 ``(len(users), min(k, n_items))``, best first; ``-1`` pads the lists of users
+        with fewer than ``k`` rankable items.
+    """
+    score = _as_score_fn(model)
+    users = np.asarray(users, dtype=np.int64)
+    if len(users) and (users.min() < 0 or users.max() >= train.n_users):
+        raise ValueError(f"user index out of range [0, {train.n_users})")
+    histories = None if history is None else Query.from_dataset(history)
+    mask = dataset_csr(train)
+    kk = min(int(k), train.n_items)
+    out = np.full((len(users), kk), -1, dtype=np.int64)
+    for start in range(0, len(users), chunk_size):
+        rows = users[start:start + chunk_size]
+        asked = None if histories is None else histories.subset(rows)
+        top, vals = _topk(score_block(score, rows, train.n_items, asked), mask, rows, kk,
+                          copy=False)
+        out[start:start + len(rows)] = np.where(vals > -np.inf, top, -1)
+    return out
 
 
 def summarize(per_user: pd.DataFrame) -> dict[str, float]:

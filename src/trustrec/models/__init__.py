@@ -23,6 +23,7 @@ from trustrec.models.capabilities import (
     HasTrainingObjective,
     PairScorer,
     ReleasesUserTable,
+    TrainsUserTables,
     WarmStart,
     has,
     models_with,
@@ -30,5 +31,5 @@ from trustrec.models.capabilities import (
 )
 
 __all__ = ["MODELS", "DotProductScores", "EmbeddingRecommender", "HasTrainingObjective",
-           "PairScorer", "Recommender", "ReleasesUserTable", "WarmStart", "has",
-           "load_model", "make_model", "models_with", "require"]
+           "PairScorer", "Recommender", "ReleasesUserTable", "TrainsUserTables", "WarmStart",
+           "has", "load_model", "make_model", "models_with", "require"]

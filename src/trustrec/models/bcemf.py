@@ -151,7 +151,7 @@ class BCEMF(EmbeddingRecommender):
 
     Capabilities (:mod:`trustrec.models.capabilities`): ``ReleasesUserTable`` (``user``),
     ``PairScorer``, ``HasTrainingObjective`` (:class:`BCEMFObjective`), ``WarmStart`` and
-    ``DotProductScores``.
+    ``DotProductScores``, ``TrainsUserTables``.
     """
 
     name = "bcemf"
@@ -211,6 +211,10 @@ class BCEMF(EmbeddingRecommender):
         """:class:`BCEMFObjective` of the fitted model (``n_neg`` hashed negatives per row,
         default the model's ``n_neg``, drawn with ``seed``)."""
         return BCEMFObjective(self, seed, n_neg)
+
+    def trained_user_tables(self) -> tuple[str, ...]:
+        """The user embeddings."""
+        return ("user",)
 
     def warm_start_state(self) -> Mapping[str, torch.Tensor]:
         """The fitted ``params_`` (``fit(init=...)`` starts from them)."""

@@ -227,7 +227,7 @@ class BPR(EmbeddingRecommender):
 
     Capabilities (:mod:`trustrec.models.capabilities`): ``ReleasesUserTable`` (the factors
     ``user``), ``PairScorer``, ``HasTrainingObjective`` (:class:`BPRObjective`),
-    ``WarmStart`` and ``DotProductScores``.
+    ``WarmStart``, ``DotProductScores`` and ``TrainsUserTables``.
     """
 
     name = "bpr"
@@ -318,6 +318,10 @@ class BPR(EmbeddingRecommender):
         """:class:`BPRObjective` of the fitted model (``n_neg`` hashed negatives per row,
         default 1, drawn with ``seed``)."""
         return BPRObjective(self, seed, n_neg)
+
+    def trained_user_tables(self) -> tuple[str, ...]:
+        """The user factors."""
+        return ("user",)
 
     def warm_start_state(self) -> Mapping[str, torch.Tensor]:
         """The fitted ``params_`` (``fit(init=...)`` starts from them)."""

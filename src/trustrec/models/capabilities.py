@@ -28,6 +28,8 @@ Capabilities:
   seeded initialisation (fine-tuning, staged training, two-phase defenses).
 * :class:`DotProductScores`: the score is the dot product of a user and an item factor
   table (what an ensemble that aggregates embeddings combines).
+* :class:`TrainsUserTables`: the learned per-user tables that training updates, which an
+  in-training regulariser of user representations (In-UCDS) moves between epochs.
 """
 
 from __future__ import annotations
@@ -143,6 +145,18 @@ class DotProductScores(Protocol):
         ...
 
 
+@runtime_checkable
+class TrainsUserTables(Protocol):
+    """A model whose users are represented by learned tables that training updates."""
+
+    def trained_user_tables(self) -> tuple[str, ...]:
+        """Names of the ``params_`` tensors ``(n_users, d)`` that hold each user's learned
+        representation. A fit callback may change them in place between epochs and the
+        next epoch trains on from the changed rows; the state scored after the callback
+        reflects the change."""
+        ...
+
+
 #: What each capability means, for error messages.
 DESCRIPTIONS: dict[type, str] = {
     ReleasesUserTable: "a released user table",
@@ -150,6 +164,7 @@ DESCRIPTIONS: dict[type, str] = {
     HasTrainingObjective: "a differentiable training objective",
     WarmStart: "a warm start, fit(init=...) from given parameters",
     DotProductScores: "scores that are the dot product of user and item factors",
+    TrainsUserTables: "learned user tables that training updates",
 }
 
 

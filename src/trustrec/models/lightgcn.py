@@ -231,7 +231,7 @@ class LightGCN(EmbeddingRecommender):
 
     Capabilities (:mod:`trustrec.models.capabilities`): ``ReleasesUserTable`` (the
     propagated ``user_final``), ``PairScorer``, ``WarmStart`` (from the layer-0 tables)
-    and ``DotProductScores``. It has no differentiable training objective
+    ``DotProductScores`` and ``TrainsUserTables``. It has no differentiable training objective
     (``HasTrainingObjective``): its loss runs through the graph propagation, which no
     :class:`~trustrec.models.objective.Objective` writes yet.
     """
@@ -326,6 +326,12 @@ class LightGCN(EmbeddingRecommender):
         """``table -> (r, k)`` scores ``table[u] · e_i`` with the propagated item
         embeddings (see ``PairScorer``)."""
         return self._dot_pair_scorer(users, items, "item_final")
+
+    def trained_user_tables(self) -> tuple[str, ...]:
+        """The layer-0 user table (training continues from it) and the propagated cache that is
+        scored (so the state evaluated after a change reflects it; the next epoch
+        recomputes the cache from layer 0)."""
+        return ("user", "user_final")
 
     def warm_start_state(self) -> Mapping[str, torch.Tensor]:
         """The fitted ``params_`` (``fit(init=...)`` starts from the layer-0 ``user`` and

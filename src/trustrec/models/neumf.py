@@ -59,6 +59,7 @@ from trustrec.models.capabilities import TableScorer
 from trustrec.models.objective import Params, PointwiseObjective, Rows, gather, soft_bce
 from trustrec.seeding import child_seed, rng
 from trustrec.threads import torch_threads
+from trustrec.train.longtail import Stepper, TailOptions
 from trustrec.train.loop import train_epochs
 from trustrec.train.sampling import sample_negatives
 
@@ -67,7 +68,7 @@ SCORE_BLOCK_ELEMENTS = 1 << 22
 
 
 @typed_config
-class NeuMFConfig:
+class NeuMFConfig(TailOptions):
     """Hyper-parameters of NeuMF.
 
     Attributes:
@@ -86,6 +87,10 @@ class NeuMFConfig:
         num_threads: torch intra-op threads while fitting (restored afterwards; 0 keeps
             torch's setting). The ops are small, so one thread is about as fast on an idle
             machine and up to ~10x faster on a busy one; parameters do not depend on it.
+
+    And the long-tail options of :class:`~trustrec.train.longtail.TailOptions` (EISAM on
+    NeuMF): a training instance's item is its class, for positives and sampled negatives
+    alike.
     """
 
     gmf_dim: PositiveInt = 32
@@ -195,8 +200,8 @@ class NeuMF(EmbeddingRecommender):
     Capabilities (:mod:`trustrec.models.capabilities`): ``ReleasesUserTable`` (the GMF
     user embeddings ``user_gmf``, as in the PoT-AU companion code, whose NCF attack reads
     the GMF table), ``PairScorer`` (the full forward pass), ``HasTrainingObjective``
-    (:class:`NeuMFObjective`) and ``WarmStart``. Its score is not a dot product
-    (no ``DotProductScores``).
+    (:class:`NeuMFObjective`), ``WarmStart`` and ``TrainsUserTables``. Its score is
+    not a dot product (no ``DotProductScores``).
     """
 
     parallel_safe = False  # fit sets torch's process-wide thread count
@@ -270,6 +275,17 @@ class NeuMF(EmbeddingRecommender):
                         self._initial(self._init_params(train.n_users, train.n_items,
                                                         seed), init).items()}
         opt = torch.optim.Adam(list(self.params_.values()), lr=cfg.lr)
+        stepper = Stepper.from_config(list(self.params_.values()), opt, train.item_counts(),
+                                      cfg)
+        offset = stepper.logit_offset
+
+        def instance_losses(u: torch.Tensor, i: torch.Tensor, y: torch.Tensor
+                            ) -> tuple[torch.Tensor, torch.Tensor]:
+            logits, l2 = self._pair_logits(u, i, self.params_)
+            if offset is not None:
+                logits = logits + offset[i]
+            loss = F.binary_cross_entropy_with_logits(logits, y, reduction="none")
+            return (loss + 0.5 * cfg.reg * l2 if cfg.reg > 0 else loss), i
         users = train.users.astype(np.int64)
         items = train.items.astype(np.int64)
         keys = np.unique(train.pair_keys())
@@ -294,14 +310,8 @@ class NeuMF(EmbeddingRecommender):
                 u = inst_u[start:start + cfg.batch_size]
                 i = inst_i[start:start + cfg.batch_size]
                 y = inst_y[start:start + cfg.batch_size]
-                logits, l2 = self._pair_logits(u, i, self.params_)
-                loss = F.binary_cross_entropy_with_logits(logits, y)
-                if cfg.reg > 0:
-                    loss = loss + 0.5 * cfg.reg * l2
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-                total += float(loss.detach()) * len(u)
+                loss = stepper.step(lambda u=u, i=i, y=y: instance_losses(u, i, y))
+                total += loss * len(u)
             return total / len(order)
 
         with torch_threads(cfg.num_threads):
@@ -376,6 +386,10 @@ class NeuMF(EmbeddingRecommender):
         """:class:`NeuMFObjective` of the fitted model (``n_neg`` hashed negatives per row,
         default the model's ``n_neg``, drawn with ``seed``)."""
         return NeuMFObjective(self, seed, n_neg)
+
+    def trained_user_tables(self) -> tuple[str, ...]:
+        """The GMF and MLP user embeddings (together, the user's representation)."""
+        return ("user_gmf", "user_mlp")
 
     def warm_start_state(self) -> Mapping[str, torch.Tensor]:
         """The fitted ``params_`` (``fit(init=...)`` starts from them)."""

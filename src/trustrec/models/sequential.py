@@ -25,6 +25,9 @@ i.e. predicts item ``t + 1``. The rest is here, once:
 
 * **Adversarial training** (``adv_eps > 0``): a defense against profile pollution
   (:class:`_Adversary`).
+* **Long-tail training** (``optimizer`` = ``"sam"`` / ``"eisam"``, ``reweight`` =
+  ``"ips"`` / ``"logit_adjust"``): each batch's per-sample losses go to the shared
+  :class:`~trustrec.train.longtail.Stepper` (not combined with adversarial training).
 
 Subclasses set ``name``, a typed ``Config`` extending :class:`SequentialConfig` and
 ``network(n_items)``. A model trained on another task than the next item (BERT4Rec's
@@ -43,11 +46,18 @@ import torch
 from pydantic import Field
 from torch import nn
 
-from trustrec.config import NonNegativeFloat, PositiveFloat, PositiveInt, typed_config
+from trustrec.config import (
+    NonNegativeFloat,
+    PositiveFloat,
+    PositiveInt,
+    typed_config,
+)
 from trustrec.data.dataset import Dataset
 from trustrec.data.query import Query, query_users
+from trustrec.errors import ConfigError
 from trustrec.models.base import AfterEpoch, EmbeddingRecommender
 from trustrec.seeding import child_seed, rng
+from trustrec.train.longtail import Stepper, TailOptions
 from trustrec.train.loop import train_epochs
 
 #: A dropout rate.
@@ -55,7 +65,7 @@ Dropout = Annotated[float, Field(ge=0, lt=1)]
 
 
 @typed_config
-class SequentialConfig:
+class SequentialConfig(TailOptions):
     """Hyper-parameters every sequential model has.
 
     Attributes:
@@ -74,6 +84,8 @@ class SequentialConfig:
             per-position perturbation of the input embeddings; 0 = off (see
             :class:`_Adversary`).
         adv_weight: weight of the adversarial loss.
+
+    And the long-tail options of :class:`~trustrec.train.longtail.TailOptions`.
     """
 
     dim: PositiveInt = 64
@@ -93,8 +105,6 @@ class SequentialConfig:
 
 def check_heads(cfg: SequentialConfig) -> None:
     """Attention heads must divide the hidden size (a clear error at config time)."""
-    from trustrec.errors import ConfigError
-
     heads = getattr(cfg, "heads", 1)
     if cfg.dim % heads:
         raise ConfigError(f"{type(cfg).__name__}: heads ({heads}) must divide dim "
@@ -246,6 +256,10 @@ class SequentialRecommender(EmbeddingRecommender):
              init: Mapping[str, torch.Tensor] | None, after_epoch: AfterEpoch | None
              ) -> None:
         cfg = self.config
+        if cfg.adv_eps > 0 and (cfg.optimizer != "adam" or cfg.reweight != "none"):
+            raise ConfigError(f"{self.name}: adversarial training (adv_eps > 0) runs with "
+                              f"optimizer 'adam' and reweight 'none', got "
+                              f"{cfg.optimizer!r} / {cfg.reweight!r}")
         q = Query.from_dataset(train)
         starts, ends = q.indptr[:-1], q.indptr[1:]
         history = torch.from_numpy(last_items(q.items, starts, ends, cfg.max_len))
@@ -263,15 +277,22 @@ class SequentialRecommender(EmbeddingRecommender):
                 self.params_["history"] = history
 
             adv = _Adversary(net, cfg.adv_eps) if cfg.adv_eps > 0 else None
+            stepper = Stepper.from_config(net.parameters(), opt, train.item_counts(), cfg)
+            offset = stepper.logit_offset
 
-            def batch_loss(x: torch.Tensor, y: torch.Tensor, neg: torch.Tensor | None
-                           ) -> torch.Tensor:
+            def sample_losses(x: torch.Tensor, y: torch.Tensor, neg: torch.Tensor | None
+                              ) -> tuple[torch.Tensor, torch.Tensor]:
                 mask = y > 0
-                h = net(x)[mask]
+                h, target = net(x)[mask], y[mask] - 1
                 if neg is None:
-                    return nn.functional.cross_entropy(net.logits(h), y[mask] - 1)
-                return (nn.functional.softplus(-net.pair_logits(h, y[mask]))
-                        + nn.functional.softplus(net.pair_logits(h, neg))).mean()
+                    logits = net.logits(h)
+                    if offset is not None:
+                        logits = logits + offset
+                    return nn.functional.cross_entropy(logits, target, reduction="none"), target
+                pos, other = net.pair_logits(h, y[mask]), net.pair_logits(h, neg)
+                if offset is not None:
+                    pos, other = pos + offset[target], other + offset[neg - 1]
+                return (nn.functional.softplus(-pos) + nn.functional.softplus(other)), target
 
             def epoch_fn(epoch: int) -> float:
                 net.train()
@@ -284,16 +305,18 @@ class SequentialRecommender(EmbeddingRecommender):
                     n = int((y > 0).sum())
                     neg = None if cfg.loss == "ce" else torch.from_numpy(
                         gen.integers(1, train.n_items + 1, size=n))
-                    opt.zero_grad()
-                    if adv is not None:
+                    if adv is None:
+                        loss = stepper.step(lambda x=x, y=y, neg=neg: sample_losses(x, y, neg))
+                    else:
+                        opt.zero_grad()
                         adv.capture()
-                    loss = batch_loss(x, y, neg)
-                    loss.backward()
-                    if adv is not None:  # the same batch at the worst nearby embeddings
-                        adv.perturb_next()
-                        (cfg.adv_weight * batch_loss(x, y, neg)).backward()
-                    opt.step()
-                    total += float(loss.detach()) * n
+                        loss_t = sample_losses(x, y, neg)[0].mean()
+                        loss_t.backward()
+                        adv.perturb_next()  # the same batch at the worst nearby embeddings
+                        (cfg.adv_weight * sample_losses(x, y, neg)[0].mean()).backward()
+                        opt.step()
+                        loss = float(loss_t.detach())
+                    total += loss * n
                     count += n
                 net.eval()
                 sync()

@@ -266,7 +266,7 @@ class WMF(EmbeddingRecommender):
 
     Capabilities (:mod:`trustrec.models.capabilities`): ``ReleasesUserTable`` (``user``),
     ``PairScorer``, ``HasTrainingObjective`` (:class:`WMFObjective`), ``WarmStart`` and
-    ``DotProductScores``.
+    ``DotProductScores``, ``TrainsUserTables``.
     """
 
     name = "wmf"
@@ -324,6 +324,12 @@ class WMF(EmbeddingRecommender):
         """:class:`WMFObjective` of the fitted model (no sampled negatives: ``seed`` and
         ``n_neg`` do not change it)."""
         return WMFObjective(self, seed, n_neg)
+
+    def trained_user_tables(self) -> tuple[str, ...]:
+        """The user factors. ALS solves them afresh each epoch from the item factors, so a change
+        made between epochs shapes the next item solve and the final state, not the next
+        user solve."""
+        return ("user",)
 
     def warm_start_state(self) -> Mapping[str, torch.Tensor]:
         """The fitted ``params_`` (``fit(init=...)`` starts from them)."""

@@ -6,6 +6,8 @@
   for sensitive attributes, protect it, and measure what protection costs.
 * ``attack`` (:mod:`~trustrec.bench.experiments.attack`): pollute real users' sequences
   toward a target item, retrain the sequential victim, and measure exposure and stealth.
+* ``fairness`` (:mod:`~trustrec.bench.experiments.fairness`): train with a user- or
+  item-fairness method and measure utility, UGF and the long tail against plain training.
 
 Adding a kind: one module defining an :class:`~trustrec.bench.experiments.base.Experiment`
 subclass registered in :data:`EXPERIMENTS`, imported here, and one test file.
@@ -19,7 +21,12 @@ from trustrec.errors import ConfigError
 
 
 def _register() -> None:
-    from trustrec.bench.experiments import attack, privacy, unlearning  # noqa: F401
+    from trustrec.bench.experiments import (  # noqa: F401
+        attack,
+        fairness,
+        privacy,
+        unlearning,
+    )
 
 
 def get_experiment(kind: str, where: str = "spec") -> Experiment:

@@ -1,0 +1,111 @@
+"""Long-tail training as fairness methods: SAM, EISAM, IPS and logit adjustment.
+
+Each trains the model with its long-tail option of the shared trainer
+(:mod:`trustrec.train.longtail`) set, so the item-side methods sit beside In-UCDS in one
+registry (:data:`~trustrec.fairness.inprocess.FAIRNESS`) and one bench axis. The options
+are fields of the model's config (the sequential models'); a model without them is a
+clear error. The method's config overrides the model config's values of the same names.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, ClassVar
+
+from trustrec.config import NonNegativeFloat, PositiveFloat, UnitInterval, to_dict, typed_config
+from trustrec.data.dataset import Dataset
+from trustrec.errors import ConfigError
+from trustrec.fairness.inprocess import FAIRNESS, FairTraining
+from trustrec.models.base import MODELS, EmbeddingRecommender, make_model
+
+
+class TailTraining(FairTraining):
+    """Train with fixed long-tail options of the model config (see the module
+    docstring); subclasses set ``options`` and a ``Config`` of the tuned values."""
+
+    options: ClassVar[dict[str, Any]] = {}
+
+    @classmethod
+    def applies_to(cls, model: str) -> bool:
+        """Models whose config has the trainer's long-tail options."""
+        fields = {f.name for f in dataclasses.fields(MODELS.get(model).Config)}
+        return set(cls.options) <= fields
+
+    def fit(self, model: EmbeddingRecommender, train: Dataset, valid: Dataset | None = None,
+            *, seed: int = 0, progress: bool = False) -> EmbeddingRecommender:
+        """A copy of ``model``'s config with the options set, trained."""
+        base = to_dict(model.config)
+        wanted = {**self.options, **self.config_dict()}
+        missing = sorted(set(wanted) - set(base))
+        if missing:
+            raise ConfigError(f"fairness method {self.name!r} sets {', '.join(missing)} of "
+                              f"the shared trainer; model {model.name!r} has no such "
+                              "option (the sequential models have them)")
+        trained = make_model(model.name, **{**base, **wanted})
+        trained.fit(train, valid, seed=seed, progress=progress)
+        trained.fit_info_["fairness"] = {"method": self.name, "config": wanted}
+        return trained
+
+
+@typed_config
+class SAMConfig:
+    """Attributes:
+        rho: the SAM radius."""
+
+    rho: PositiveFloat = 0.05
+
+
+@typed_config
+class EISAMConfig:
+    """Attributes:
+        rho: the radius.
+        eisam_lambda: share of a tail item's loss made sharpness-aware.
+        eisam_gamma: exponent of the frequency weight."""
+
+    rho: PositiveFloat = 0.05
+    eisam_lambda: UnitInterval = 1.0
+    eisam_gamma: NonNegativeFloat = 1.0
+
+
+@typed_config
+class ReweightConfig:
+    """Attributes:
+        reweight_power: IPS exponent or the logit adjustment's τ."""
+
+    reweight_power: NonNegativeFloat = 1.0
+
+
+@FAIRNESS.register("sam")
+class SAM(TailTraining):
+    """Sharpness-aware minimisation (every sample alike)."""
+
+    name = "sam"
+    Config = SAMConfig
+    options = {"optimizer": "sam"}
+
+
+@FAIRNESS.register("eisam")
+class EISAM(TailTraining):
+    """Item-wise SAM weighted toward tail items."""
+
+    name = "eisam"
+    Config = EISAMConfig
+    options = {"optimizer": "eisam"}
+
+
+@FAIRNESS.register("ips")
+class IPS(TailTraining):
+    """Inverse-popularity sample weights."""
+
+    name = "ips"
+    Config = ReweightConfig
+    options = {"reweight": "ips"}
+
+
+@FAIRNESS.register("logit-adjust")
+class LogitAdjust(TailTraining):
+    """Popularity offsets on the training logits."""
+
+    name = "logit-adjust"
+    Config = ReweightConfig
+    options = {"reweight": "logit_adjust"}
