@@ -30,6 +30,8 @@ def test_head_items_share_ties_and_errors():
     assert np.flatnonzero(head_items(ds, 0.4)).tolist() == [0, 2]  # round(2.0)
     assert np.flatnonzero(head_items(ds, 0.2)).tolist() == [0]  # tie 0/2: lower index
     assert np.flatnonzero(head_items(ds, 0.01)).tolist() == [0]  # at least one
+    # 0.8 of 5 items = 4, but item 3 never occurs in training: never head
+    assert np.flatnonzero(head_items(ds, 0.8)).tolist() == [0, 1, 2, 4]
     for bad in (0, 1, -0.1, 1.5):
         with pytest.raises(ConfigError, match="head share"):
             head_items(ds, bad)

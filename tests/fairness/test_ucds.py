@@ -98,7 +98,7 @@ def test_pull_step_is_the_proximal_operator():
     e0 = rng.standard_normal((5, 3))
     w = 0.7
     e = pull_step(pairs, 5, w, symmetric=True)(e0)
-    # optimality of min_E w·Σ‖e_u − e_v‖² / 2·... : (I + w L) E = E0
+    # the minimiser of ½‖E − E0‖² + (w/2)·Σ_pairs ‖e_u − e_v‖² solves (I + w L) E = E0
     adj = sp.coo_matrix((np.ones(3), (pairs[:, 0], pairs[:, 1])), shape=(5, 5)).toarray()
     adj = adj + adj.T
     lap = np.diag(adj.sum(1)) - adj
@@ -115,8 +115,9 @@ def test_methods_need_a_model_with_user_tables_and_check_options():
         make_fairness("in-ucds").fit(make_model("sasrec"), ds)
     with pytest.raises(ConfigError):
         make_fairness("in-ucds", wieght=1.0)
-    with pytest.raises(ConfigError):
-        make_fairness("in-naive", top=1.5)
+    for top in (0.0, 1.0, 1.5):  # every user advantaged would leave nobody to pull
+        with pytest.raises(ConfigError):
+            make_fairness("in-naive", top=top)
     with pytest.raises(Exception, match="unknown fairness method"):
         make_fairness("in-ucd")
 

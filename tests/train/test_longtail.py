@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
@@ -105,6 +107,52 @@ def test_ips_weights_and_logit_offsets():
     np.testing.assert_allclose(la, 0.5 * np.log(share), rtol=1e-6)
     with pytest.raises(ValueError, match="optimizer"):
         sgd_stepper(w, optimizer="adamw")
+
+
+def test_samples_without_a_target_keep_weight_one_and_the_plain_loss():
+    w, _, _, _ = problem()
+    st = sgd_stepper(w, reweight="ips", optimizer="eisam")
+    losses = torch.ones(3)
+    targets = torch.tensor([0, -1, 3])
+    weighted = st._weighted(losses, targets)
+    expected = (st.sample_weight[0] + 1.0 + st.sample_weight[3]) / 3
+    torch.testing.assert_close(weighted, expected)
+    assert st._per_item(st.sharp, targets, 0.0)[1] == 0.0
+
+
+def tiny_split():
+    """Twelve users with ordered sequences over 15 items (a quick training set)."""
+    from tests.evaluate.conftest import make_ds
+    from trustrec.data.split import leave_last_out
+
+    gen = np.random.default_rng(0)
+    pairs = [(u, int(i)) for u in range(12) for i in gen.choice(15, 8, replace=False)]
+    ds = dataclasses.replace(make_ds(pairs, 12, 15),
+                             timestamps=np.arange(len(pairs), dtype=float))
+    return leave_last_out(ds)
+
+
+@pytest.mark.parametrize(("model", "options"), [
+    ("neumf", {"optimizer": "eisam", "reweight": "ips"}),
+    ("neumf", {"reweight": "logit_adjust"}),
+    ("sasrec", {"loss": "bce", "reweight": "logit_adjust", "optimizer": "sam"}),
+    ("bert4rec", {"optimizer": "eisam"}),
+    ("gru4rec", {"reweight": "ips"}),
+])
+def test_models_train_under_every_option_and_repeat_for_a_seed(model, options):
+    split = tiny_split()
+    config = {"epochs": 2, "eval_every": 1, **options}
+    if model != "neumf":
+        config.update(dim=8, max_len=6)
+    a = make_model(model, **config).fit(split.train, split.valid, seed=3)
+    b = make_model(model, **config).fit(split.train, split.valid, seed=3)
+    plain = make_model(model, **{k: v for k, v in config.items()
+                                 if k not in options or k == "loss"}).fit(
+        split.train, split.valid, seed=3)
+    for name, tensor in a.params_.items():
+        torch.testing.assert_close(tensor, b.params_[name])
+    assert any(not torch.equal(t, plain.params_[n]) for n, t in a.params_.items()
+               if t.is_floating_point())
 
 
 def test_sequential_config_refuses_adversarial_with_sharpness(ml100k_split):

@@ -33,17 +33,19 @@ HEAD_SHARE = 0.2
 
 def head_items(train: Dataset, share: float = HEAD_SHARE) -> np.ndarray:
     """Boolean mask over items: True for the ``round(share × n_items)`` (at least one)
-    most frequent training items, ties by lower index.
+    most frequent training items, ties by lower index; an item never seen in training is
+    never head.
 
     Raises:
         ConfigError: ``share`` outside ``(0, 1)``.
     """
     if not 0 < float(share) < 1:
         raise ConfigError(f"head share must be in (0, 1), got {share!r}")
+    counts = train.item_counts()
     n_head = max(1, int(np.floor(share * train.n_items + 0.5)))
-    order = np.argsort(-train.item_counts(), kind="stable")[:n_head]
+    order = np.argsort(-counts, kind="stable")[:n_head]
     head = np.zeros(train.n_items, dtype=bool)
-    head[order] = True
+    head[order[counts[order] > 0]] = True
     return head
 
 
@@ -65,11 +67,12 @@ def item_table(lists: np.ndarray, train: Dataset, head: np.ndarray) -> pd.DataFr
                          "recommended": np.bincount(flat, minlength=train.n_items)})
 
 
-def exposure_metrics(lists: np.ndarray, train: Dataset, head: np.ndarray
-                     ) -> dict[str, float]:
+def exposure_metrics(lists: np.ndarray, train: Dataset, head: np.ndarray,
+                     k: int | None = None) -> dict[str, float]:
     """``coverage@k``, ``gini@k``, ``aplt@k`` and ``arp@k`` of top-``k`` lists (see the
-    module docstring); ``k`` is the lists' width."""
-    k = lists.shape[1]
+    module docstring); ``k`` names the metrics (default: the lists' width, which is
+    smaller on a catalogue of fewer than ``k`` items)."""
+    k = lists.shape[1] if k is None else int(k)
     real = lists >= 0
     items = np.where(real, lists, 0)
     n_listed = np.maximum(real.sum(1), 1)
@@ -125,6 +128,6 @@ def longtail_report(model: object, train: Dataset, truth: Dataset, k: int = 10,
     users = np.unique(truth.users)
     lists = recommend_lists(model, train, users, k, history)
     summary = {c: float(per_user[c].mean()) for c in per_user.columns if "@" in c}
-    summary.update(exposure_metrics(lists, pop, head))
+    summary.update(exposure_metrics(lists, pop, head, k))
     summary["head_share"] = float(share)
     return per_user, item_table(lists, pop, head), summary

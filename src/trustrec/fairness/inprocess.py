@@ -16,18 +16,20 @@ of most co-interactions.
 How the term is optimised (a departure, the same objective): the term involves the user
 tables only and no training row, so it is not added to each mini-batch's loss (the
 released code adds all pairs to every batch) but applied after every epoch as its
-proximal (implicit gradient) step of size ``weight``: with ``L`` the Laplacian of the pair
-graph, ``E ← (I + weight·L)⁻¹ E`` (``symmetric``, the paper's loss, which moves both ends
-of a pair), or, with ``symmetric = False``, only the disadvantaged end moves,
+proximal (implicit gradient) step: with ``L`` the Laplacian of the pair graph,
+``E ← (I + weight·L)⁻¹ E``, the proximal operator of ``(weight/2)·Σ‖e_u − e_v‖²``
+(``symmetric``, the paper's loss, which moves both ends of a pair), or, with
+``symmetric = False``, only the disadvantaged end moves,
 ``e_u ← (e_u + weight Σ_v e_v) / (1 + weight·|N(u)|)``. Alternating a training epoch
 with the proximal step is proximal-gradient splitting of ``L_rec + λR``; it works the
 same way for models trained by SGD, Adam or ALS, and costs one sparse solve per epoch.
 The step follows the model's learning-rate schedule (``weight × lr_decay^(epoch−1)`` for
 a model with an ``lr_decay``), as the gradient steps of a loss term would: with a
 constant step the pull outgrows BPR-MF's decaying updates over its hundreds of epochs.
-``weight`` plays the part of the paper's ``λ`` times the steps of an epoch (the paper's
+``weight`` plays the part of ``2ηλ`` (the paper's ``λ``, times the learning rate, times
+the steps of an epoch; the paper's
 ``λ = 1e-5`` belongs to its NeuMF, Adam lr 1e-4 and 100 batches an epoch, not to other
-backbones).
+backbones)).
 
 Defaults, chosen by ``benchmarks/tune_fairness.py`` (NeuMF, leave-last-out, training
 seeds 100-104, the validation item; lowest mean |UGF| at most 5 % below plain NDCG@10):
@@ -42,18 +44,18 @@ restores the paper's graph.
 from __future__ import annotations
 
 import time
-from typing import Any, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 import numpy as np
 import scipy.sparse as sp
 import scipy.sparse.linalg as spla
 import torch
+from pydantic import Field
 
 from trustrec.config import (
     Configured,
     NonNegativeFloat,
     PositiveInt,
-    UnitInterval,
     build_config,
     typed_config,
 )
@@ -122,7 +124,7 @@ class PullConfig:
     Attributes:
         weight: size of the proximal step of the pull term after each epoch.
         neighbors: advantaged partners per disadvantaged user (the released code's 3).
-        top: share of users that are advantaged, by training interactions.
+        top: share of users that are advantaged, by training interactions, in (0, 1).
         symmetric: the paper's loss (both ends of a pair move); False moves only the
             disadvantaged user.
         similarity: the user–user graph: ``"count"`` of co-interacted items (the
@@ -131,7 +133,7 @@ class PullConfig:
 
     weight: NonNegativeFloat = 0.1
     neighbors: PositiveInt = 3
-    top: UnitInterval = 0.05
+    top: Annotated[float, Field(gt=0, lt=1)] = 0.05
     symmetric: bool = True
     similarity: Literal["count", "cosine"] = "cosine"
 
@@ -185,7 +187,7 @@ class UserPull(FairTraining):
 
 
 def pull_step(pairs: np.ndarray, n_users: int, weight: float, symmetric: bool):
-    """The proximal step of ``weight·Σ_pairs ‖e_u − e_v‖²`` (see the module docstring):
+    """The proximal step of ``(weight/2)·Σ_pairs ‖e_u − e_v‖²`` (see the module docstring):
     a function ``(n_users, d) -> (n_users, d)``, the factorisation done once."""
     if weight == 0 or not len(pairs):
         return lambda table: table

@@ -3,8 +3,9 @@
 Each trains the model with its long-tail option of the shared trainer
 (:mod:`trustrec.train.longtail`) set, so the item-side methods sit beside In-UCDS in one
 registry (:data:`~trustrec.fairness.inprocess.FAIRNESS`) and one bench axis. The options
-are fields of the model's config (the sequential models'); a model without them is a
-clear error. The method's config overrides the model config's values of the same names.
+are fields of the model's config (:class:`~trustrec.train.longtail.TailOptions`: the
+sequential models and NeuMF have them); a model without them is a clear error. The
+method's config overrides the model config's values of the same names.
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ class TailTraining(FairTraining):
         if missing:
             raise ConfigError(f"fairness method {self.name!r} sets {', '.join(missing)} of "
                               f"the shared trainer; model {model.name!r} has no such "
-                              "option (the sequential models have them)")
+                              "option (the sequential models and NeuMF have them)")
         trained = make_model(model.name, **{**base, **wanted})
         trained.fit(train, valid, seed=seed, progress=progress)
         trained.fit_info_["fairness"] = {"method": self.name, "config": wanted}
@@ -75,37 +76,20 @@ class ReweightConfig:
     reweight_power: NonNegativeFloat = 1.0
 
 
-@FAIRNESS.register("sam")
-class SAM(TailTraining):
-    """Sharpness-aware minimisation (every sample alike)."""
-
-    name = "sam"
-    Config = SAMConfig
-    options = {"optimizer": "sam"}
-
-
-@FAIRNESS.register("eisam")
-class EISAM(TailTraining):
-    """Item-wise SAM weighted toward tail items."""
-
-    name = "eisam"
-    Config = EISAMConfig
-    options = {"optimizer": "eisam"}
+def _register(name: str, config: type, options: dict[str, Any], doc: str
+              ) -> type[TailTraining]:
+    """A :class:`TailTraining` method registered as ``name``."""
+    cls = type(name.title().replace("-", ""), (TailTraining,),
+               {"name": name, "Config": config, "options": options, "__doc__": doc,
+                "__module__": __name__})
+    return FAIRNESS.register(name)(cls)
 
 
-@FAIRNESS.register("ips")
-class IPS(TailTraining):
-    """Inverse-popularity sample weights."""
-
-    name = "ips"
-    Config = ReweightConfig
-    options = {"reweight": "ips"}
-
-
-@FAIRNESS.register("logit-adjust")
-class LogitAdjust(TailTraining):
-    """Popularity offsets on the training logits."""
-
-    name = "logit-adjust"
-    Config = ReweightConfig
-    options = {"reweight": "logit_adjust"}
+SAM = _register("sam", SAMConfig, {"optimizer": "sam"},
+                "Sharpness-aware minimisation (every sample alike).")
+EISAM = _register("eisam", EISAMConfig, {"optimizer": "eisam"},
+                  "Item-wise SAM weighted toward tail items.")
+IPS = _register("ips", ReweightConfig, {"reweight": "ips"},
+                "Inverse-popularity sample weights.")
+LogitAdjust = _register("logit-adjust", ReweightConfig, {"reweight": "logit_adjust"},
+                        "Popularity offsets on the training logits.")

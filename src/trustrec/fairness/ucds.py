@@ -13,7 +13,9 @@ training) by the constrained dominant sets of Zemene & Pelillo (ECCV 2016):
 * Replicator dynamics on the simplex from the barycentre, until ``xᵀBx`` stops rising or
   ``max_iter``: the exponential form with an adaptive step (:func:`replicator`), whose
   equilibria are those of the linear ``x ← x ⊙ (B'x) / (xᵀB'x)``, ``B' = B + α·11ᵀ``.
-* The UCDS is the advantaged part of the support (``x_v > support·max x``), its
+* The UCDS is the advantaged part of the support (``x_v > support·max x``) that shares
+  at least one item with ``u`` (a member that is in the set only through the
+  advantaged clique would pull ``u`` toward users it has nothing in common with), its
   ``neighbors`` members with the largest ``x`` (the released code keeps 3).
 
 Vectorised: the advantaged block is the same in every problem, so one iteration for all
@@ -29,13 +31,14 @@ convergence (the code stops after 5), the barycentre as start (the code starts a
 (one scale for every user, so one ``α`` holds for all).
 
 In-Naive (:func:`naive_neighbors`) takes instead each disadvantaged user's ``neighbors``
-advantaged users with the most co-interactions.
+most similar advantaged users.
 """
 
 from __future__ import annotations
 
 import numpy as np
 import scipy.sparse as sp
+import scipy.sparse.linalg as spla
 
 from trustrec.data.dataset import Dataset
 from trustrec.evaluate.ranking import dataset_csr
@@ -48,8 +51,8 @@ def co_interactions(train: Dataset, rows: np.ndarray, cols: np.ndarray,
     ``sqrt(|I_u|·|I_v|)``."""
     x = dataset_csr(train).astype(np.float32)
     c = np.asarray((x[rows] @ x[cols].T).todense(), dtype=np.float32)
-    if similarity == "cosine":
-        n = np.sqrt(np.maximum(train.user_counts(), 1)).astype(np.float32)
+    if similarity == "cosine":  # distinct items (repeated rows count once, as above)
+        n = np.sqrt(np.maximum(np.diff(x.indptr), 1)).astype(np.float32)
         c /= n[rows][:, None] * n[cols][None, :]
     return c
 
@@ -73,8 +76,8 @@ def top_members(score: np.ndarray, advantaged: np.ndarray, users: np.ndarray,
 
 def naive_neighbors(train: Dataset, advantaged: np.ndarray, neighbors: int = 3,
                     similarity: str = "count") -> np.ndarray:
-    """In-Naive: ``(n, 2)`` pairs (disadvantaged user, one of its ``neighbors`` advantaged
-    users with the most co-interactions, at least one)."""
+    """In-Naive: ``(n, 2)`` pairs (disadvantaged user, one of its ``neighbors`` most
+    similar advantaged users by :func:`co_interactions`, sharing at least one item)."""
     adv = np.flatnonzero(advantaged)
     dis = np.flatnonzero(~advantaged & (train.user_counts() > 0))
     out = [np.zeros((0, 2), dtype=np.int64)]
@@ -88,7 +91,12 @@ def naive_neighbors(train: Dataset, advantaged: np.ndarray, neighbors: int = 3,
 def dominance_alpha(a_adv: np.ndarray) -> float:
     """``1.1·λ_max`` of the normalised advantaged block (a small positive value when it
     has no positive eigenvalue)."""
-    lam = float(np.linalg.eigvalsh(a_adv.astype(np.float64))[-1]) if len(a_adv) else 0.0
+    if not len(a_adv):
+        lam = 0.0
+    elif len(a_adv) <= 1000:
+        lam = float(np.linalg.eigvalsh(a_adv.astype(np.float64))[-1])
+    else:  # the largest eigenvalue only
+        lam = float(spla.eigsh(a_adv.astype(np.float64), k=1, which="LA")[0][0])
     return 1.1 * lam if lam > 0 else 1e-3
 
 
@@ -182,17 +190,17 @@ def dominant_sets(train: Dataset, advantaged: np.ndarray, neighbors: int = 3,
     a_adv = co_interactions(train, adv, adv, similarity)
     np.fill_diagonal(a_adv, 0.0)
     scale = float(a_adv.max(initial=0.0))
-    blocks = []
-    for start in range(0, len(dis), chunk):
-        blocks.append(co_interactions(train, dis[start:start + chunk], adv, similarity))
-        scale = max(scale, float(blocks[-1].max(initial=0.0)))
+    starts = range(0, len(dis), chunk)
+    for start in starts:  # one scale for all problems; blocks are rebuilt below
+        scale = max(scale, float(co_interactions(train, dis[start:start + chunk], adv,
+                                                 similarity).max(initial=0.0)))
     scale = scale or 1.0
     a_adv /= scale
     alpha = dominance_alpha(a_adv)
     out, iters, with_set = [np.zeros((0, 2), dtype=np.int64)], 0, 0
-    for start, a_u in zip(range(0, len(dis), chunk), blocks, strict=True):
+    for start in starts:
         rows = dis[start:start + chunk]
-        a_u /= scale
+        a_u = co_interactions(train, rows, adv, similarity) / scale
         xu, xa, it = replicator(a_adv, a_u, alpha, max_iter, tol)
         iters = max(iters, it)
         peak = np.maximum(xa.max(1, initial=0.0), xu)

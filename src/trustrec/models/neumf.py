@@ -89,8 +89,9 @@ class NeuMFConfig(TailOptions):
             machine and up to ~10x faster on a busy one; parameters do not depend on it.
 
     And the long-tail options of :class:`~trustrec.train.longtail.TailOptions` (EISAM on
-    NeuMF): a training instance's item is its class, for positives and sampled negatives
-    alike.
+    NeuMF): a positive instance's item is its class (its IPS weight, its EISAM share);
+    sampled negatives keep weight 1 and the plain loss; the logit adjustment offsets every
+    instance's logit by its item's popularity.
     """
 
     gmf_dim: PositiveInt = 32
@@ -285,7 +286,8 @@ class NeuMF(EmbeddingRecommender):
             if offset is not None:
                 logits = logits + offset[i]
             loss = F.binary_cross_entropy_with_logits(logits, y, reduction="none")
-            return (loss + 0.5 * cfg.reg * l2 if cfg.reg > 0 else loss), i
+            target = torch.where(y > 0, i, -1)  # negatives have no target item
+            return (loss + 0.5 * cfg.reg * l2 if cfg.reg > 0 else loss), target
         users = train.users.astype(np.int64)
         items = train.items.astype(np.int64)
         keys = np.unique(train.pair_keys())

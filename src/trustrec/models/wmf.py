@@ -326,9 +326,9 @@ class WMF(EmbeddingRecommender):
         return WMFObjective(self, seed, n_neg)
 
     def trained_user_tables(self) -> tuple[str, ...]:
-        """The user factors. ALS solves them afresh each epoch from the item factors, so a change
-        made between epochs shapes the next item solve and the final state, not the next
-        user solve."""
+        """The user factors. ALS re-solves them each epoch from the item factors, its
+        conjugate-gradient steps starting from the changed rows; a change made between
+        epochs shapes that solve, the next item solve and the final state."""
         return ("user",)
 
     def warm_start_state(self) -> Mapping[str, torch.Tensor]:

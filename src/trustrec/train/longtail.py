@@ -27,11 +27,17 @@ sequential models and NeuMF take these options (their configs extend
   ascent direction of a step is the weighted gradient of the *previous* step (taken at
   its perturbed point), which the second pass computes anyway; Focal-SAM spends a third
   pass on the current batch's. So EISAM costs what SAM costs, two passes a step
-  (``benchmarks/longtail_speed.py`` prints the ratio), and its first step is plain.
+  (``benchmarks/fairness_speed.py`` prints the ratio), and its first step is plain. The
+  reuse has a limit: where an embedding table's gradient touches only the batch's rows
+  (NeuMF, sequential models with ``loss = "bce"``), the ascent moves the *previous*
+  batch's rows, so the current batch's tail items get sharpness through the dense
+  weights only; with the full-softmax loss (the sequential default) the item table's
+  gradient is dense and every row moves.
 
 * Loss weights (``reweight``), the long-tail baselines: ``"ips"`` weights each sample by
-  ``count_y^(−power)`` (inverse propensity of its target's popularity), normalised to mean
-  1 over the training targets; ``"logit_adjust"`` (Menon et al., ICLR 2021) adds
+  ``count_y^(−power)`` (inverse propensity of its target's popularity; samples without a
+  target item, the negatives of a pointwise loss, keep weight 1), normalised to mean 1
+  over the training interactions; ``"logit_adjust"`` (Menon et al., ICLR 2021) adds
   ``power · log π_y`` (``π`` the popularity share) to every logit during training only, a
   per-item offset handed to the model's loss (:attr:`Stepper.logit_offset`).
 """
@@ -47,7 +53,9 @@ import torch
 from trustrec.config import NonNegativeFloat, PositiveFloat, UnitInterval, typed_config
 
 #: ``closure() -> (losses, targets)``: per-sample losses ``(n,)`` and target items ``(n,)``
-#: (0-based) of one mini-batch at the model's current parameters.
+#: (0-based; ``-1`` for a sample with no target item, e.g. a sampled negative of a
+#: pointwise loss, which keeps weight 1 and the plain loss) of one mini-batch at the
+#: model's current parameters.
 BatchLosses = Callable[[], tuple[torch.Tensor, torch.Tensor]]
 
 OPTIMIZERS = ("adam", "sam", "eisam")
@@ -124,20 +132,28 @@ class Stepper:
         return cls(params, opt, item_counts, cfg.optimizer, cfg.rho, cfg.eisam_lambda,
                    cfg.eisam_gamma, cfg.reweight, cfg.reweight_power)
 
+    @staticmethod
+    def _per_item(table: torch.Tensor, targets: torch.Tensor, default: float
+                  ) -> torch.Tensor:
+        """``table[target]`` per sample, ``default`` where the target is ``-1``."""
+        return torch.where(targets >= 0, table[targets.clamp(min=0)],
+                           torch.tensor(default, dtype=table.dtype))
+
     def _weighted(self, losses: torch.Tensor, targets: torch.Tensor,
                   extra: torch.Tensor | None = None) -> torch.Tensor:
-        w = None if self.sample_weight is None else self.sample_weight[targets]
+        w = (None if self.sample_weight is None
+             else self._per_item(self.sample_weight, targets, 1.0))
         if extra is not None:
             w = extra if w is None else w * extra
         return (losses if w is None else losses * w).mean()
 
-    def _grads(self) -> list[torch.Tensor]:
-        return [torch.zeros_like(p) if p.grad is None else p.grad.detach().clone()
-                for p in self.params]
+    def _grads(self) -> list[torch.Tensor | None]:
+        return [None if p.grad is None else p.grad.detach().clone() for p in self.params]
 
-    def _direction(self, grads: list[torch.Tensor]) -> list[torch.Tensor]:
-        norm = torch.sqrt(sum((g * g).sum() for g in grads)).clamp(min=1e-12)
-        return [self.rho * g / norm for g in grads]
+    def _direction(self, grads: list[torch.Tensor | None]) -> list[torch.Tensor]:
+        norm = torch.sqrt(sum((g * g).sum() for g in grads if g is not None)).clamp(min=1e-12)
+        return [torch.zeros_like(p) if g is None else self.rho * g / norm
+                for p, g in zip(self.params, grads, strict=True)]
 
     def _shift(self, eps: list[torch.Tensor], sign: float) -> None:
         with torch.no_grad():
@@ -160,7 +176,7 @@ class Stepper:
             self._weighted(*closure()).backward()
             self._shift(eps, -1.0)
         else:
-            c = self.sharp[targets]
+            c = self._per_item(self.sharp, targets, 0.0)
             self._weighted(losses, targets, 1 - c).backward()  # head part, at θ
             if self._ascent is None:
                 self._ascent = [torch.zeros_like(p) for p in self.params]
@@ -170,11 +186,13 @@ class Stepper:
             for p in self.params:
                 p.grad = None
             losses2, targets2 = closure()
-            self._weighted(losses2, targets2, self.sharp[targets2]).backward()
+            self._weighted(losses2, targets2,
+                           self._per_item(self.sharp, targets2, 0.0)).backward()
             tail = self._grads()
             self._shift(eps, -1.0)
             self._ascent = self._direction(tail)
             for p, g in zip(self.params, before, strict=True):
-                p.grad = g if p.grad is None else p.grad + g
+                if g is not None:  # a parameter no pass reached keeps grad None
+                    p.grad = g if p.grad is None else p.grad + g
         self.opt.step()
         return plain

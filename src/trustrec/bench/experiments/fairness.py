@@ -1,7 +1,8 @@
 """The ``fairness`` kind: user- and item-side fairness methods against plain training.
 
 Cells: dataset × model × method × seed, where the method applies to the model (In-UCDS and
-In-Naive to models with user tables, the long-tail methods to sequential models). Each
+In-Naive to models with user tables, the long-tail methods to the sequential models and
+NeuMF). Each
 cell trains the model with the method (:data:`~trustrec.fairness.FAIRNESS`: ``none`` is
 the control; In-UCDS and In-Naive for users; SAM, EISAM, IPS and logit adjustment for
 items) on the seed's split, early-stopped on validation, and scores the test split by
@@ -30,7 +31,9 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from itertools import product
-from typing import Any, ClassVar
+from typing import Annotated, Any, ClassVar
+
+from pydantic import Field
 
 from trustrec.bench.context import GridContext
 from trustrec.bench.experiments.base import EXPERIMENTS, CellOutput, Experiment, Stage
@@ -58,7 +61,8 @@ class FairnessSpec(GridSpec):
         methods: fairness method names (:data:`~trustrec.fairness.FAIRNESS`); ``none``
             is the control every other method is read against.
         method_configs: per method name, config values overriding its defaults.
-        top: share of users that are advantaged.
+        top: share of users that are advantaged (the methods that pair users use it
+            too).
         head_share: share of items that are head items.
 
     Example TOML::
@@ -78,7 +82,7 @@ class FairnessSpec(GridSpec):
     methods: Names = default_list(["none", "in-ucds", "in-naive"])
     method_configs: Configs = field(default_factory=dict)
     ks: Cutoffs = default_list([10])
-    top: UnitInterval = 0.05
+    top: Annotated[float, Field(gt=0, lt=1)] = 0.05
     head_share: UnitInterval = 0.2
 
     def validate(self, where: str = "fairness spec") -> None:
@@ -94,10 +98,25 @@ class FairnessSpec(GridSpec):
         for m in self.methods:
             FAIRNESS.get(m)
         check_configs(self.method_configs, FAIRNESS, "method_configs", where)
+        for m, cfg in self.method_configs.items():
+            if "top" in cfg and cfg["top"] != self.top:
+                raise ConfigError(f"{where}: method_configs.{m}.top = {cfg['top']} differs "
+                                  f"from the spec's top = {self.top}: the method's "
+                                  "advantaged users must be the ones UGF measures (set "
+                                  "top once, in the spec)")
         if not self.cells():
             raise ConfigError(f"{where}: no method applies to any model (In-UCDS and "
                               "In-Naive need a model with user tables, e.g. bpr or neumf; "
-                              "the long-tail methods a sequential model, e.g. sasrec)")
+                              "the long-tail methods a sequential model or neumf)")
+
+    def method_options(self, method: str) -> dict[str, Any]:
+        """The method's config values: ``method_configs`` and, for a method with a
+        ``top``, the spec's ``top`` (one definition of the advantaged users)."""
+        from trustrec.fairness import FAIRNESS
+
+        fields = {f.name for f in dataclasses.fields(FAIRNESS.get(method).Config)}
+        return {**({"top": self.top} if "top" in fields else {}),
+                **self.method_configs.get(method, {})}
 
     def cells(self) -> list[FairnessCell]:
         """Every cell whose method applies to its model (In-UCDS needs user tables, the
@@ -158,7 +177,7 @@ class FairnessExperiment(Experiment):
         from trustrec.fairness import make_fairness
 
         spec = ctx.spec
-        method = make_fairness(cell.method, **spec.method_configs.get(cell.method, {}))
+        method = make_fairness(cell.method, **spec.method_options(cell.method))
         return {"cell": cell.axes(), "id": cell.id, "data": ctx.data_config(cell.dataset),
                 "split": spec.split, "model_config": ctx.model_configs[cell.model],
                 "method_config": method.config_dict(), "ks": spec.ks, "top": spec.top,
@@ -175,7 +194,7 @@ class FairnessExperiment(Experiment):
         spec = ctx.spec
         split = ctx.split(cell.dataset, cell.seed)
         t0 = time.perf_counter()
-        model = make_fairness(cell.method, **spec.method_configs.get(cell.method, {})).fit(
+        model = make_fairness(cell.method, **spec.method_options(cell.method)).fit(
             make_model(cell.model, **ctx.model_configs[cell.model]), split.train,
             split.valid, seed=cell.seed, progress=ctx.progress)
         seconds = time.perf_counter() - t0
