@@ -10,8 +10,8 @@ members ``v`` of its UCDS (stage 1, :func:`trustrec.fairness.ucds.dominant_sets`
 BCE-MF's factors, NeuMF's GMF and MLP tables, which the paper concatenates, LightGCN's
 layer-0 table and its propagated cache). Advantaged users are the top ``top`` share by
 training interactions (:func:`~trustrec.evaluate.fairness.activity_groups`, Li et al.'s
-5 %). **In-Naive** is the same with each disadvantaged user's ``neighbors`` advantaged users
-of most co-interactions.
+5 %). **In-Naive** is the same with each disadvantaged user's ``neighbors`` most similar
+advantaged users.
 
 How the term is optimised (a departure, the same objective): the term involves the user
 tables only and no training row, so it is not added to each mini-batch's loss (the
@@ -26,10 +26,9 @@ same way for models trained by SGD, Adam or ALS, and costs one sparse solve per 
 The step follows the model's learning-rate schedule (``weight × lr_decay^(epoch−1)`` for
 a model with an ``lr_decay``), as the gradient steps of a loss term would: with a
 constant step the pull outgrows BPR-MF's decaying updates over its hundreds of epochs.
-``weight`` plays the part of ``2ηλ`` (the paper's ``λ``, times the learning rate, times
-the steps of an epoch; the paper's
-``λ = 1e-5`` belongs to its NeuMF, Adam lr 1e-4 and 100 batches an epoch, not to other
-backbones)).
+``weight`` plays the part of ``2ηλ``: the paper's ``λ`` times the learning rate times the
+steps of an epoch (its ``λ = 1e-5`` belongs to its NeuMF, Adam lr 1e-4 and 100 batches an
+epoch, not to other backbones).
 
 Defaults, chosen by ``benchmarks/tune_fairness.py`` (NeuMF, leave-last-out, training
 seeds 100-104, the validation item; lowest mean |UGF| at most 5 % below plain NDCG@10):
@@ -44,6 +43,7 @@ restores the paper's graph.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Annotated, Any, ClassVar, Literal
 
 import numpy as np
@@ -73,7 +73,7 @@ class NoOptions:
 
 
 class FairTraining(Configured):
-    """A user-fairness method applied while a model trains.
+    """A fairness method (user or item side) applied while a model trains.
 
     Subclasses set ``name``, a typed ``Config`` and :meth:`fit`.
     """
@@ -186,9 +186,11 @@ class UserPull(FairTraining):
         return model
 
 
-def pull_step(pairs: np.ndarray, n_users: int, weight: float, symmetric: bool):
+def pull_step(pairs: np.ndarray, n_users: int, weight: float, symmetric: bool
+              ) -> Callable[[np.ndarray], np.ndarray]:
     """The proximal step of ``(weight/2)·Σ_pairs ‖e_u − e_v‖²`` (see the module docstring):
-    a function ``(n_users, d) -> (n_users, d)``, the factorisation done once."""
+    a function ``(n_users, d) -> (n_users, d)`` (the sparse factorisation is done here,
+    once for every table it is applied to)."""
     if weight == 0 or not len(pairs):
         return lambda table: table
     if symmetric:

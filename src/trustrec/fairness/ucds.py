@@ -3,7 +3,9 @@
 In-UCDS (Han et al., ACM MM 2023) pairs every disadvantaged user ``u`` with a small set of
 advantaged users it resembles, its *user-oriented constrained dominant set* (UCDS), found on
 the user–user co-interaction graph (``A_uv`` = number of items both users interacted with in
-training) by the constrained dominant sets of Zemene & Pelillo (ECCV 2016):
+training, the paper's; or that count's cosine, ``similarity = "cosine"``, which the methods
+use by default, :mod:`trustrec.fairness.inprocess`) by the constrained dominant sets of
+Zemene & Pelillo (ECCV 2016):
 
 * The vertex set of ``u``'s problem is ``{u} ∪ advantaged``, the constraint set ``S = {u}``.
   ``B = A − α·Î_S``, ``Î_S`` the identity with a zero at ``u``; for ``α > λ_max(A_adv)``, the
