@@ -81,6 +81,27 @@ def test_head_tail_metrics_split_the_relevant_items():
     assert summary["recall@2_head"] == pytest.approx(1.0)
 
 
+def test_head_tail_from_one_scoring_equals_evaluate_ranking_per_group():
+    gen = np.random.default_rng(0)
+    pairs = {(int(u), int(i)) for u, i in zip(gen.integers(0, 30, 400),
+                                             gen.integers(0, 40, 400), strict=True)}
+    rows = sorted(pairs)
+    train = make_ds(rows[::2], 30, 40)
+    truth = make_ds(rows[1::2], 30, 40)
+    scores = gen.random((30, 40)).astype(np.float32)
+    scores[:, :5] = 0.5  # ties, broken by the lower index in both
+    head = head_items(train, 0.3)
+    t = head_tail_metrics(fixed_scores(scores), train, truth, head, ks=(3, 10))
+    t = t.set_index("user")
+    for group, keep in (("head", head), ("tail", ~head)):
+        ref = evaluate_ranking(fixed_scores(scores), train,
+                               truth.select(keep[truth.items]), ks=(3, 10)).set_index("user")
+        for col in ("ndcg@3", "recall@3", "ndcg@10", "recall@10"):
+            got = t[f"{col}_{group}"].dropna()
+            assert got.index.equals(ref.index)
+            np.testing.assert_allclose(got.to_numpy(), ref[col].to_numpy(), atol=1e-12)
+
+
 def test_f1_is_li_et_al_per_user_form_and_ugf_uses_it():
     train = make_ds([(0, 0)] + [(1, i) for i in range(1, 4)], 2, 10)
     truth = make_ds([(0, 5), (0, 6), (1, 7)], 2, 10)

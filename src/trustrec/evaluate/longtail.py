@@ -25,7 +25,7 @@ import pandas as pd
 
 from trustrec.data.dataset import Dataset
 from trustrec.errors import ConfigError
-from trustrec.evaluate.ranking import evaluate_ranking, recommend_lists
+from trustrec.evaluate.ranking import dataset_csr, recommend_lists
 
 #: Head share of the catalogue by training frequency (the convention the reports name).
 HEAD_SHARE = 0.2
@@ -76,28 +76,64 @@ def exposure_metrics(lists: np.ndarray, train: Dataset, head: np.ndarray,
     real = lists >= 0
     items = np.where(real, lists, 0)
     n_listed = np.maximum(real.sum(1), 1)
-    per_item = item_table(lists, train, head)
+    recommended = np.bincount(lists[real], minlength=train.n_items)
     tail_share = ((~head[items]) & real).sum(1) / n_listed
     popularity = np.where(real, train.item_counts()[items], 0).sum(1) / n_listed
     listed = real.any(1)
-    return {f"coverage@{k}": float((per_item["recommended"] > 0).mean()),
-            f"gini@{k}": gini(per_item["recommended"].to_numpy()),
+    return {f"coverage@{k}": float((recommended > 0).mean()),
+            f"gini@{k}": gini(recommended),
             f"aplt@{k}": float(tail_share[listed].mean()) if listed.any() else float("nan"),
             f"arp@{k}": float(popularity[listed].mean()) if listed.any() else float("nan")}
 
 
+def list_metrics(lists: np.ndarray, users: np.ndarray, truth: Dataset,
+                 ks: tuple[int, ...]) -> pd.DataFrame:
+    """NDCG@k and Recall@k of given top lists against ``truth``, per user, exactly as
+    :func:`~trustrec.evaluate.ranking.evaluate_ranking` computes them from the same lists
+    (truncated ideal DCG); users of ``users`` without a ``truth`` row are left out.
+
+    Args:
+        lists: ``(len(users), ≥ max(ks))`` top items, best first, ``-1`` padding.
+        users: the user of each list row.
+        truth: the held-out items.
+        ks: cut-offs.
+    """
+    n_items = truth.n_items
+    csr = dataset_csr(truth)
+    n_rel = np.diff(csr.indptr)[users]
+    keep = n_rel > 0
+    lists, users, n_rel = lists[keep], users[keep], n_rel[keep]
+    keys = np.sort(truth.pair_keys())
+    query = np.where(lists >= 0, users[:, None] * n_items + lists, -1)
+    pos = np.minimum(np.searchsorted(keys, query), max(len(keys) - 1, 0))
+    hits = (keys[pos] == query) & (lists >= 0) if len(keys) else np.zeros(lists.shape, bool)
+    disc = 1.0 / np.log2(np.arange(lists.shape[1]) + 2.0)
+    cum = np.concatenate([[0.0], np.cumsum(disc)])
+    out: dict[str, np.ndarray] = {"user": users}
+    for k in ks:
+        h = hits[:, :k]
+        out[f"ndcg@{k}"] = (h @ disc[:k]) / cum[np.minimum(n_rel, min(k, lists.shape[1]))]
+        out[f"recall@{k}"] = h.sum(1) / n_rel
+    return pd.DataFrame(out)
+
+
 def head_tail_metrics(model: object, train: Dataset, truth: Dataset, head: np.ndarray,
                       ks: tuple[int, ...] = (10, 20), history: Dataset | None = None,
-                      metrics: tuple[str, ...] = ("ndcg", "recall")) -> pd.DataFrame:
-    """Per user: ``{metric}@{k}_head`` and ``_tail`` (NaN where the user has no held-out
-    item of that group); see the module docstring."""
+                      lists: np.ndarray | None = None) -> pd.DataFrame:
+    """Per user: ``ndcg@k`` and ``recall@k`` with suffix ``_head`` and ``_tail`` (NaN
+    where the user has no held-out item of that group); see the module docstring.
+
+    The model scores each held-out user once (:func:`recommend_lists`, or ``lists``
+    given for ``np.unique(truth.users)`` with at least ``max(ks)`` columns); both groups
+    are read from the same lists.
+    """
+    users = np.unique(truth.users)
+    if lists is None:
+        lists = recommend_lists(model, train, users, max(ks), history)
     parts = []
     for group, keep in (("head", head), ("tail", ~head)):
-        sub = truth.select(keep[truth.items])
-        table = evaluate_ranking(model, train, sub, ks=ks, history=history)
-        cols = [f"{m}@{k}" for m in metrics for k in ks]
-        parts.append(table[["user", *cols]].set_index("user")
-                     .rename(columns={c: f"{c}_{group}" for c in cols}))
+        table = list_metrics(lists, users, truth.select(keep[truth.items]), ks)
+        parts.append(table.set_index("user").add_suffix(f"_{group}"))
     return pd.concat(parts, axis=1).sort_index().reset_index()
 
 
@@ -124,9 +160,8 @@ def longtail_report(model: object, train: Dataset, truth: Dataset, k: int = 10,
     """
     pop = train if popularity is None else popularity
     head = head_items(pop, share)
-    per_user = head_tail_metrics(model, train, truth, head, (k,), history)
-    users = np.unique(truth.users)
-    lists = recommend_lists(model, train, users, k, history)
+    lists = recommend_lists(model, train, np.unique(truth.users), k, history)
+    per_user = head_tail_metrics(model, train, truth, head, (k,), history, lists)
     summary = {c: float(per_user[c].mean()) for c in per_user.columns if "@" in c}
     summary.update(exposure_metrics(lists, pop, head, k))
     summary["head_share"] = float(share)

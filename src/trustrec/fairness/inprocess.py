@@ -6,7 +6,7 @@ it. ``none`` trains it as it is: the control every fairness figure is compared w
 **In-UCDS** (Han et al., ACM MM 2023), stage 2: the training loss gets
 ``λ Σ_{(u,v)} ‖e_u − e_v‖²`` over the pairs of each disadvantaged user ``u`` with the
 members ``v`` of its UCDS (stage 1, :func:`trustrec.fairness.ucds.dominant_sets`);
-``e`` is every learned user table of the model (``TrainsUserTables``: BPR-MF's, WMF's and
+``e`` is every learned user table of the model (``TrainsUserTables``: BPR-MF's and
 BCE-MF's factors, NeuMF's GMF and MLP tables, which the paper concatenates, LightGCN's
 layer-0 table and its propagated cache). Advantaged users are the top ``top`` share by
 training interactions (:func:`~trustrec.evaluate.fairness.activity_groups`, Li et al.'s
@@ -22,7 +22,9 @@ proximal (implicit gradient) step: with ``L`` the Laplacian of the pair graph,
 ``symmetric = False``, only the disadvantaged end moves,
 ``e_u ← (e_u + weight Σ_v e_v) / (1 + weight·|N(u)|)``. Alternating a training epoch
 with the proximal step is proximal-gradient splitting of ``L_rec + λR``; it works the
-same way for models trained by SGD, Adam or ALS, and costs one sparse solve per epoch.
+same way for models trained by SGD or Adam, and costs one sparse solve per epoch (not for
+ALS: WMF re-solves its users exactly each epoch, erasing the step, so it lacks the
+capability).
 The step follows the model's learning-rate schedule (``weight × lr_decay^(epoch−1)`` for
 a model with an ``lr_decay``), as the gradient steps of a loss term would: with a
 constant step the pull outgrows BPR-MF's decaying updates over its hundreds of epochs.
@@ -42,6 +44,7 @@ restores the paper's graph.
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Callable
 from typing import Annotated, Any, ClassVar, Literal
@@ -170,10 +173,11 @@ class UserPull(FairTraining):
         pairs, record = self.pairs(train, advantaged)
         seconds = time.perf_counter() - t0
         decay = float(getattr(model.config, "lr_decay", 1.0))
+        steps = functools.lru_cache(maxsize=1)(  # one factorisation while the step holds
+            lambda weight: pull_step(pairs, train.n_users, weight, cfg.symmetric))
 
         def callback(m: EmbeddingRecommender, epoch: int) -> None:
-            step = pull_step(pairs, train.n_users, cfg.weight * decay ** (epoch - 1),
-                             cfg.symmetric)
+            step = steps(cfg.weight * decay ** (epoch - 1))
             for name in m.trained_user_tables():  # type: ignore[attr-defined]
                 table = m.params_[name]
                 with torch.no_grad():

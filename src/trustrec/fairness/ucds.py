@@ -105,7 +105,12 @@ def dominance_alpha(a_adv: np.ndarray) -> float:
 def _objective(xu: np.ndarray, xa: np.ndarray, a_adv: np.ndarray, a_u: np.ndarray,
                alpha: float) -> np.ndarray:
     """``xᵀBx`` of each problem (``B``'s ``u``-diagonal is 0, the advantaged one ``-α``)."""
-    pay_u, pay_a = _payoffs(xu, xa, a_adv, a_u, alpha)
+    return _value(xu, xa, *_payoffs(xu, xa, a_adv, a_u, alpha))
+
+
+def _value(xu: np.ndarray, xa: np.ndarray, pay_u: np.ndarray, pay_a: np.ndarray
+           ) -> np.ndarray:
+    """``xᵀBx`` from the payoffs ``Bx`` at ``x``."""
     return xu * pay_u + (xa * pay_a).sum(1)
 
 
@@ -144,7 +149,7 @@ def replicator(a_adv: np.ndarray, a_u: np.ndarray, alpha: float, max_iter: int,
     xa = np.full((n, m), 1.0 / (m + 1), dtype=np.float32)
     kappa = np.full(n, 1.0 / alpha, dtype=np.float32)
     best_u, best_a, pay_u, pay_a = xu, xa, *_payoffs(xu, xa, a_adv, a_u, alpha)
-    value = before = xu * pay_u + (xa * pay_a).sum(1)
+    value = before = _value(xu, xa, pay_u, pay_a)
     it = 0
     for it in range(1, max_iter + 1):
         top = np.maximum(pay_u, pay_a.max(1, initial=-np.inf))
@@ -153,7 +158,7 @@ def replicator(a_adv: np.ndarray, a_u: np.ndarray, alpha: float, max_iter: int,
         z = eu + ea.sum(1)
         xu, xa = eu / z, ea / z[:, None]
         new_u, new_a = _payoffs(xu, xa, a_adv, a_u, alpha)
-        new_value = xu * new_u + (xa * new_a).sum(1)
+        new_value = _value(xu, xa, new_u, new_a)
         up = new_value >= value
         best_u, best_a = np.where(up, xu, best_u), np.where(up[:, None], xa, best_a)
         pay_u, pay_a = np.where(up, new_u, pay_u), np.where(up[:, None], new_a, pay_a)

@@ -266,7 +266,9 @@ class WMF(EmbeddingRecommender):
 
     Capabilities (:mod:`trustrec.models.capabilities`): ``ReleasesUserTable`` (``user``),
     ``PairScorer``, ``HasTrainingObjective`` (:class:`WMFObjective`), ``WarmStart`` and
-    ``DotProductScores``, ``TrainsUserTables``.
+    ``DotProductScores``. Not ``TrainsUserTables``: each epoch's user solve is exact
+    given the item factors (conjugate gradient), so a change made between epochs is
+    erased by the next one; a pull on WMF belongs inside that solve.
     """
 
     name = "wmf"
@@ -324,12 +326,6 @@ class WMF(EmbeddingRecommender):
         """:class:`WMFObjective` of the fitted model (no sampled negatives: ``seed`` and
         ``n_neg`` do not change it)."""
         return WMFObjective(self, seed, n_neg)
-
-    def trained_user_tables(self) -> tuple[str, ...]:
-        """The user factors. ALS re-solves them each epoch from the item factors, its
-        conjugate-gradient steps starting from the changed rows; a change made between
-        epochs shapes that solve, the next item solve and the final state."""
-        return ("user",)
 
     def warm_start_state(self) -> Mapping[str, torch.Tensor]:
         """The fitted ``params_`` (``fit(init=...)`` starts from them)."""
