@@ -1,8 +1,9 @@
 """The ``trustrec`` command: a thin Typer shell over the library.
 
 Commands: ``bench`` (the unlearning benchmark), ``data fetch`` / ``data info``, ``train``,
-``forget`` and ``evaluate``. Errors trustrec raises on purpose (bad names, bad files, bad
-requests) print one line, ``error: ...``, on stderr and exit with code 2.
+``forget``, ``evaluate`` and ``fed run`` (one federation). Errors trustrec raises on
+purpose (bad names, bad files, bad requests) print one line, ``error: ...``, on stderr and
+exit with code 2.
 """
 
 from __future__ import annotations
@@ -28,6 +29,10 @@ app = typer.Typer(
 data_app = typer.Typer(help="Datasets: fetch a known dataset into the cache, or describe "
                             "any dataset.", no_args_is_help=True, rich_markup_mode="markdown")
 app.add_typer(data_app, name="data")
+fed_app = typer.Typer(help="Federated recommendation: run one federation from a spec file "
+                           "(in-process simulator or Flower).", no_args_is_help=True,
+                      rich_markup_mode="markdown")
+app.add_typer(fed_app, name="fed")
 
 EXIT_USAGE = 2
 
@@ -553,6 +558,27 @@ def serve(
     app_ = create_app(model_dir, token=token, ledger_url=ledger_url,
                       batch_delay=batch_delay, max_wait=max_wait)
     uvicorn.run(app_, host=host, port=port, log_level="warning")
+
+
+# ---------------------------------------------------------------------------- fed
+@fed_app.command("run")
+@handle_errors
+def fed_run(
+    spec: Annotated[Path, typer.Option(help="Run spec (.toml/.yaml): dataset, method, "
+                                            "config, seed, split, runtime, out.")],
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
+) -> None:
+    """Run one federation: a progress bar per round, a checkpoint after every round (run
+    the same spec again to resume a killed run), then `model/`, `curve.parquet`,
+    `result.json` and `report.md` in the spec's `out` directory."""
+    from trustrec.federated.run import load_run_spec, run_spec
+
+    record = run_spec(load_run_spec(spec), progress=not quiet)
+    figures = ", ".join(f"{m} {v:.4f}" for m, v in record["test"].items())
+    resumed = record["resumed_from_round"]
+    note = f" (resumed from round {resumed})" if resumed else ""
+    typer.echo(f"{record['method']}: round {record['model'].get('best_round', 'last')} chosen"
+               f"{note}; test {figures} → {record['spec']['out']}")
 
 
 def main() -> None:  # pragma: no cover  (python -m trustrec.cli)

@@ -74,6 +74,13 @@ class Section:
 
 
 # ---------------------------------------------------------------------------- statistics
+def wide_cells(results: pd.DataFrame, axes: Sequence[str]) -> pd.DataFrame:
+    """One row per cell of a long ``results.csv`` frame: the ``axes`` and every metric as
+    a column."""
+    return results.pivot_table(index=list(axes), columns="metric", values="value",
+                               aggfunc="first").reset_index()
+
+
 def mean_ci(values: Sequence[float], level: float = 0.95) -> tuple[float, float | None, int]:
     """Mean, half-width of the Student-t interval, and the count of finite values.
 

@@ -8,6 +8,8 @@
   toward a target item, retrain the sequential victim, and measure exposure and stealth.
 * ``fairness`` (:mod:`~trustrec.bench.experiments.fairness`): train with a user- or
   item-fairness method and measure utility, UGF and the long tail against plain training.
+* ``federated`` (:mod:`~trustrec.bench.experiments.federated`): federated recommenders
+  (FedMF, FedNCF, PFedRec, FedRecGEL) per round against their centralised ceiling.
 
 Adding a kind: one module defining an :class:`~trustrec.bench.experiments.base.Experiment`
 subclass registered in :data:`EXPERIMENTS`, imported here, and one test file.
@@ -24,6 +26,7 @@ def _register() -> None:
     from trustrec.bench.experiments import (  # noqa: F401
         attack,
         fairness,
+        federated,
         privacy,
         unlearning,
     )

@@ -54,9 +54,8 @@ NOTES = [
 
 def points(results: pd.DataFrame) -> pd.DataFrame:
     """One row per cell: the axes and every metric as columns."""
-    axes = ["dataset", "model", "target", "budget", "defense", "attack", "seed"]
-    return results.pivot_table(index=axes, columns="metric", values="value",
-                               aggfunc="first").reset_index()
+    return render.wide_cells(results, ["dataset", "model", "target", "budget", "defense",
+                                       "attack", "seed"])
 
 
 def attack_table(frame: pd.DataFrame, attacks: Sequence[str]) -> pd.DataFrame:

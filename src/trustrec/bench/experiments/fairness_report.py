@@ -33,9 +33,7 @@ NOTES = [
 
 def points(results: pd.DataFrame) -> pd.DataFrame:
     """One row per cell: the axes and every metric as columns."""
-    return results.pivot_table(index=["dataset", "model", "method", "seed"],
-                               columns="metric", values="value",
-                               aggfunc="first").reset_index()
+    return render.wide_cells(results, ["dataset", "model", "method", "seed"])
 
 
 def columns(k: int) -> list[tuple[str, str, str]]:
