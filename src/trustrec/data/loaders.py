@@ -424,6 +424,9 @@ def load_dataset(name_or_path: str | Path, data_dir: str | Path | None = None, *
     text = str(name_or_path)
     key = text.lower()
     if key in F.CATALOG:
+        if F.CATALOG[key].kind != "interactions":
+            raise ConfigError(f"{key!r} is a {F.CATALOG[key].kind} dataset, not user-item "
+                              "interactions: load it with trustrec.data.tabular.load_tabular")
         folder = (F.fetch(key, data_dir, progress=progress) if download
                   else F.cached(key, data_dir))
         ds = load_path(folder, min_rating=min_rating)
