@@ -1,0 +1,103 @@
+"""Group-fairness criteria as linear constraints on per-group confusion matrices.
+
+Each criterion is a set of constraints ``c = (a, k, S)``: the share of predictions ``k``
+among group ``a`` within the event ``S`` equals that of everyone within ``S``,
+
+    d_c(h) = P(h = k | A = a, S) − P(h = k | S),    |d_c| ≤ ξ,
+
+with ``S`` everything (**demographic parity**, ``dp``), ``{Y = k}`` (**equal
+opportunity**, ``eop``: each class's true-positive rate equal across groups), or
+``{Y = y}`` for every ``y`` (**equalized odds**, ``eodds``: the whole confusion matrix).
+Given a model of ``P(A, Y | x)``, ``d_c(h) = E_x[h_k(x) w_c(x)]`` with the weight
+``w_c(x) = P(A = a, S | x) / P(A = a, S) − P(S | x) / P(S)``, linear in ``h``; that is
+what makes the optimal fair classifier a closed form (:mod:`~trustrec.fairclf.optfair`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from trustrec.errors import ConfigError
+
+CRITERIA = ("dp", "eop", "eodds")
+
+
+@dataclass(frozen=True)
+class Constraints:
+    """The constraints of a criterion for ``n_groups`` × ``n_classes``.
+
+    Attributes:
+        criterion: ``dp``, ``eop`` or ``eodds``.
+        group: ``(C,)`` the group ``a`` of each constraint.
+        pred: ``(C,)`` the predicted class ``k``.
+        cond: ``(C,)`` the conditioning class ``y`` of ``S = {Y = y}``; −1: no condition.
+    """
+
+    criterion: str
+    group: np.ndarray
+    pred: np.ndarray
+    cond: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.group)
+
+
+def constraints(criterion: str, n_groups: int, n_classes: int) -> Constraints:
+    """Every constraint of ``criterion`` (see the module docstring).
+
+    Raises:
+        ConfigError: an unknown criterion (with the closest name).
+    """
+    from trustrec.config import suggest
+
+    if criterion not in CRITERIA:
+        raise ConfigError(f"unknown fairness criterion {criterion!r}"
+                          f"{suggest(str(criterion), list(CRITERIA))}")
+    a, k = np.meshgrid(np.arange(n_groups), np.arange(n_classes), indexing="ij")
+    a, k = a.ravel(), k.ravel()
+    if criterion == "dp":
+        return Constraints(criterion, a, k, np.full(len(a), -1))
+    if criterion == "eop":
+        return Constraints(criterion, a, k, k.copy())
+    a3, k3, y3 = (m.ravel() for m in np.meshgrid(np.arange(n_groups), np.arange(n_classes),
+                                                 np.arange(n_classes), indexing="ij"))
+    return Constraints(criterion, a3, k3, y3)
+
+
+def weights(cons: Constraints, joint: np.ndarray, prior: np.ndarray) -> np.ndarray:
+    """``(n, C)`` weights ``w_c(x)`` from a model's ``P(A, Y | x)`` (``joint``, shape
+    ``(n, n_groups, n_classes)``) and the population's ``P(A, Y)`` (``prior``)."""
+    cond = cons.cond
+    if np.any(cond >= 0):
+        y = np.where(cond >= 0, cond, 0)
+        p_as_x = np.where(cond >= 0, joint[:, cons.group, y],
+                          joint.sum(2)[:, cons.group])
+        p_as = np.where(cond >= 0, prior[cons.group, y], prior.sum(1)[cons.group])
+        p_s_x = np.where(cond >= 0, joint.sum(1)[:, y], 1.0)
+        p_s = np.where(cond >= 0, prior.sum(0)[y], 1.0)
+    else:
+        p_as_x = joint.sum(2)[:, cons.group]
+        p_as = prior.sum(1)[cons.group]
+        p_s_x, p_s = np.ones_like(p_as_x), np.ones_like(p_as)
+    return p_as_x / np.maximum(p_as, 1e-12) - p_s_x / np.maximum(p_s, 1e-12)
+
+
+def disparities(cons: Constraints, pred: np.ndarray, y: np.ndarray, group: np.ndarray,
+                n_classes: int) -> np.ndarray:
+    """``(C,)`` realised ``d_c`` of hard predictions ``pred`` against the true labels and
+    groups (NaN where the group or event has no row)."""
+    out = np.full(len(cons), np.nan)
+    for i, (a, k, c) in enumerate(zip(cons.group, cons.pred, cons.cond, strict=True)):
+        in_s = np.ones(len(y), dtype=bool) if c < 0 else (y == c)
+        in_as = in_s & (group == a)
+        if in_s.any() and in_as.any():
+            out[i] = np.mean(pred[in_as] == k) - np.mean(pred[in_s] == k)
+    return out
+
+
+def max_disparity(cons: Constraints, pred: np.ndarray, y: np.ndarray, group: np.ndarray,
+                  n_classes: int) -> float:
+    """The largest ``|d_c|`` (the figure ξ bounds)."""
+    return float(np.nanmax(np.abs(disparities(cons, pred, y, group, n_classes))))
