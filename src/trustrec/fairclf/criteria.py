@@ -101,3 +101,16 @@ def max_disparity(cons: Constraints, pred: np.ndarray, y: np.ndarray, group: np.
                   n_classes: int) -> float:
     """The largest ``|d_c|`` (the figure ξ bounds)."""
     return float(np.nanmax(np.abs(disparities(cons, pred, y, group, n_classes))))
+
+
+def max_gap(cons: Constraints, pred: np.ndarray, y: np.ndarray, group: np.ndarray,
+            n_classes: int) -> float:
+    """The largest between-group difference ``max_a − min_a`` of ``P(h = k | A = a, S)``
+    over the criterion's ``(k, S)`` (fairlearn's demographic-parity / equalized-odds
+    *difference* for a binary label; ≤ 2 · :func:`max_disparity`)."""
+    rates: dict[tuple[int, int], list[float]] = {}
+    for a, k, c in zip(cons.group, cons.pred, cons.cond, strict=True):
+        in_as = (group == a) & (np.ones(len(y), dtype=bool) if c < 0 else (y == c))
+        if in_as.any():
+            rates.setdefault((int(k), int(c)), []).append(float(np.mean(pred[in_as] == k)))
+    return max(max(v) - min(v) for v in rates.values())
