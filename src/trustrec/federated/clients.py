@@ -176,10 +176,9 @@ def build_work(data: ClientData, clients: np.ndarray, key: int, round_: int,
     n_items = data.n_items
     sizes = data.sizes(clients)
     starts = csr.indptr[clients]
-    pos_owner = np.repeat(clients, sizes)
     pos_items = csr.indices[np.repeat(starts - np.cumsum(sizes) + sizes, sizes)
                             + np.arange(sizes.sum())].astype(np.int64)
-    neg_owner, neg_items = draw_negatives(data, clients, key, round_, n_neg)
+    _, neg_items = draw_negatives(data, clients, key, round_, n_neg)
     slot = np.repeat(np.arange(len(clients)), sizes)
     neg_slot = np.repeat(np.arange(len(clients)), sizes * n_neg)
     # Rows grouped by client: positives then negatives.
@@ -187,7 +186,6 @@ def build_work(data: ClientData, clients: np.ndarray, key: int, round_: int,
     row_slot = np.concatenate([slot, neg_slot])[order]
     row_item = np.concatenate([pos_items, neg_items])[order]
     row_label = np.concatenate([np.ones(len(pos_items)), np.zeros(len(neg_items))])[order]
-    del pos_owner, neg_owner
     n_rows = sizes * (1 + n_neg)
     b = len(clients)
     length = int(n_rows.max()) if b else 0
