@@ -10,7 +10,7 @@ Classification", arXiv 2606.00656).
    ``β_j(x) = η_j(x) − Σ_{c: k_c = j} λ_c w_c(x)`` and ``η = P(Y | x)``, and λ minimises
    the dual ``τ E[logsumexp(β/τ)] + ξ ‖λ‖₁``. Its gradient in ``λ_c`` is ``−d_c(h)``; at
    the optimum every ``|d_c| ≤ ξ``, tight where ``λ_c ≠ 0``. Solved by L-BFGS-B on
-   ``λ = λ⁺ − λ⁻`` (see ``_dual``).
+   ``λ = λ⁺ − λ⁻`` (:mod:`~trustrec.fairclf.dual`, shared with FedFACT).
 3. λ is fitted on a **held-out** split (the released code fits it in-sample and never
    uses its validation split); the test split only measures.
 
@@ -27,8 +27,7 @@ from __future__ import annotations
 from typing import Annotated
 
 import numpy as np
-from scipy.optimize import minimize
-from scipy.special import logsumexp, softmax
+from scipy.special import softmax
 from sklearn.linear_model import LogisticRegression
 from sklearn.preprocessing import StandardScaler
 
@@ -42,6 +41,7 @@ from trustrec.config import (
 )
 from trustrec.errors import ConfigError
 from trustrec.fairclf.criteria import CRITERIA, constraints, weights
+from trustrec.fairclf.dual import DualBlock, shift, solve_block, unsplit
 from trustrec.seeding import rng
 
 
@@ -98,55 +98,32 @@ class OptFairPost(Configured):
         out[:, self.model_.classes_] = proba
         return out.reshape(len(x), self.n_groups_, self.n_classes_)
 
-    def _beta(self, joint: np.ndarray, lam: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def _beta(self, joint: np.ndarray, lam: np.ndarray) -> np.ndarray:
         w = weights(self.constraints_, joint, self.prior_)
-        shift = np.zeros((len(joint), self.n_classes_))
-        np.add.at(shift.T, self.constraints_.pred, (w * lam).T)
-        return joint.sum(1) - shift, w
+        return joint.sum(1) - shift(w, lam, self.constraints_.pred, self.n_classes_)
 
     def _dual(self, x_hold: np.ndarray) -> np.ndarray:
-        """Minimise the dual on the held-out rows: ``λ = λ⁺ − λ⁻`` with both ≥ 0 makes
-        ``ξ‖λ‖₁`` linear, so L-BFGS-B solves it with exact gradients; τ is lowered in
-        steps (0.1, 0.03, then τ), each solve warm-started from the last, because the
-        dual's curvature grows as 1/τ."""
+        """Minimise the dual on the held-out rows (:mod:`~trustrec.fairclf.dual`)."""
         c = self.config
         joint = self.joint(x_hold)
         # The population P(A, Y) as the model sees it on these rows: then E[w_c] = 0
         # exactly, so the uniform classifier is feasible for every ξ ≥ 0 and the dual is
         # bounded (with the training frequencies it was not, for small ξ).
         self.prior_ = joint.mean(0)
-        w = weights(self.constraints_, joint, self.prior_)
-        eta = joint.sum(1)
-        onehot = np.eye(self.n_classes_)[self.constraints_.pred]  # (C, n_classes)
-        n_c = len(self.constraints_)
-
-        def objective(z: np.ndarray, tau: float) -> tuple[float, np.ndarray]:
-            lam = z[:n_c] - z[n_c:]
-            beta = eta - (w * lam) @ onehot
-            lse = logsumexp(beta / tau, axis=1)
-            h = np.exp(beta / tau - lse[:, None])
-            d = (h[:, self.constraints_.pred] * w).mean(0)
-            value = tau * lse.mean() + c.xi * z.sum()
-            return value, np.concatenate([c.xi - d, c.xi + d])
-
-        z = np.zeros(2 * n_c)
-        for tau in sorted({max(c.tau, 0.1), max(c.tau, 0.03), c.tau}, reverse=True):
-            res = minimize(objective, z, args=(tau,), jac=True, method="L-BFGS-B",
-                           bounds=[(0.0, None)] * (2 * n_c),
-                           options={"maxiter": c.steps, "gtol": 1e-10, "ftol": 1e-14})
-            z = res.x
-        self.dual_value_ = float(res.fun)
-        self.dual_converged_ = bool(res.success)
-        return z[:n_c] - z[n_c:]
+        block = DualBlock(weights(self.constraints_, joint, self.prior_),
+                          self.constraints_.pred, c.xi)
+        z, self.dual_value_, _, self.dual_converged_ = solve_block(joint.sum(1), block, c.tau,
+                                                                   c.steps)
+        return unsplit(z)
 
     def predict_proba(self, x: np.ndarray) -> np.ndarray:
         """``h(x) = softmax(β(x)/τ)``."""
-        beta, _ = self._beta(self.joint(x), self.lambda_)
+        beta = self._beta(self.joint(x), self.lambda_)
         return softmax(beta / self.config.tau, axis=1)
 
     def predict(self, x: np.ndarray, randomized: bool = False, seed: int = 0) -> np.ndarray:
         """``argmax β(x)`` (or a draw from ``h(x)`` with ``randomized``)."""
-        beta, _ = self._beta(self.joint(x), self.lambda_)
+        beta = self._beta(self.joint(x), self.lambda_)
         if not randomized:
             return beta.argmax(1)
         h = softmax(beta / self.config.tau, axis=1)
