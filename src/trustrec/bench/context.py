@@ -147,3 +147,33 @@ class GridContext:
                                              "config": config, **facts,
                                              "finished": now_iso()})
         return read_json(folder / STATE_JSON)
+
+
+class TableContext(GridContext):
+    """The shared state of a grid over classification tables (fair classification,
+    federated unlearning): ``load(name)`` reads a table once; there are no splits here
+    (each kind splits by seed itself) and no interaction statistics for the report."""
+
+    def __init__(self, spec: Any, load: Callable[[str], Any], progress: bool = False) -> None:
+        self.spec = spec
+        self.out = Path(spec.out)
+        self.progress = progress
+        self.sources = {d: d for d in spec.datasets}
+        self.k = 10
+        self.model_configs = {}
+        self._load = load
+        self._tables: dict[str, Any] = {}
+
+    def dataset(self, label: str) -> Any:
+        """The table of ``label`` (loaded once)."""
+        if label not in self._tables:
+            self._tables[label] = self._load(label)
+        return self._tables[label]
+
+    def data_config(self, label: str) -> dict[str, Any]:
+        """Where a table comes from."""
+        return {"source": label, "data_dir": getattr(self.spec, "data_dir", None)}
+
+    def data_info(self) -> dict[str, dict[str, float]]:
+        """None: the kinds' reports describe their tables themselves."""
+        return {}

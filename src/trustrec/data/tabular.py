@@ -171,10 +171,34 @@ def load_tabular(name: str, data_dir: str | Path | None = None, *, sensitive: st
     raise UnknownNameError(f"unknown tabular dataset {name!r}; known: adult, compas")
 
 
+def dirichlet_split(labels: np.ndarray, n_clients: int, alpha: float, seed: int
+                    ) -> list[np.ndarray]:
+    """Row indices per client: for each class, shares drawn from ``Dirichlet(alpha · 1)``
+    over the clients (seeded by ``(seed, "dirichlet")``), rows of that class dealt out by
+    them. Sorted index arrays; a client may end up empty.
+
+    Raises:
+        ConfigError: ``alpha`` ≤ 0 or fewer than 2 clients.
+    """
+    if not alpha > 0:
+        raise ConfigError(f"the Dirichlet concentration must be > 0, got {alpha}")
+    if n_clients < 2:
+        raise ConfigError(f"a federation needs at least 2 clients, got {n_clients}")
+    gen = rng(seed, "dirichlet")
+    owner = np.empty(len(labels), dtype=np.int64)
+    for c in np.unique(labels):
+        rows = np.flatnonzero(labels == c)
+        rows = rows[gen.permutation(len(rows))]
+        shares = gen.dirichlet(np.full(n_clients, float(alpha)))
+        cuts = np.round(np.cumsum(shares)[:-1] * len(rows)).astype(np.int64)
+        for k, part in enumerate(np.split(rows, cuts)):
+            owner[part] = k
+    return [np.flatnonzero(owner == k) for k in range(n_clients)]
+
+
 def dirichlet_clients(data: TabularData, n_clients: int, alpha: float, seed: int
                       ) -> list[np.ndarray]:
-    """Rows per client: for each class, shares drawn from ``Dirichlet(alpha · 1)`` over the
-    clients (seeded by ``(seed, "dirichlet")``), rows of that class dealt out by them.
+    """Rows per client by :func:`dirichlet_split` of the labels, each client checked.
 
     Args:
         data: the table.
@@ -189,20 +213,7 @@ def dirichlet_clients(data: TabularData, n_clients: int, alpha: float, seed: int
         ConfigError: ``alpha`` ≤ 0, fewer than 2 clients, or a client that ends with a
             single class or a single group (named, with what it holds).
     """
-    if not alpha > 0:
-        raise ConfigError(f"the Dirichlet concentration must be > 0, got {alpha}")
-    if n_clients < 2:
-        raise ConfigError(f"a federation needs at least 2 clients, got {n_clients}")
-    gen = rng(seed, "dirichlet")
-    owner = np.empty(len(data), dtype=np.int64)
-    for c in range(data.n_classes):
-        rows = np.flatnonzero(data.y == c)
-        rows = rows[gen.permutation(len(rows))]
-        shares = gen.dirichlet(np.full(n_clients, float(alpha)))
-        cuts = np.round(np.cumsum(shares)[:-1] * len(rows)).astype(np.int64)
-        for k, part in enumerate(np.split(rows, cuts)):
-            owner[part] = k
-    parts = [np.flatnonzero(owner == k) for k in range(n_clients)]
+    parts = dirichlet_split(data.y, n_clients, alpha, seed)
     for k, part in enumerate(parts):
         classes = np.unique(data.y[part])
         groups = np.unique(data.group[part])

@@ -25,8 +25,10 @@ from trustrec.errors import ConfigError
 def _register() -> None:
     from trustrec.bench.experiments import (  # noqa: F401
         attack,
+        fairclf,
         fairness,
         federated,
+        fedunlearn,
         privacy,
         unlearning,
     )
