@@ -84,17 +84,36 @@ def weights(cons: Constraints, joint: np.ndarray, prior: np.ndarray) -> np.ndarr
     return p_as_x / np.maximum(p_as, 1e-12) - p_s_x / np.maximum(p_s, 1e-12)
 
 
+def confusion_counts(pred: np.ndarray, y: np.ndarray, group: np.ndarray, n_groups: int,
+                     n_classes: int) -> np.ndarray:
+    """``(n_groups, n_classes, n_classes)`` row counts per (group, label, prediction) —
+    all a client uploads for the server to measure disparities."""
+    cell = (np.asarray(group) * n_classes + np.asarray(y)) * n_classes + np.asarray(pred)
+    return np.bincount(cell, minlength=n_groups * n_classes * n_classes).reshape(
+        n_groups, n_classes, n_classes)
+
+
+def disparities_from_counts(cons: Constraints, counts: np.ndarray) -> np.ndarray:
+    """``(C,)`` realised ``d_c`` from :func:`confusion_counts` (NaN where the group or the
+    event has no row)."""
+    c = counts.astype(np.float64)
+    has = cons.cond >= 0
+    y = np.where(has, cons.cond, 0)
+    num_as = np.where(has, c[cons.group, y, cons.pred], c[cons.group, :, cons.pred].sum(1))
+    den_as = np.where(has, c[cons.group, y].sum(-1), c[cons.group].sum((1, 2)))
+    num_s = np.where(has, c[:, y, cons.pred].sum(0), c[:, :, cons.pred].sum((0, 1)))
+    den_s = np.where(has, c[:, y].sum((0, 2)), c.sum())
+    with np.errstate(invalid="ignore", divide="ignore"):
+        d = num_as / den_as - num_s / den_s
+    return np.where((den_as > 0) & (den_s > 0), d, np.nan)
+
+
 def disparities(cons: Constraints, pred: np.ndarray, y: np.ndarray, group: np.ndarray,
                 n_classes: int) -> np.ndarray:
     """``(C,)`` realised ``d_c`` of hard predictions ``pred`` against the true labels and
     groups (NaN where the group or event has no row)."""
-    out = np.full(len(cons), np.nan)
-    for i, (a, k, c) in enumerate(zip(cons.group, cons.pred, cons.cond, strict=True)):
-        in_s = np.ones(len(y), dtype=bool) if c < 0 else (y == c)
-        in_as = in_s & (group == a)
-        if in_s.any() and in_as.any():
-            out[i] = np.mean(pred[in_as] == k) - np.mean(pred[in_s] == k)
-    return out
+    n_groups = int(max(cons.group.max(), np.max(group, initial=0))) + 1
+    return disparities_from_counts(cons, confusion_counts(pred, y, group, n_groups, n_classes))
 
 
 def max_disparity(cons: Constraints, pred: np.ndarray, y: np.ndarray, group: np.ndarray,

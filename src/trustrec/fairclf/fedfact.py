@@ -55,6 +55,7 @@ from trustrec.federated.classify import (
     ClassifierConfig,
     LocalTask,
     Params,
+    StaticTasks,
     fit_federated_classifier,
     one_hot,
     predict_proba,
@@ -67,7 +68,7 @@ def fit_joint(fed: FairFederation, cfg: ClassifierConfig, seed: int, *,
     d = fed.data
     n_out = d.n_groups * d.n_classes
     tasks = [LocalTask(one_hot(d.group[r] * d.n_classes + d.y[r], n_out)) for r in fed.train]
-    return fit_federated_classifier(fed.x("train"), lambda r, p: tasks, n_out, cfg, seed,
+    return fit_federated_classifier(StaticTasks(fed.x("train"), tasks), n_out, cfg, seed,
                                     on_round=on_round)
 
 
@@ -76,7 +77,7 @@ def fit_labels(fed: FairFederation, cfg: ClassifierConfig, seed: int, *,
     """Plain FedAvg on the labels (the unconstrained baseline)."""
     d = fed.data
     tasks = [LocalTask(one_hot(d.y[r], d.n_classes)) for r in fed.train]
-    return fit_federated_classifier(fed.x("train"), lambda r, p: tasks, d.n_classes, cfg,
+    return fit_federated_classifier(StaticTasks(fed.x("train"), tasks), d.n_classes, cfg,
                                     seed, on_round=on_round)
 
 

@@ -14,6 +14,7 @@ reads the sensitive attribute at prediction time. Both predict at random (seeded
 from __future__ import annotations
 
 import importlib.util
+import warnings
 
 import numpy as np
 from sklearn.linear_model import LogisticRegression
@@ -52,14 +53,24 @@ def fairlearn_predict(peer: str, criterion: str, xi: float, x: np.ndarray, y: np
         raise ConfigError(f"fairlearn's mitigators are binary; this label has "
                           f"{len(np.unique(y))} classes")
     require_fairlearn()
-    import fairlearn.postprocessing as post
-    import fairlearn.reductions as red
 
     # float64: ThresholdOptimizer writes float64 probabilities into a Series of x's dtype
     x, x_test = np.asarray(x, dtype=np.float64), np.asarray(x_test, dtype=np.float64)
     scaler = StandardScaler().fit(x)
     x, x_test = scaler.transform(x), scaler.transform(x_test)
     base = LogisticRegression(max_iter=2000)
+    with warnings.catch_warnings():
+        # fairlearn 0.15 trips pandas' deprecation warnings (its code, not ours)
+        warnings.filterwarnings("ignore", module="fairlearn")
+        return _fit_predict(peer, criterion, xi, base, x, y, group, x_test, group_test, seed)
+
+
+def _fit_predict(peer: str, criterion: str, xi: float, base: LogisticRegression,
+                 x: np.ndarray, y: np.ndarray, group: np.ndarray, x_test: np.ndarray,
+                 group_test: np.ndarray, seed: int) -> np.ndarray:
+    import fairlearn.postprocessing as post
+    import fairlearn.reductions as red
+
     if peer == "fairlearn-expgrad":
         moment = getattr(red, _MOMENTS[criterion])(difference_bound=xi)
         model = red.ExponentiatedGradient(base, constraints=moment)

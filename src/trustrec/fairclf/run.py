@@ -157,10 +157,9 @@ def run_fair_method(name: str, fed: FairFederation, criterion: str, *, xi: float
         margin = local_margin if name == "fedfact-in" and fed.n_clients > 1 else None
         cfg = method_config(name, opts, criterion=criterion, xi=xi,
                             xi_local=None if margin is None else xi + margin)
-        params, duals = fit_fair_inprocess(fed, cfg, clf, seed,
-                                           on_round=lambda r, p, d: hook(r, p))
+        params, lam = fit_fair_inprocess(fed, cfg, clf, seed, on_round=hook)
         return FairRun([predict_proba(params, x).argmax(1) for x in x_test], rounds,
-                       {"max_abs_lambda": float(np.abs(duals["lambda"]).max())})
+                       {"max_abs_lambda": float(np.abs(lam).max())})
     if name == "wassffed":
         from trustrec.fairclf.wassffed import fit_wassffed
 

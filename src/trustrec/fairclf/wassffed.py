@@ -36,8 +36,11 @@ from trustrec.errors import ConfigError
 from trustrec.fairclf.federation import FairFederation
 from trustrec.federated.classify import (
     ClassifierConfig,
+    ClientState,
     LocalTask,
     Params,
+    RoundProtocol,
+    Stats,
     fit_federated_classifier,
     one_hot,
     predict_proba,
@@ -60,31 +63,57 @@ class WassFFedConfig:
     quantiles: PositiveInt = 101
 
 
-def barycenter_targets(scores: Sequence[np.ndarray], groups: Sequence[np.ndarray],
-                       n_groups: int, quantiles: int = 101) -> list[np.ndarray]:
-    """Each row's barycenter target ``Q̄(F_a(s))`` from per-client scores and groups,
-    computed only from per-(client, group) quantile sketches (module docstring, steps
-    1–3)."""
+def group_sketch(scores: np.ndarray, groups: np.ndarray, n_groups: int, quantiles: int
+                 ) -> Stats:
+    """Client side (step 1): per group, the scores' quantiles at ``quantiles`` evenly
+    spaced levels (NaN for a group the client lacks) and the group's row count."""
     levels = np.linspace(0.0, 1.0, quantiles)
-    sketches: dict[tuple[int, int], np.ndarray] = {}
-    sizes = np.zeros((len(scores), n_groups))
-    for k, (s, g) in enumerate(zip(scores, groups, strict=True)):
-        for a in range(n_groups):
-            sa = s[g == a]
-            sizes[k, a] = len(sa)
-            if len(sa):
-                sketches[k, a] = np.quantile(sa, levels)
-    grid = np.unique(np.concatenate(list(sketches.values())))
-    cdf = np.zeros((n_groups, len(grid)))
-    for (k, a), q in sketches.items():
-        cdf[a] += sizes[k, a] * _cdf(q, levels, grid)
-    n_a = sizes.sum(0)
+    q = np.full((n_groups, quantiles), np.nan)
+    n = np.zeros(n_groups)
+    for a in range(n_groups):
+        sa = scores[groups == a]
+        n[a] = len(sa)
+        if len(sa):
+            q[a] = np.quantile(sa, levels)
+    return {"quantiles": q, "counts": n}
+
+
+def merge_sketches(sketches: Sequence[Stats]) -> Stats:
+    """Server side (step 2): each group's CDF ``F_a`` on the union of the sketch values
+    (``grid``, ``cdf``) and the barycenter's quantile function ``Q̄`` (``bary``, at the
+    sketch levels)."""
+    q = np.stack([s["quantiles"] for s in sketches])  # (K, G, Q)
+    n = np.stack([s["counts"] for s in sketches])  # (K, G)
+    levels = np.linspace(0.0, 1.0, q.shape[2])
+    grid = np.unique(q[np.isfinite(q)])
+    cdf = np.zeros((q.shape[1], len(grid)))
+    for k, a in zip(*np.nonzero(n), strict=True):
+        cdf[a] += n[k, a] * _cdf(q[k, a], levels, grid)
+    n_a = n.sum(0)
     present = n_a > 0
     cdf[present] /= n_a[present, None]
-    quant = np.stack([np.interp(levels, cdf[a], grid) for a in range(n_groups) if present[a]])
+    quant = np.stack([np.interp(levels, cdf[a], grid) for a in np.flatnonzero(present)])
     bary = (n_a[present, None] * quant).sum(0) / n_a.sum()
-    return [np.interp(_group_cdf(s, g, grid, cdf), levels, bary)
-            for s, g in zip(scores, groups, strict=True)]
+    return {"grid": grid, "cdf": cdf, "bary": bary}
+
+
+def sketch_targets(scores: np.ndarray, groups: np.ndarray, shared: Stats) -> np.ndarray:
+    """Client side (step 3): each row's target ``Q̄(F_a(s))``."""
+    levels = np.linspace(0.0, 1.0, len(shared["bary"]))
+    rank = np.empty(len(scores))
+    for a in np.unique(groups):
+        rows = groups == a
+        rank[rows] = np.interp(scores[rows], shared["grid"], shared["cdf"][a])
+    return np.interp(rank, levels, shared["bary"])
+
+
+def barycenter_targets(scores: Sequence[np.ndarray], groups: Sequence[np.ndarray],
+                       n_groups: int, quantiles: int = 101) -> list[np.ndarray]:
+    """Each row's barycenter target from per-client scores and groups, computed only from
+    per-(client, group) quantile sketches (module docstring, steps 1–3)."""
+    shared = merge_sketches([group_sketch(s, g, n_groups, quantiles)
+                             for s, g in zip(scores, groups, strict=True)])
+    return [sketch_targets(s, g, shared) for s, g in zip(scores, groups, strict=True)]
 
 
 def _cdf(q: np.ndarray, levels: np.ndarray, grid: np.ndarray) -> np.ndarray:
@@ -92,13 +121,39 @@ def _cdf(q: np.ndarray, levels: np.ndarray, grid: np.ndarray) -> np.ndarray:
     return np.interp(grid, q, levels, left=0.0, right=1.0)
 
 
-def _group_cdf(s: np.ndarray, g: np.ndarray, grid: np.ndarray, cdf: np.ndarray) -> np.ndarray:
-    """``F_{g_i}(s_i)`` per row."""
-    out = np.empty(len(s))
-    for a in np.unique(g):
-        rows = g == a
-        out[rows] = np.interp(s[rows], grid, cdf[a])
-    return out
+class WassFFedRounds(RoundProtocol):
+    """WassFFed's rounds: plain FedAvg during warm-up; then sketches up, barycenter down,
+    targets and the mixed loss at the clients."""
+
+    uses_stats = True
+
+    def __init__(self, fed: FairFederation, cfg: WassFFedConfig) -> None:
+        super().__init__(fed.x("train"))
+        d = fed.data
+        self.cfg, self.n_groups = cfg, d.n_groups
+        self.labels = [one_hot(d.y[r], 2) for r in fed.train]
+        self.groups = [d.group[r] for r in fed.train]
+
+    def _scores(self, client: int, params: Params) -> np.ndarray:
+        return predict_proba(params, self.x[client])[:, 1]
+
+    def client_stats(self, client: int, round_: int, params: Params, state: ClientState
+                     ) -> Stats:  # noqa: D102
+        if round_ < self.cfg.warmup:
+            return {}
+        return group_sketch(self._scores(client, params), self.groups[client], self.n_groups,
+                            self.cfg.quantiles)
+
+    def broadcast(self, round_: int, params: Params, stats: list[Stats]) -> Stats:  # noqa: D102
+        return merge_sketches(stats) if round_ >= self.cfg.warmup else {}
+
+    def client_task(self, client: int, round_: int, params: Params, shared: Stats,
+                    state: ClientState) -> LocalTask:  # noqa: D102
+        if round_ < self.cfg.warmup:
+            return LocalTask(self.labels[client])
+        t = sketch_targets(self._scores(client, params), self.groups[client], shared)
+        return LocalTask(self.cfg.alpha * self.labels[client],
+                         torch.from_numpy(t.astype(np.float32)), 1.0 - self.cfg.alpha)
 
 
 def fit_wassffed(fed: FairFederation, cfg: WassFFedConfig, clf: ClassifierConfig, seed: int,
@@ -116,18 +171,4 @@ def fit_wassffed(fed: FairFederation, cfg: WassFFedConfig, clf: ClassifierConfig
     if cfg.warmup >= clf.rounds:
         raise ConfigError(f"WassFFed's warm-up ({cfg.warmup} rounds) must be shorter than "
                           f"the {clf.rounds} rounds")
-    xs = fed.x("train")
-    labels = [one_hot(d.y[r], 2) for r in fed.train]
-    groups = [d.group[r] for r in fed.train]
-    plain = [LocalTask(t) for t in labels]
-
-    def tasks(r: int, params: Params) -> list[LocalTask]:
-        if r < cfg.warmup:
-            return plain
-        scores = [predict_proba(params, x)[:, 1] for x in xs]
-        targets = barycenter_targets(scores, groups, d.n_groups, cfg.quantiles)
-        return [LocalTask(cfg.alpha * lab, torch.from_numpy(t.astype(np.float32)),
-                          1.0 - cfg.alpha)
-                for lab, t in zip(labels, targets, strict=True)]
-
-    return fit_federated_classifier(xs, tasks, 2, clf, seed, on_round=on_round)
+    return fit_federated_classifier(WassFFedRounds(fed, cfg), 2, clf, seed, on_round=on_round)

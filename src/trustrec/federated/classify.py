@@ -170,21 +170,93 @@ def federated_scaler(x: np.ndarray, clients: Sequence[np.ndarray]) -> tuple[np.n
     return mean, np.where(std > 1e-12, std, 1.0)
 
 
-TaskHook = Callable[[int, Params], Sequence[LocalTask]]
+ClientState = dict[str, np.ndarray]
+Stats = dict[str, np.ndarray]
 RoundHook = Callable[[int, Params], None]
 
 
-def fit_federated_classifier(x: Sequence[torch.Tensor], tasks: TaskHook, n_out: int,
-                             cfg: ClassifierConfig, seed: int, *, init: Params | None = None,
+class RoundProtocol:
+    """What each side of a federated classification method computes in a round; both
+    runtimes (:func:`fit_federated_classifier` in process, :mod:`~trustrec.federated.
+    flower_classify` on Flower) run the same protocol:
+
+    1. every client ``k`` computes ``client_stats(k, round, params, state_k)`` on its own
+       rows (what it uploads besides its model; may update its persistent ``state_k``);
+    2. the server turns the uploads into ``broadcast(round, params, stats)``;
+    3. each sampled client trains on ``client_task(k, round, params, shared, state_k)``.
+
+    ``state_k`` is a dict of arrays that lives with client ``k`` between rounds and never
+    travels. The base class uploads nothing and broadcasts nothing.
+    """
+
+    #: Whether step 1 runs at all (skipped, with no message, when False).
+    uses_stats: bool = False
+
+    def __init__(self, x: Sequence[torch.Tensor]) -> None:
+        if not x:
+            raise ConfigError("a federation needs at least one client")
+        if any(len(xk) == 0 for xk in x):
+            raise ConfigError("every client needs at least one row")
+        self.x = list(x)
+
+    @property
+    def n_clients(self) -> int:  # noqa: D102
+        return len(self.x)
+
+    def client_stats(self, client: int, round_: int, params: Params, state: ClientState
+                     ) -> Stats:
+        """Client side: this round's upload (default: nothing)."""
+        return {}
+
+    def broadcast(self, round_: int, params: Params, stats: list[Stats]) -> Stats:
+        """Server side: what every client receives with the model (default: nothing)."""
+        return {}
+
+    def client_task(self, client: int, round_: int, params: Params, shared: Stats,
+                    state: ClientState) -> LocalTask:
+        """Client side: this round's local objective."""
+        raise NotImplementedError
+
+
+class StaticTasks(RoundProtocol):
+    """The same local task every round (FedAvg and its kin)."""
+
+    def __init__(self, x: Sequence[torch.Tensor], tasks: Sequence[LocalTask]) -> None:
+        super().__init__(x)
+        self.tasks = list(tasks)
+
+    def client_task(self, client: int, round_: int, params: Params, shared: Stats,
+                    state: ClientState) -> LocalTask:  # noqa: D102
+        return self.tasks[client]
+
+
+def fedavg_step(params: Params, updates: Sequence[tuple[int, Params]], server: ServerOptimizer
+                ) -> None:
+    """Aggregate ``(rows, new params)`` uploads — in client order, weighted by rows —
+    into the server's step on ``params`` (in place)."""
+    total = float(sum(n for n, _ in updates))
+    delta = {k: torch.zeros_like(v) for k, v in params.items()}
+    for n, new in updates:
+        for name in delta:
+            delta[name] += (n / total) * (params[name] - new[name])
+    server.step(params, delta)
+
+
+def check_finite(params: Params, round_: int) -> None:
+    """Raise when training diverged."""
+    if not all(torch.isfinite(v).all() for v in params.values()):
+        raise ConfigError(f"federated training diverged at round {round_} (non-finite "
+                          "weights); lower lr")
+
+
+def fit_federated_classifier(protocol: RoundProtocol, n_out: int, cfg: ClassifierConfig,
+                             seed: int, *, init: Params | None = None,
                              rounds: int | None = None, first_round: int = 0,
                              on_round: RoundHook | None = None) -> Params:
-    """FedAvg with a local task per client per round.
+    """FedAvg of a :class:`RoundProtocol`, in process.
 
     Args:
-        x: each client's standardised rows.
-        tasks: ``tasks(round, params)`` → one :class:`LocalTask` per client (the hook
-            where a method turns the clients' uploaded statistics into this round's
-            objectives).
+        protocol: the method's rounds (each client's rows, uploads, broadcast, task).
         n_out: number of outputs.
         cfg: options.
         seed: root seed (initial weights, client sampling, minibatch orders).
@@ -196,32 +268,23 @@ def fit_federated_classifier(x: Sequence[torch.Tensor], tasks: TaskHook, n_out: 
 
     Returns:
         The final global weights.
-
-    Raises:
-        ConfigError: no client, or a client with no row.
     """
-    if not x:
-        raise ConfigError("a federation needs at least one client")
-    if any(len(xk) == 0 for xk in x):
-        raise ConfigError("every client needs at least one row")
     params = ({k: v.clone() for k, v in init.items()} if init is not None
-              else init_params(x[0].shape[1], n_out, cfg, seed))
+              else init_params(protocol.x[0].shape[1], n_out, cfg, seed))
     server = ServerOptimizer(cfg.server_optimizer, cfg.server_lr)
-    members = np.arange(len(x))
+    members = np.arange(protocol.n_clients)
+    states: list[ClientState] = [{} for _ in members]
     for r in range(first_round, first_round + (cfg.rounds if rounds is None else rounds)):
-        round_tasks = tasks(r, params)
-        chosen = sample_clients(members, cfg.participation, seed, r)
-        weight = np.array([len(x[k]) for k in chosen], dtype=np.float64)
-        weight /= weight.sum()
-        delta = {k: torch.zeros_like(v) for k, v in params.items()}
-        for w, k in zip(weight, chosen, strict=True):
-            new = local_train(params, x[k], round_tasks[k], cfg, seed, r, int(k))
-            for name in delta:
-                delta[name] += float(w) * (params[name] - new[name])
-        server.step(params, delta)
-        if not all(torch.isfinite(v).all() for v in params.values()):
-            raise ConfigError(f"federated training diverged at round {r} (non-finite "
-                              "weights); lower lr")
+        stats = ([protocol.client_stats(int(k), r, params, states[k]) for k in members]
+                 if protocol.uses_stats else [])
+        shared = protocol.broadcast(r, params, stats)
+        updates = []
+        for k in sample_clients(members, cfg.participation, seed, r):
+            task = protocol.client_task(int(k), r, params, shared, states[k])
+            updates.append((len(protocol.x[k]),
+                            local_train(params, protocol.x[k], task, cfg, seed, r, int(k))))
+        fedavg_step(params, updates, server)
+        check_finite(params, r)
         if on_round is not None:
             on_round(r, params)
     return params

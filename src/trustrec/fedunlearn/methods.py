@@ -50,6 +50,7 @@ from trustrec.federated.classify import (
     ClassifierConfig,
     LocalTask,
     Params,
+    StaticTasks,
     fit_federated_classifier,
     forward,
     init_params,
@@ -105,14 +106,14 @@ APPLIES = {"mask": ("class",)}
 def train_original(fed: UnlearnFederation, clf: ClassifierConfig, seed: int) -> Params:
     """FedAvg on every row (the model a request arrives at)."""
     tasks = [LocalTask(one_hot(y, N_CLASSES)) for y in fed.y]
-    return fit_federated_classifier(fed.x, lambda r, p: tasks, N_CLASSES, clf, seed)
+    return fit_federated_classifier(StaticTasks(fed.x, tasks), N_CLASSES, clf, seed)
 
 
 def _retained_fit(fed: UnlearnFederation, clf: ClassifierConfig, seed: int, rounds: int,
                   init: Params | None, first_round: int) -> Params:
     kept = [fed.retained(k) for k in range(fed.n_clients)]
     tasks = [LocalTask(one_hot(y, N_CLASSES)) for _, y in kept]
-    return fit_federated_classifier([x for x, _ in kept], lambda r, p: tasks, N_CLASSES, clf,
+    return fit_federated_classifier(StaticTasks([x for x, _ in kept], tasks), N_CLASSES, clf,
                                     seed, init=init, rounds=rounds, first_round=first_round)
 
 
@@ -159,7 +160,7 @@ def _ascent(fed, params, cfg, clf, seed) -> Unlearned:
             tasks.append(LocalTask(-one_hot(yf, N_CLASSES)))
         xs.append(xf)
     ascent = dataclasses.replace(clf, lr=cfg.ascent_lr) if cfg.ascent_lr > 0 else clf
-    out = fit_federated_classifier(xs, lambda r, p: tasks, N_CLASSES, ascent, seed,
+    out = fit_federated_classifier(StaticTasks(xs, tasks), N_CLASSES, ascent, seed,
                                    init=params, rounds=1, first_round=clf.rounds)
     out = _retained_fit(fed, clf, seed, cfg.repair_rounds, out, clf.rounds + 1)
     return Unlearned(out, 1 + cfg.repair_rounds)
@@ -215,7 +216,7 @@ def _fedaf(fed, params, cfg, clf, seed) -> Unlearned:
                                anchor_weight=cfg.anchor_weight))
     who = [k for k in range(fed.n_clients)
            if fed.forget[k].any() or not cfg.forgetters_only]
-    out = fit_federated_classifier([fed.x[k] for k in who], lambda r, p: [tasks[k] for k in who],
+    out = fit_federated_classifier(StaticTasks([fed.x[k] for k in who], [tasks[k] for k in who]),
                                    N_CLASSES, clf, seed, init=params, rounds=cfg.unlearn_rounds,
                                    first_round=clf.rounds)
     out = _retained_fit(fed, clf, seed, cfg.repair_rounds, out,
