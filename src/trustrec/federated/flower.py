@@ -182,6 +182,20 @@ def _checked(replies: Any) -> list[Any]:
     return out
 
 
+def simulate(server_app: Any, client_app: Any, n_nodes: int, cpus_per_client: float = 1.0,
+             verbose: bool = False) -> None:
+    """Run the apps on Flower's simulation engine, one supernode per client."""
+    from flwr.simulation import run_simulation
+
+    if not verbose:
+        logging.getLogger("flwr").setLevel(logging.WARNING)
+    run_simulation(server_app=server_app, client_app=client_app, num_supernodes=n_nodes,
+                   backend_config={"client_resources": {"num_cpus": cpus_per_client},
+                                   "init_args": {"include_dashboard": False,
+                                                 "log_to_driver": verbose}},
+                   verbose_logging=verbose)
+
+
 def run_flower(method: FedMethod, train: Dataset, *, seed: int = 0, rounds: int | None = None,
                clients: np.ndarray | None = None, cpus_per_client: float = 1.0,
                verbose: bool = False) -> FederatedRecommender:
@@ -195,23 +209,14 @@ def run_flower(method: FedMethod, train: Dataset, *, seed: int = 0, rounds: int 
         ConfigError: Flower is not installed, a client is empty, or a client failed.
     """
     require_flower()
-    from flwr.simulation import run_simulation
-
     data = ClientData.from_dataset(train, clients)
     members = data.members()
     n_rounds = int(rounds if rounds is not None else method.config.rounds)
     result: dict[str, Any] = {}
     server_app, client_app = make_apps(method, data, members, seed=seed, rounds=n_rounds,
                                        result=result)
-    if not verbose:
-        logging.getLogger("flwr").setLevel(logging.WARNING)
     t0 = time.perf_counter()
-    run_simulation(server_app=server_app, client_app=client_app,
-                   num_supernodes=len(members),
-                   backend_config={"client_resources": {"num_cpus": cpus_per_client},
-                                   "init_args": {"include_dashboard": False,
-                                                 "log_to_driver": verbose}},
-                   verbose_logging=verbose)
+    simulate(server_app, client_app, len(members), cpus_per_client, verbose)
     if "state" not in result:
         raise ConfigError("the Flower federation ended without a result (see Flower's log)")
     state: FederationState = result["state"]

@@ -15,7 +15,6 @@ the same model (``tests/federated/test_flower_classify.py``).
 
 from __future__ import annotations
 
-import logging
 from collections import OrderedDict
 from typing import Any
 
@@ -33,7 +32,13 @@ from trustrec.federated.classify import (
     init_params,
     local_train,
 )
-from trustrec.federated.flower import _ask, _checked, _wait_for_nodes, require_flower
+from trustrec.federated.flower import (
+    _ask,
+    _checked,
+    _wait_for_nodes,
+    require_flower,
+    simulate,
+)
 from trustrec.federated.server import sample_clients
 
 #: A placeholder array: Flower's records may not be empty.
@@ -142,21 +147,12 @@ def run_flower_classifier(protocol: RoundProtocol, n_out: int, cfg: ClassifierCo
         ConfigError: Flower is not installed, or a client failed.
     """
     require_flower()
-    from flwr.simulation import run_simulation
-
     params = ({k: v.clone() for k, v in init.items()} if init is not None
               else init_params(protocol.x[0].shape[1], n_out, cfg, seed))
     span = range(first_round, first_round + (cfg.rounds if rounds is None else rounds))
     result: dict[str, Any] = {}
     server_app, client_app = make_classifier_apps(protocol, params, cfg, seed, span, result)
-    if not verbose:
-        logging.getLogger("flwr").setLevel(logging.WARNING)
-    run_simulation(server_app=server_app, client_app=client_app,
-                   num_supernodes=protocol.n_clients,
-                   backend_config={"client_resources": {"num_cpus": cpus_per_client},
-                                   "init_args": {"include_dashboard": False,
-                                                 "log_to_driver": verbose}},
-                   verbose_logging=verbose)
+    simulate(server_app, client_app, protocol.n_clients, cpus_per_client, verbose)
     if "params" not in result:
         raise ConfigError("the Flower federation ended without a result (see Flower's log)")
     return result["params"]
