@@ -88,7 +88,8 @@ def _echo_json(obj: Any) -> None:
 @handle_errors
 def bench(
     kind: Annotated[str | None, typer.Option(
-        help="Experiment kind: unlearning (default), privacy, attack or fairness; a spec "
+        help="Experiment kind: unlearning (default), privacy, attack, fairness, federated, "
+             "fairclf (fair classification) or fedunlearn (federated unlearning); a spec "
              "file's 'kind' sets it too.")] = None,
     datasets: Annotated[str | None, typer.Option(
         help="Comma-separated dataset names or paths (default: ml-100k).")] = None,
@@ -139,7 +140,11 @@ def bench(
     attackers, audited users, views) come from a spec file; options a kind does not have
     are an error. `--kind fairness` trains each model with user-fairness (In-UCDS,
     In-Naive) or long-tail methods (SAM, EISAM, IPS, logit adjustment) against plain
-    training and reports utility, UGF and the item side.
+    training and reports utility, UGF and the item side. `--kind federated` trains
+    federated recommenders against their centralised ceilings. `--kind fairclf` runs fair
+    classification on Adult / COMPAS (OptFair, FedFACT, WassFFed, fairlearn's mitigators;
+    accuracy against global and local disparity, a Pareto plot); `--kind fedunlearn`
+    forgets a class or a backdoor across a federation on digits (FedAF and baselines).
 
     Finished cells are skipped on a rerun, so an interrupted run resumes.
     """

@@ -38,6 +38,16 @@ def test_bad_specs_fail_before_any_work(kind, values, error, match):
         spec_of(kind, **values)
 
 
+@pytest.mark.parametrize("kind", ["fairclf", "fedunlearn"])
+def test_a_client_left_with_one_class_fails_the_run_before_any_cell(kind, tmp_path):
+    values = ({"clients": [40], "dirichlet": 0.05} if kind == "fairclf"
+              else {"n_clients": 60, "dirichlet": 0.01})
+    spec = spec_of(kind, workers=1, out=str(tmp_path / "run"), **values)
+    with pytest.raises(ConfigError, match="single class|class\\(es\\)"):
+        run_grid(spec, quiet=True)
+    assert not [p for p in (tmp_path / "run").rglob("*") if p.is_dir()]  # no cell folder
+
+
 def test_cells_give_each_method_its_knob_and_place():
     spec = spec_of("fairclf", datasets=["adult", "compas"], xis=[0.02, 0.05], alphas=[0.5],
                    clients=[4, 8])

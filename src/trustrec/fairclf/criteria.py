@@ -93,9 +93,11 @@ def confusion_counts(pred: np.ndarray, y: np.ndarray, group: np.ndarray, n_group
         n_groups, n_classes, n_classes)
 
 
-def disparities_from_counts(cons: Constraints, counts: np.ndarray) -> np.ndarray:
-    """``(C,)`` realised ``d_c`` from :func:`confusion_counts` (NaN where the group or the
-    event has no row)."""
+def disparities_from_counts(cons: Constraints, counts: np.ndarray, min_rows: int = 1
+                            ) -> np.ndarray:
+    """``(C,)`` realised ``d_c`` from :func:`confusion_counts` (NaN where the event has no
+    row or the group holds fewer than ``min_rows`` rows of it: a rate over a handful of
+    rows is noise, not a disparity)."""
     c = counts.astype(np.float64)
     has = cons.cond >= 0
     y = np.where(has, cons.cond, 0)
@@ -105,31 +107,36 @@ def disparities_from_counts(cons: Constraints, counts: np.ndarray) -> np.ndarray
     den_s = np.where(has, c[:, y].sum((0, 2)), c.sum())
     with np.errstate(invalid="ignore", divide="ignore"):
         d = num_as / den_as - num_s / den_s
-    return np.where((den_as > 0) & (den_s > 0), d, np.nan)
+    return np.where((den_as >= max(1, min_rows)) & (den_s > 0), d, np.nan)
 
 
 def disparities(cons: Constraints, pred: np.ndarray, y: np.ndarray, group: np.ndarray,
-                n_classes: int) -> np.ndarray:
+                n_classes: int, min_rows: int = 1) -> np.ndarray:
     """``(C,)`` realised ``d_c`` of hard predictions ``pred`` against the true labels and
-    groups (NaN where the group or event has no row)."""
+    groups (NaN as in :func:`disparities_from_counts`)."""
     n_groups = int(max(cons.group.max(), np.max(group, initial=0))) + 1
-    return disparities_from_counts(cons, confusion_counts(pred, y, group, n_groups, n_classes))
+    return disparities_from_counts(cons, confusion_counts(pred, y, group, n_groups, n_classes),
+                                   min_rows)
 
 
 def max_disparity(cons: Constraints, pred: np.ndarray, y: np.ndarray, group: np.ndarray,
-                  n_classes: int) -> float:
-    """The largest ``|d_c|`` (the figure ξ bounds)."""
-    return float(np.nanmax(np.abs(disparities(cons, pred, y, group, n_classes))))
+                  n_classes: int, min_rows: int = 1) -> float:
+    """The largest ``|d_c|`` (the figure ξ bounds) over the measurable constraints (NaN
+    when none is)."""
+    d = np.abs(disparities(cons, pred, y, group, n_classes, min_rows))
+    return float(np.nanmax(d)) if np.isfinite(d).any() else float("nan")
 
 
 def max_gap(cons: Constraints, pred: np.ndarray, y: np.ndarray, group: np.ndarray,
-            n_classes: int) -> float:
+            n_classes: int, min_rows: int = 1) -> float:
     """The largest between-group difference ``max_a − min_a`` of ``P(h = k | A = a, S)``
     over the criterion's ``(k, S)`` (fairlearn's demographic-parity / equalized-odds
-    *difference* for a binary label; ≤ 2 · :func:`max_disparity`)."""
+    *difference* for a binary label; ≤ 2 · :func:`max_disparity`), over groups with at
+    least ``min_rows`` rows of ``S``."""
     rates: dict[tuple[int, int], list[float]] = {}
     for a, k, c in zip(cons.group, cons.pred, cons.cond, strict=True):
         in_as = (group == a) & (np.ones(len(y), dtype=bool) if c < 0 else (y == c))
-        if in_as.any():
+        if in_as.sum() >= max(1, min_rows):
             rates.setdefault((int(k), int(c)), []).append(float(np.mean(pred[in_as] == k)))
-    return max(max(v) - min(v) for v in rates.values())
+    gaps = [max(v) - min(v) for v in rates.values() if len(v) > 1]
+    return max(gaps) if gaps else float("nan")

@@ -8,7 +8,10 @@ With the attribute and label known at training time, each constraint is
 response is the classifier maximising the gain ``G_j(a, y) = 1{y = j} − Σ_{c: k_c = j}
 (λ_c w^g_c(a, y) + μ_{k,c} w^{l,k}_c(a, y))``, trained by cost-sensitive cross-entropy
 ``−Σ_j Ḡ_j(a, y) log softmax_j(x)`` with ``Ḡ = G + κ`` shifted non-negative (the paper's
-``M̄ = M + κ·1``, κ the client's smallest κ that does it). Each round:
+``M̄ = M + κ·1``, κ the client's smallest κ that does it), then divided by one
+constant per client (its rows' mean target total becomes 1: the optimum's argmax is
+unchanged, and the 1/P(a, S) weights of a small group cannot blow the step up). Each
+round:
 
 1. clients train the shared model on their cost-sensitive targets (FedAvg);
 2. each client counts its hard predictions per (group, event) on its training rows; the
@@ -16,7 +19,9 @@ response is the classifier maximising the gain ``G_j(a, y) = 1{y = j} − Σ_{c:
    ``λ ← soft(λ + η d^g, η ξ_g)`` (projected dual ascent on the ℓ1-penalised dual); each
    client steps its own ``μ_k ← soft(μ_k + η d^{l,k}, η ξ_l)`` and keeps it.
 
-Only per-(group, event) prediction counts travel (as in FedFACT); μ_k stays home. The
+Only per-(group, label, prediction) counts travel (as in FedFACT); μ_k stays home.
+Disparities of cells with fewer than
+:data:`~trustrec.fairclf.federation.MIN_GROUP_ROWS` rows do not move the duals (noise). The
 model stays attribute-blind at prediction time. The population ``P(A, Y)`` in ``w^g`` is
 the summed training counts.
 
@@ -44,7 +49,7 @@ from trustrec.fairclf.criteria import (
     weights,
 )
 from trustrec.fairclf.dual import shift
-from trustrec.fairclf.federation import FairFederation
+from trustrec.fairclf.federation import MIN_GROUP_ROWS, FairFederation
 from trustrec.federated.classify import (
     ClassifierConfig,
     ClientState,
@@ -110,7 +115,8 @@ class FairInRounds(RoundProtocol):
         counts = confusion_counts(pred, self.y[client], self.group[client], self.n_g, self.n_y)
         mu = state.setdefault("mu", np.zeros(len(self.cons)))
         if round_ > 0 and self.cfg.xi_local is not None:
-            d_local = np.nan_to_num(disparities_from_counts(self.cons, counts))
+            d_local = np.nan_to_num(disparities_from_counts(self.cons, counts,
+                                                            MIN_GROUP_ROWS))
             state["mu"] = _soft(mu + self.cfg.dual_lr * d_local,
                                 self.cfg.dual_lr * self.cfg.xi_local)
         return {"counts": counts}
@@ -118,7 +124,7 @@ class FairInRounds(RoundProtocol):
     def broadcast(self, round_: int, params: Params, stats: list[Stats]) -> Stats:  # noqa: D102
         if round_ > 0:
             d_global = np.nan_to_num(disparities_from_counts(
-                self.cons, sum(s["counts"] for s in stats)))
+                self.cons, sum(s["counts"] for s in stats), MIN_GROUP_ROWS))
             self.lam = _soft(self.lam + self.cfg.dual_lr * d_global,
                              self.cfg.dual_lr * self.cfg.xi)
         return {"lambda": self.lam.copy()}
@@ -129,8 +135,11 @@ class FairInRounds(RoundProtocol):
         gain = (self.onehot - shift(self.w_global, shared["lambda"], self.cons.pred, self.n_y)
                 - shift(self.w_local[client], mu, self.cons.pred, self.n_y))
         gain = gain + max(0.0, -float(gain.min()))
-        cell = torch.from_numpy(self.group[client] * self.n_y + self.y[client])
-        return LocalTask(torch.from_numpy(gain.astype(np.float32))[cell])
+        cell = self.group[client] * self.n_y + self.y[client]
+        # One scale per client (the mean row total 1): the argmax of the cost-sensitive
+        # optimum is unchanged, and a small group's large weights cannot blow the step up.
+        gain = gain / gain[cell].sum(1).mean()
+        return LocalTask(torch.from_numpy(gain.astype(np.float32))[torch.from_numpy(cell)])
 
 
 def fit_fair_inprocess(fed: FairFederation, cfg: FairInConfig, clf: ClassifierConfig,

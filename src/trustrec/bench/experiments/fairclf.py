@@ -204,6 +204,16 @@ class FairClfExperiment(Experiment):
         """The tables."""
         return TableContext(spec, functools.partial(_load, spec.data_dir), progress)
 
+    def check_dataset(self, ctx: TableContext, label: str) -> None:
+        """Load the table and build every federation of the spec on it, so that a client
+        left with one class or one group fails the run before any cell starts."""
+        from trustrec.fairclf.federation import make_federation
+
+        data = ctx.dataset(label)
+        spec = ctx.spec
+        for seed, clients in product(spec.seeds, [1, *spec.clients]):
+            make_federation(data, clients, spec.dirichlet, seed, tuple(spec.split_ratios))
+
     def cell_from_axes(self, axes: dict[str, Any]) -> FairClfCell:
         """The cell with these axes."""
         return FairClfCell(**axes)

@@ -145,6 +145,16 @@ class FedUnlearnExperiment(Experiment):
         """The image table (checked once)."""
         return TableContext(spec, _load, progress)
 
+    def check_dataset(self, ctx: TableContext, label: str) -> None:
+        """Build every federation of the spec, so that a bad split (a client with one
+        class) fails the run before any cell starts."""
+        from trustrec.fedunlearn.federation import make_digits_federation
+
+        spec = ctx.spec
+        for request, target, seed in product(spec.requests, spec.targets, spec.seeds):
+            make_digits_federation(request, target, n_clients=spec.n_clients,
+                                   alpha=spec.dirichlet, seed=seed)
+
     def cell_from_axes(self, axes: dict[str, Any]) -> FedUnlearnCell:
         """The cell with these axes."""
         return FedUnlearnCell(**axes)
