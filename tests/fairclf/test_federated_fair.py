@@ -10,7 +10,7 @@ from scipy.stats import spearmanr
 
 from trustrec.data.tabular import TabularData, load_tabular
 from trustrec.errors import ConfigError
-from trustrec.fairclf.criteria import constraints, weights
+from trustrec.fairclf.criteria import confusion_counts, constraints, weights
 from trustrec.fairclf.federation import fairness_measures, make_federation
 from trustrec.fairclf.fedfact import (
     FedFACTConfig,
@@ -172,6 +172,33 @@ def test_barycenter_targets_preserve_ranks_and_are_not_the_pooled_mixture():
     allt = np.concatenate(targets)
     assert abs(np.quantile(allt, 0.25) - (2 - 0.674)) < 0.1
     assert abs(np.quantile(pooled, 0.25) - np.quantile(allt, 0.25)) > 0.5
+
+
+def test_barycenter_of_disjoint_groups_spans_the_middle():
+    """U[0, 0.5] and U[0.5, 1] of equal size: the barycenter is U[0.25, 0.75] — each
+    group's quantile function is inverted over its own range, not over every group's
+    scores (which sent the top level to the other group's maximum)."""
+    gen = np.random.default_rng(1)
+    s0, s1 = gen.uniform(0, 0.5, 2000), gen.uniform(0.5, 1.0, 2000)
+    t = barycenter_targets([s0, s1], [np.zeros(2000, int), np.ones(2000, int)], 2)
+    for ti in t:
+        assert ti.min() == pytest.approx(0.25, abs=0.01)
+        assert ti.max() == pytest.approx(0.75, abs=0.01)
+
+
+def test_runs_refuse_options_that_are_run_fields_and_adam_continuations():
+    from trustrec.fairclf.run import method_config
+
+    with pytest.raises(ConfigError, match="xi_local is set by the run"):
+        method_config("fedfact-post", {"xi_local": 0.05})
+    with pytest.raises(ConfigError, match="outside 0..1"):
+        confusion_counts(np.array([0, 2]), np.array([0, 1]), np.array([0, 1]), 2, 2)
+    data = toy_table()
+    fed = make_federation(data, 2, 5.0, seed=0)
+    tasks = StaticTasks(fed.x("train"), [LocalTask(one_hot(data.y[r], 2)) for r in fed.train])
+    adam = ClassifierConfig(rounds=1, server_optimizer="adam")
+    with pytest.raises(ConfigError, match="Adam moments"):
+        fit_federated_classifier(tasks, 2, adam, seed=0, init=init_params(4, 2, adam, 0))
 
 
 def test_wassffed_and_peers_refuse_what_they_cannot_do():

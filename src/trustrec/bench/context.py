@@ -170,6 +170,10 @@ class TableContext(GridContext):
             self._tables[label] = self._load(label)
         return self._tables[label]
 
+    def split(self, label: str, seed: int) -> Split:
+        """Not here: each table kind splits its rows itself."""
+        raise TypeError("a table grid has no interaction splits")
+
     def data_config(self, label: str) -> dict[str, Any]:
         """Where a table comes from."""
         return {"source": label, "data_dir": getattr(self.spec, "data_dir", None)}

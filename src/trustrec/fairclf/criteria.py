@@ -88,7 +88,12 @@ def confusion_counts(pred: np.ndarray, y: np.ndarray, group: np.ndarray, n_group
                      n_classes: int) -> np.ndarray:
     """``(n_groups, n_classes, n_classes)`` row counts per (group, label, prediction) —
     all a client uploads for the server to measure disparities."""
-    cell = (np.asarray(group) * n_classes + np.asarray(y)) * n_classes + np.asarray(pred)
+    pred, y, group = (np.asarray(v, dtype=np.int64) for v in (pred, y, group))
+    for what, v, n in (("prediction", pred, n_classes), ("label", y, n_classes),
+                       ("group", group, n_groups)):
+        if len(v) and (v.min() < 0 or v.max() >= n):
+            raise ConfigError(f"a {what} outside 0..{n - 1}: {int(v.min())}..{int(v.max())}")
+    cell = (group * n_classes + y) * n_classes + pred
     return np.bincount(cell, minlength=n_groups * n_classes * n_classes).reshape(
         n_groups, n_classes, n_classes)
 

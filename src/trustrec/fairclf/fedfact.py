@@ -16,9 +16,10 @@ arXiv 2506.03777), multi-class.
    client's **held-out** rows: the server runs L-BFGS-B on λ; each evaluation is one
    communication round in which every client solves its own μ_k (warm-started, at the
    server's current temperature) and returns its value and ``p_k d^{g,k}`` — by
-   Danskin's theorem the outer gradient is ``ξ_g sign − Σ_k p_k d^{g,k}``. μ_k never
-   leaves its client. ``xi_local = None`` drops the local block (then one client is
-   exactly :class:`~trustrec.fairclf.optfair.OptFairPost`'s dual).
+   Danskin's theorem the outer gradient is ``ξ_g sign − Σ_k p_k d^{g,k}``; a last round
+   solves every μ_k at the final λ. μ_k never leaves its client. ``xi_local = None``
+   drops the local block (then one client is exactly
+   :class:`~trustrec.fairclf.optfair.OptFairPost`'s dual).
 
 Departures: the paper's outer solver is projected (sub)gradient descent with an
 ``O(1/√T)`` rate; L-BFGS-B on the split dual reaches the same optimum in far fewer rounds
@@ -153,6 +154,10 @@ class FedFACTPost(Configured):
         z, self.dual_value_, self.dual_converged_ = minimise_split(objective, n_c, c.tau,
                                                                    c.steps)
         self.lambda_ = unsplit(z)
+        if c.xi_local is not None:
+            # One more round: every client's μ_k solved at the final λ (the last evaluation
+            # may have been a line-search trial point).
+            objective(z, c.tau)
         self.mu_ = [unsplit(m) for m in self.mu_split_]
         return self
 

@@ -8,7 +8,8 @@ With the attribute and label known at training time, each constraint is
 response is the classifier maximising the gain ``G_j(a, y) = 1{y = j} − Σ_{c: k_c = j}
 (λ_c w^g_c(a, y) + μ_{k,c} w^{l,k}_c(a, y))``, trained by cost-sensitive cross-entropy
 ``−Σ_j Ḡ_j(a, y) log softmax_j(x)`` with ``Ḡ = G + κ`` shifted non-negative (the paper's
-``M̄ = M + κ·1``, κ the client's smallest κ that does it), then divided by one
+``M̄ = M + κ·1``, κ the smallest that makes the client's (group, label) table
+non-negative), then divided by one
 constant per client (its rows' mean target total becomes 1: the optimum's argmax is
 unchanged, and the 1/P(a, S) weights of a small group cannot blow the step up). Each
 round:

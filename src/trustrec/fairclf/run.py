@@ -75,16 +75,29 @@ def fair_method(name: str) -> FairMethod:
     return FAIR_METHODS[name]
 
 
+#: Config fields a run sets from its own arguments (the bench's axes), never from options.
+RUN_FIELDS = ("criterion", "xi", "xi_local", "alpha")
+
+
 def method_config(name: str, values: Mapping[str, Any] | None, **knobs: Any) -> Any:
-    """The typed config of ``name`` from ``values`` with the cell's knobs set (None for a
-    method without options)."""
+    """The typed config of ``name`` from ``values`` with the run's ``knobs`` set (None for
+    a method without options).
+
+    Raises:
+        ConfigError: options for a method without any, an option that is a run field
+            (:data:`RUN_FIELDS`), or a bad value.
+    """
     cls = fair_method(name).config
+    values = dict(values or {})
     if cls is None:
         if values:
             raise ConfigError(f"{name} takes no options; got {sorted(values)}")
         return None
-    merged = {**dict(values or {}), **{k: v for k, v in knobs.items() if v is not None}}
-    return build_config(cls, merged, where=f"method_configs.{name}")
+    fixed = sorted(set(values) & set(RUN_FIELDS))
+    if fixed:
+        raise ConfigError(f"method_configs.{name}: {', '.join(fixed)} is set by the run (the "
+                          "criteria, xis, alphas and local_margin of a spec), not here")
+    return build_config(cls, {**values, **knobs}, where=f"method_configs.{name}")
 
 
 @dataclass
@@ -106,6 +119,10 @@ class FairRun:
 RoundCallback = Callable[[int, list[np.ndarray]], None]
 
 
+def _argmax(params: Params, xs: list) -> list[np.ndarray]:
+    return [predict_proba(params, x).argmax(1) for x in xs]
+
+
 def run_fair_method(name: str, fed: FairFederation, criterion: str, *, xi: float | None = None,
                     alpha: float | None = None, local_margin: float | None = 0.01,
                     clf: ClassifierConfig | None = None,
@@ -123,7 +140,8 @@ def run_fair_method(name: str, fed: FairFederation, criterion: str, *, xi: float
         clf: the model and FedAvg options (default :class:`ClassifierConfig`).
         configs: per method, options of its config.
         seed: root seed.
-        on_round: called after each training round with the test predictions.
+        on_round: called after each training round with the test predictions (the
+            methods that predict with the model they train: not post-processing).
 
     Raises:
         ConfigError: an unknown method, a centralised method on several clients, a
@@ -138,45 +156,46 @@ def run_fair_method(name: str, fed: FairFederation, criterion: str, *, xi: float
     if method.knob == "xi" and xi is None or method.knob == "alpha" and alpha is None:
         raise ConfigError(f"{name} needs its {method.knob}")
     clf = clf or ClassifierConfig()
-    rounds = clf.rounds if fed.n_clients > 1 else 0
+    federated = fed.n_clients > 1
+    rounds = clf.rounds if federated else 0
     opts = (configs or {}).get(name)
     x_test = fed.x("test")
 
     def hook(r: int, params: Params) -> None:
         if on_round is not None:
-            on_round(r, [predict_proba(params, x).argmax(1) for x in x_test])
+            on_round(r, _argmax(params, x_test))
 
     if name in ("fedavg", "erm"):
         from trustrec.fairclf.fedfact import fit_labels
 
         params = fit_labels(fed, clf, seed, on_round=hook)
-        return FairRun([predict_proba(params, x).argmax(1) for x in x_test], rounds)
+        return FairRun(_argmax(params, x_test), rounds)
     if name in ("fedfact-in", "optfair-in"):
         from trustrec.fairclf.inprocess import fit_fair_inprocess
 
-        margin = local_margin if name == "fedfact-in" and fed.n_clients > 1 else None
+        margin = local_margin if name == "fedfact-in" and federated else None
         cfg = method_config(name, opts, criterion=criterion, xi=xi,
                             xi_local=None if margin is None else xi + margin)
         params, lam = fit_fair_inprocess(fed, cfg, clf, seed, on_round=hook)
-        return FairRun([predict_proba(params, x).argmax(1) for x in x_test], rounds,
+        return FairRun(_argmax(params, x_test), rounds,
                        {"max_abs_lambda": float(np.abs(lam).max())})
     if name == "wassffed":
         from trustrec.fairclf.wassffed import fit_wassffed
 
         params = fit_wassffed(fed, method_config(name, opts, alpha=alpha), clf, seed,
                               on_round=hook)
-        return FairRun([predict_proba(params, x).argmax(1) for x in x_test], clf.rounds)
+        return FairRun(_argmax(params, x_test), rounds)
     if name == "fedfact-post":
         from trustrec.fairclf.fedfact import FedFACTPost, fit_joint, joint_proba
 
-        margin = local_margin if fed.n_clients > 1 else None
+        margin = local_margin if federated else None
         cfg = method_config(name, opts, criterion=criterion, xi=xi,
                             xi_local=None if margin is None else xi + margin)
         joint = fit_joint(fed, clf, seed)
         shape = (data.n_groups, data.n_classes)
         fact = FedFACTPost(cfg).fit([joint_proba(joint, x, *shape) for x in fed.x("hold")])
         pred = [fact.predict(k, joint_proba(joint, x, *shape)) for k, x in enumerate(x_test)]
-        return FairRun(pred, clf.rounds + fact.rounds_,
+        return FairRun(pred, rounds + fact.rounds_ if federated else 0,
                        {"dual_rounds": fact.rounds_, "dual_converged": fact.dual_converged_})
     tr, ho, te = fed.train[0], fed.hold[0], fed.test[0]
     if name == "optfair-post":

@@ -21,17 +21,20 @@ positive rate (demographic parity at every threshold).
 
 The released code's two bugs are not reproduced: it indexes targets by ``argsort``
 instead of rank (targets shuffled within a group) and averages CDFs across groups (the
-pooled mixture, not the barycenter); ``tests/fairclf/test_wassffed.py`` checks both.
+pooled mixture, not the barycenter); ``tests/fairclf/test_federated_fair.py`` checks
+both.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Annotated
 
 import numpy as np
 import torch
+from pydantic import Field
 
-from trustrec.config import NonNegativeInt, PositiveInt, UnitInterval, typed_config
+from trustrec.config import NonNegativeInt, UnitInterval, typed_config
 from trustrec.errors import ConfigError
 from trustrec.fairclf.federation import FairFederation
 from trustrec.federated.classify import (
@@ -60,7 +63,7 @@ class WassFFedConfig:
 
     warmup: NonNegativeInt = 10
     alpha: UnitInterval = 0.5
-    quantiles: PositiveInt = 101
+    quantiles: Annotated[int, Field(ge=2)] = 101
 
 
 def group_sketch(scores: np.ndarray, groups: np.ndarray, n_groups: int, quantiles: int
@@ -92,7 +95,8 @@ def merge_sketches(sketches: Sequence[Stats]) -> Stats:
     n_a = n.sum(0)
     present = n_a > 0
     cdf[present] /= n_a[present, None]
-    quant = np.stack([np.interp(levels, cdf[a], grid) for a in np.flatnonzero(present)])
+    quant = np.stack([_quantile(levels, cdf[a], grid, np.nanmin(q[:, a, 0]),
+                                np.nanmax(q[:, a, -1])) for a in np.flatnonzero(present)])
     bary = (n_a[present, None] * quant).sum(0) / n_a.sum()
     return {"grid": grid, "cdf": cdf, "bary": bary}
 
@@ -114,6 +118,15 @@ def barycenter_targets(scores: Sequence[np.ndarray], groups: Sequence[np.ndarray
     shared = merge_sketches([group_sketch(s, g, n_groups, quantiles)
                              for s, g in zip(scores, groups, strict=True)])
     return [sketch_targets(s, g, shared) for s, g in zip(scores, groups, strict=True)]
+
+
+def _quantile(levels: np.ndarray, cdf: np.ndarray, grid: np.ndarray, low: float, high: float
+              ) -> np.ndarray:
+    """A group's quantile function from its CDF on ``grid``, inverted over the group's own
+    range ``[low, high]`` (outside it the CDF is flat at 0 or 1 and would send the top
+    level to another group's maximum)."""
+    own = (grid >= low) & (grid <= high)
+    return np.interp(levels, cdf[own], grid[own])
 
 
 def _cdf(q: np.ndarray, levels: np.ndarray, grid: np.ndarray) -> np.ndarray:

@@ -1,4 +1,4 @@
-"""Federated recommendation: one core, two runtimes, four methods.
+"""Federated recommendation (and classification): one core, two runtimes.
 
 - The core: clients' data and padded work batches (:mod:`.clients`), keyed random draws
   (:mod:`.keyed`), the architectures and what each shares (:mod:`.arch`), local training
@@ -9,6 +9,9 @@
   ``trustrec[flower]``); for the same seed they give the same model.
 - Methods (:data:`.methods.FEDERATED`): ``fedmf``, ``fedncf``, ``pfedrec``, ``fedrecgel``.
 - ``trustrec fed run --spec FILE`` (:mod:`.run`) and the ``federated`` bench kind.
+- Classification on the same server pieces (:mod:`.classify`: round protocols, FedAvg in
+  process; :mod:`.flower_classify`: the same protocols on Flower), used by
+  :mod:`trustrec.fairclf` and :mod:`trustrec.fedunlearn`.
 """
 
 from __future__ import annotations

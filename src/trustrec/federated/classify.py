@@ -1,5 +1,8 @@
 """Federated classification on the federated core: FedAvg of a small softmax model over
-clients that each hold rows of a table, with a per-round hook for the local objective.
+clients that each hold rows of a table, each method a :class:`RoundProtocol` (what a
+client uploads, what the server broadcasts, what a client then minimises) that both
+runtimes run — :func:`fit_federated_classifier` in process and
+:func:`~trustrec.federated.flower_classify.run_flower_classifier` on Flower.
 
 The fair-classification methods (FedFACT in-processing, WassFFed) and class-wise
 federated unlearning (FedAF) are all FedAvg with a different **local task** per round:
@@ -192,12 +195,15 @@ class RoundProtocol:
     #: Whether step 1 runs at all (skipped, with no message, when False).
     uses_stats: bool = False
 
-    def __init__(self, x: Sequence[torch.Tensor]) -> None:
+    def __init__(self, x: Sequence[torch.Tensor], ids: Sequence[int] | None = None) -> None:
         if not x:
             raise ConfigError("a federation needs at least one client")
         if any(len(xk) == 0 for xk in x):
             raise ConfigError("every client needs at least one row")
         self.x = list(x)
+        #: The client ids that key each client's draws (a sub-federation keeps its
+        #: members' own ids).
+        self.ids = list(range(len(x))) if ids is None else [int(i) for i in ids]
 
     @property
     def n_clients(self) -> int:  # noqa: D102
@@ -221,8 +227,9 @@ class RoundProtocol:
 class StaticTasks(RoundProtocol):
     """The same local task every round (FedAvg and its kin)."""
 
-    def __init__(self, x: Sequence[torch.Tensor], tasks: Sequence[LocalTask]) -> None:
-        super().__init__(x)
+    def __init__(self, x: Sequence[torch.Tensor], tasks: Sequence[LocalTask],
+                 ids: Sequence[int] | None = None) -> None:
+        super().__init__(x, ids)
         self.tasks = list(tasks)
 
     def client_task(self, client: int, round_: int, params: Params, shared: Stats,
@@ -249,6 +256,22 @@ def check_finite(params: Params, round_: int) -> None:
                           "weights); lower lr")
 
 
+def start_params(protocol: RoundProtocol, n_out: int, cfg: ClassifierConfig, seed: int,
+                 init: Params | None) -> Params:
+    """A copy of ``init``, or fresh weights keyed on ``seed``.
+
+    Raises:
+        ConfigError: ``init`` with the server's Adam (its moments are not carried over, so
+            a continuation would not continue).
+    """
+    if init is None:
+        return init_params(protocol.x[0].shape[1], n_out, cfg, seed)
+    if cfg.server_optimizer == "adam":
+        raise ConfigError("continuing from given weights restarts the server's Adam moments; "
+                          "use server_optimizer = 'sgd' for a continuation")
+    return {k: v.clone() for k, v in init.items()}
+
+
 def fit_federated_classifier(protocol: RoundProtocol, n_out: int, cfg: ClassifierConfig,
                              seed: int, *, init: Params | None = None,
                              rounds: int | None = None, first_round: int = 0,
@@ -260,7 +283,7 @@ def fit_federated_classifier(protocol: RoundProtocol, n_out: int, cfg: Classifie
         n_out: number of outputs.
         cfg: options.
         seed: root seed (initial weights, client sampling, minibatch orders).
-        init: start from these weights instead of a fresh draw.
+        init: start from these weights instead of a fresh draw (server SGD only).
         rounds: how many rounds (default ``cfg.rounds``).
         first_round: the index of the first round (keys its draws; a continuation starts
             where the last run stopped).
@@ -269,8 +292,7 @@ def fit_federated_classifier(protocol: RoundProtocol, n_out: int, cfg: Classifie
     Returns:
         The final global weights.
     """
-    params = ({k: v.clone() for k, v in init.items()} if init is not None
-              else init_params(protocol.x[0].shape[1], n_out, cfg, seed))
+    params = start_params(protocol, n_out, cfg, seed, init)
     server = ServerOptimizer(cfg.server_optimizer, cfg.server_lr)
     members = np.arange(protocol.n_clients)
     states: list[ClientState] = [{} for _ in members]
@@ -281,8 +303,8 @@ def fit_federated_classifier(protocol: RoundProtocol, n_out: int, cfg: Classifie
         updates = []
         for k in sample_clients(members, cfg.participation, seed, r):
             task = protocol.client_task(int(k), r, params, shared, states[k])
-            updates.append((len(protocol.x[k]),
-                            local_train(params, protocol.x[k], task, cfg, seed, r, int(k))))
+            updates.append((len(protocol.x[k]), local_train(params, protocol.x[k], task, cfg,
+                                                            seed, r, protocol.ids[k])))
         fedavg_step(params, updates, server)
         check_finite(params, r)
         if on_round is not None:

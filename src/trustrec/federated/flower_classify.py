@@ -29,8 +29,8 @@ from trustrec.federated.classify import (
     RoundProtocol,
     check_finite,
     fedavg_step,
-    init_params,
     local_train,
+    start_params,
 )
 from trustrec.federated.flower import (
     _ask,
@@ -96,7 +96,8 @@ def make_classifier_apps(protocol: RoundProtocol, params: Params, cfg: Classifie
         task = protocol.client_task(client, round_, global_params,
                                     _arrays(msg.content["shared"]), state)
         context.state["clf"] = _record(state)
-        new = local_train(global_params, protocol.x[client], task, cfg, seed, round_, client)
+        new = local_train(global_params, protocol.x[client], task, cfg, seed, round_,
+                          protocol.ids[client])
         content = RecordDict({"params": _record(new), "meta": ConfigRecord(
             {"client": client, "rows": len(protocol.x[client])})})
         return Message(content=content, reply_to=msg)
@@ -147,8 +148,7 @@ def run_flower_classifier(protocol: RoundProtocol, n_out: int, cfg: ClassifierCo
         ConfigError: Flower is not installed, or a client failed.
     """
     require_flower()
-    params = ({k: v.clone() for k, v in init.items()} if init is not None
-              else init_params(protocol.x[0].shape[1], n_out, cfg, seed))
+    params = start_params(protocol, n_out, cfg, seed, init)
     span = range(first_round, first_round + (cfg.rounds if rounds is None else rounds))
     result: dict[str, Any] = {}
     server_app, client_app = make_classifier_apps(protocol, params, cfg, seed, span, result)

@@ -46,7 +46,7 @@ def retain_accuracy(fed: UnlearnFederation, params: Params) -> float:
 
 def mia_auc(fed: UnlearnFederation, params: Params) -> float:
     """The loss-based membership AUC on the forget set (module docstring)."""
-    members = torch.cat([fed.forgotten(k)[0] for k in range(fed.n_clients)]).numpy()
+    members = fed.all_forgotten()[0].numpy()
     if fed.request == "class":
         outsiders = fed.x_test[fed.y_test == fed.target]
     else:
@@ -60,8 +60,7 @@ def mia_auc(fed: UnlearnFederation, params: Params) -> float:
 def relearn(fed: UnlearnFederation, params: Params, seed: int, rows: int = 10,
             steps: int = 3, lr: float = 0.1) -> float:
     """The forget measure after the relearning attack (module docstring)."""
-    xf = torch.cat([fed.forgotten(k)[0] for k in range(fed.n_clients)])
-    yf = np.concatenate([fed.forgotten(k)[1] for k in range(fed.n_clients)])
+    xf, yf = fed.all_forgotten()
     xr = torch.cat([fed.retained(k)[0] for k in range(fed.n_clients)])
     yr = np.concatenate([fed.retained(k)[1] for k in range(fed.n_clients)])
     gen = rng(seed, "fedunlearn", "relearn")

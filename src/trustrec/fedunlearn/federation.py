@@ -66,6 +66,11 @@ class UnlearnFederation:
         keep = ~self.forget[k]
         return self.x[k][torch.from_numpy(keep)], self.y[k][keep]
 
+    def all_forgotten(self) -> tuple[torch.Tensor, np.ndarray]:
+        """Every client's forget set, concatenated."""
+        parts = [self.forgotten(k) for k in range(self.n_clients)]
+        return torch.cat([x for x, _ in parts]), np.concatenate([y for _, y in parts])
+
     def forgotten(self, k: int) -> tuple[torch.Tensor, np.ndarray]:
         """Client ``k``'s forget set."""
         return self.x[k][torch.from_numpy(self.forget[k])], self.y[k][self.forget[k]]
@@ -73,9 +78,11 @@ class UnlearnFederation:
 
 def make_digits_federation(request: str, target: int, *, n_clients: int = 5,
                            alpha: float = 1.0, seed: int = 0, test_fraction: float = 0.2,
-                           poison_clients: int = 2, poison_rate: float = 0.3
+                           poison_clients: int = 2, poison_rate: float = 0.3,
+                           data: tuple[np.ndarray, np.ndarray] | None = None
                            ) -> UnlearnFederation:
-    """Digits across ``n_clients`` with the ``request`` to forget (module docstring).
+    """Digits across ``n_clients`` with the ``request`` to forget (module docstring);
+    ``data`` is the loaded ``(x, y)`` (default: :func:`~trustrec.data.images.load_digits`).
 
     Raises:
         ConfigError: an unknown request, a class outside 0–9, bad fractions, a client with
@@ -90,7 +97,7 @@ def make_digits_federation(request: str, target: int, *, n_clients: int = 5,
         raise ConfigError("test_fraction must be in (0, 1) and poison_rate in (0, 1]")
     if request == "backdoor" and not 1 <= poison_clients <= n_clients:
         raise ConfigError(f"poison_clients must be in 1..{n_clients}, got {poison_clients}")
-    x, y = load_digits()
+    x, y = load_digits() if data is None else data
     gen = rng(seed, "fedunlearn", "split")
     test = np.zeros(len(y), dtype=bool)
     for c in range(N_CLASSES):

@@ -3,12 +3,12 @@ baselines, plus two negative controls. Each takes the trained federation's weigh
 returns new weights and the communication rounds it used.
 
 - ``fedaf`` — FedAF (Li et al., arXiv 2307.03363, KBS 2025): *new memories overwrite the
-  target*. ``teachers`` untrained networks (keyed draws of the same architecture, weights
-  ``N(0, 1/fan_in)``) label each forget row; their mean softmax is debiased — the target
-  column zeroed (the paper rescales it; zero makes the new label never the target),
-  L1-normalised — and its argmax is the row's new memory. ``unlearn_rounds`` rounds
-  (the paper: one; three here, see the config) in which every client minimises
-  ``CE(new memories) + CE(retained) + (λ/2) Σ F (θ − θ*)²`` (an EWC anchor with the
+  target*. ``teachers`` untrained networks (keyed draws of the same architecture, every
+  weight ``N(0, 1/d)`` with ``d`` the input width) label each forget row; their mean
+  softmax is debiased — the target column zeroed (the paper rescales it; zero makes the
+  new label never the target), L1-normalised — and its argmax is the row's new memory.
+  ``unlearn_rounds`` rounds (the paper: one; three here, see the config) in which each
+  client holding forget rows minimises ``CE(new memories) + CE(retained) + (λ/2) Σ F (θ − θ*)²`` (an EWC anchor with the
   diagonal Fisher of the client's **retained** rows: the released code computes it
   on all rows, forget set included), then ``repair_rounds`` plain FedAvg rounds on the
   retained rows.
@@ -44,7 +44,13 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from trustrec.config import NonNegativeFloat, NonNegativeInt, PositiveInt, typed_config
+from trustrec.config import (
+    NonNegativeFloat,
+    NonNegativeInt,
+    PositiveFloat,
+    PositiveInt,
+    typed_config,
+)
 from trustrec.errors import ConfigError
 from trustrec.federated.classify import (
     ClassifierConfig,
@@ -85,7 +91,7 @@ class FedUnlearnConfig:
     balance: bool = True
     forgetters_only: bool = True
     repair_rounds: NonNegativeInt = 1
-    ascent_lr: NonNegativeFloat = 0.05
+    ascent_lr: PositiveFloat = 0.05
 
 
 @dataclass
@@ -127,7 +133,7 @@ def _mask(fed, params, cfg, clf, seed) -> Unlearned:
     if fed.request != "class":
         raise ConfigError("the mask control applies to class requests only")
     out = {k: v.clone() for k, v in params.items()}
-    xf = torch.cat([fed.forgotten(k)[0] for k in range(fed.n_clients)])
+    xf, _ = fed.all_forgotten()
     with torch.no_grad():
         logits = forward(params, xf)
         others = logits.clone()
@@ -159,7 +165,7 @@ def _ascent(fed, params, cfg, clf, seed) -> Unlearned:
         else:
             tasks.append(LocalTask(-one_hot(yf, N_CLASSES)))
         xs.append(xf)
-    ascent = dataclasses.replace(clf, lr=cfg.ascent_lr) if cfg.ascent_lr > 0 else clf
+    ascent = dataclasses.replace(clf, lr=cfg.ascent_lr)
     out = fit_federated_classifier(StaticTasks(xs, tasks), N_CLASSES, ascent, seed,
                                    init=params, rounds=1, first_round=clf.rounds)
     out = _retained_fit(fed, clf, seed, cfg.repair_rounds, out, clf.rounds + 1)
@@ -216,7 +222,8 @@ def _fedaf(fed, params, cfg, clf, seed) -> Unlearned:
                                anchor_weight=cfg.anchor_weight))
     who = [k for k in range(fed.n_clients)
            if fed.forget[k].any() or not cfg.forgetters_only]
-    out = fit_federated_classifier(StaticTasks([fed.x[k] for k in who], [tasks[k] for k in who]),
+    out = fit_federated_classifier(StaticTasks([fed.x[k] for k in who], [tasks[k] for k in who],
+                                               ids=who),
                                    N_CLASSES, clf, seed, init=params, rounds=cfg.unlearn_rounds,
                                    first_round=clf.rounds)
     out = _retained_fit(fed, clf, seed, cfg.repair_rounds, out,

@@ -122,9 +122,17 @@ class FairClfSpec(GridSpec):
             except ConfigError as exc:
                 raise ConfigError(f"{where}: methods: {exc}") from None
         for m, values in self.method_configs.items():
-            fair_method(m)
-            method_config(m, values)
-        self.classifier_config()
+            try:
+                fair_method(m)
+                method_config(m, values)
+            except ConfigError as exc:
+                raise ConfigError(f"{where}: method_configs: {exc}") from None
+        clf = self.classifier_config()
+        if "wassffed" in self.methods:
+            warmup = method_config("wassffed", self.method_configs.get("wassffed")).warmup
+            if warmup >= clf.rounds:
+                raise ConfigError(f"{where}: WassFFed's warm-up ({warmup} rounds) must be "
+                                  f"shorter than classifier.rounds ({clf.rounds})")
 
     def classifier_config(self) -> Any:
         """The resolved :class:`ClassifierConfig`."""

@@ -153,7 +153,7 @@ class FedUnlearnExperiment(Experiment):
         spec = ctx.spec
         for request, target, seed in product(spec.requests, spec.targets, spec.seeds):
             make_digits_federation(request, target, n_clients=spec.n_clients,
-                                   alpha=spec.dirichlet, seed=seed)
+                                   alpha=spec.dirichlet, seed=seed, data=ctx.dataset(label))
 
     def cell_from_axes(self, axes: dict[str, Any]) -> FedUnlearnCell:
         """The cell with these axes."""
@@ -180,7 +180,8 @@ class FedUnlearnExperiment(Experiment):
 
         spec = ctx.spec
         fed = make_digits_federation(cell.request, cell.target, n_clients=spec.n_clients,
-                                     alpha=spec.dirichlet, seed=cell.seed)
+                                     alpha=spec.dirichlet, seed=cell.seed,
+                                     data=ctx.dataset(cell.dataset))
         clf = spec.classifier_config()
         t0 = time.perf_counter()
         original = train_original(fed, clf, cell.seed)

@@ -40,7 +40,9 @@ def method_table(frame: pd.DataFrame) -> pd.DataFrame:
     rows = []
     before = {"Method": "original (before)"}
     for title, metric, kind in COLUMNS[:4]:
-        before[title] = format_cell(frame[f"before_{metric}"].dropna().tolist(), kind)
+        # every cell of a seed audits the same original model: one value per seed
+        per_seed = frame.groupby("seed")[f"before_{metric}"].first().dropna()
+        before[title] = format_cell(per_seed.tolist(), kind)
     rows.append(before)
     for method, g in frame.groupby("method", sort=False):
         row: dict[str, Any] = {"Method": method}
