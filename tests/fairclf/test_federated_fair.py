@@ -65,6 +65,28 @@ def test_federation_splits_and_refusals():
         fed.rows("valid")
 
 
+def test_measures_leave_out_groups_too_small_to_measure():
+    """A group of 5 test rows predicted all-positive would dominate the disparity; with
+    the 30-row floor it is left out, and a federation whose clients hold no measurable
+    cell reports NaN, not zero."""
+    data = toy_table(n=2000)
+    group = data.group.copy()
+    fed = make_federation(data, 1, 1.0, seed=0)
+    test = fed.test[0]
+    tiny = test[:5]
+    group[tiny] = 2
+    data3 = TabularData("toy", data.x, data.y, group, data.feature_names, data.class_names,
+                        ("g0", "g1", "g2"), "y", "g")
+    fed3 = make_federation(data3, 1, 1.0, seed=0)
+    pred = (data3.group[fed3.test[0]] == 2).astype(np.int64)  # only the tiny group positive
+    loose = fairness_measures(fed3, "dp", [pred], min_rows=1)
+    floor = fairness_measures(fed3, "dp", [pred])
+    # what remains is the 5 rows' share of the overall positive rate (5 / 400)
+    assert loose["global_disparity"] > 0.9 and floor["global_disparity"] < 0.02
+    none = fairness_measures(fed3, "dp", [pred], min_rows=10**6)
+    assert np.isnan(none["global_disparity"]) and np.isnan(none["mean_local_disparity"])
+
+
 def test_fedavg_of_full_batch_single_steps_is_a_central_gradient_step():
     """One local full-batch SGD step per client, averaged by row count, is one full-batch
     step on the pooled rows: the server arithmetic is exactly FedAvg."""
@@ -233,17 +255,21 @@ def adult() -> TabularData:
 @pytest.mark.slow
 @pytest.mark.parametrize("seed", [2, 3])
 def test_fedfact_post_meets_global_and_local_dp_on_adult(adult, seed):
-    """Five clients (Dirichlet 0.5 label skew), DP on sex, ξ_g = 0.02 and ξ_l = 0.03, duals
-    fitted on each client's held-out 20 %, measured on its test 20 % (hard predictions).
+    """Five clients (Dirichlet 0.5 label skew), DP on sex, ξ_g over 0.02 / 0.05 / 0.1 and
+    ξ_l = ξ_g + 0.01, duals fitted on each client's held-out 20 %, measured on its test
+    20 % (hard predictions).
 
-    Thresholds: global disparity ≤ 0.02 + 0.015 and mean local ≤ 0.03 + 0.015 (the pooled
+    Thresholds: global disparity ≤ ξ_g + 0.015 and mean local ≤ ξ_l + 0.015 (the pooled
     test split holds ~2,000 women, a client's as few as ~150: 0.015 is about two pooled
-    standard errors; local figures are noisier still, hence the mean); accuracy at most
+    standard errors; local figures are noisier still, hence the mean); accuracy not
+    falling as ξ grows (0.003 slack for the hard argmax); at ξ = 0.02, accuracy at most
     2.5 points under plain FedAvg (the issue asks 2: split seed 2 misses it, see below);
     the unconstrained joint model (the do-nothing control) fails the global bound by a
     margin (> 0.045; measured 0.104 / 0.057).
-    Measured, seed 2 / 3: global 0.004 / 0.028, mean local 0.031 / 0.008, accuracy
-    0.822 / 0.812 against FedAvg's 0.845 / 0.814.
+    Measured, seed 2 / 3, ξ = 0.02 / 0.05 / 0.1: global 0.004 / 0.041 / 0.101 and
+    0.028 / 0.054 / 0.057, mean local 0.031 / 0.034 / 0.089 and 0.008 / 0.056 / 0.062,
+    accuracy 0.822 / 0.834 / 0.844 and 0.812 / 0.818 / 0.819 against FedAvg's 0.845 and
+    0.814.
     """
     fed = make_federation(adult, 5, 0.5, seed=seed)
     plain = fit_labels(fed, FAST, seed)
@@ -252,12 +278,17 @@ def test_fedfact_post_meets_global_and_local_dp_on_adult(adult, seed):
     joint = fit_joint(fed, FAST, seed)
     hold = [joint_proba(joint, x, 2, 2) for x in fed.x("hold")]
     test = [joint_proba(joint, x, 2, 2) for x in fed.x("test")]
-    fact = FedFACTPost(FedFACTConfig(xi=0.02, xi_local=0.03)).fit(hold)
-    assert fact.dual_converged_
-    got = fairness_measures(fed, "dp", [fact.predict(k, j) for k, j in enumerate(test)])
-    assert got["global_disparity"] <= 0.035, got
-    assert got["mean_local_disparity"] <= 0.045, got
-    assert got["accuracy"] >= base["accuracy"] - 0.025, (got, base)
+    accs = []
+    for xi in (0.02, 0.05, 0.1):
+        fact = FedFACTPost(FedFACTConfig(xi=xi, xi_local=xi + 0.01)).fit(hold)
+        assert fact.dual_converged_
+        got = fairness_measures(fed, "dp", [fact.predict(k, j) for k, j in enumerate(test)])
+        assert got["global_disparity"] <= xi + 0.015, (xi, got)
+        assert got["mean_local_disparity"] <= xi + 0.025, (xi, got)
+        accs.append(got["accuracy"])
+        if xi == 0.02:
+            assert got["accuracy"] >= base["accuracy"] - 0.025, (got, base)
+    assert all(b >= a - 0.003 for a, b in zip(accs, accs[1:], strict=False)), accs
     free = fairness_measures(fed, "dp", [j.sum(1).argmax(1) for j in test])
     assert free["global_disparity"] > 0.045
 

@@ -8,10 +8,10 @@ returns new weights and the communication rounds it used.
   softmax is debiased — the target column zeroed (the paper rescales it; zero makes the
   new label never the target), L1-normalised — and its argmax is the row's new memory.
   ``unlearn_rounds`` rounds (the paper: one; three here, see the config) in which each
-  client holding forget rows minimises ``CE(new memories) + CE(retained) + (λ/2) Σ F (θ − θ*)²`` (an EWC anchor with the
-  diagonal Fisher of the client's **retained** rows: the released code computes it
-  on all rows, forget set included), then ``repair_rounds`` plain FedAvg rounds on the
-  retained rows.
+  client holding forget rows minimises ``CE(new memories) + CE(retained) +
+  (λ/2) Σ F (θ − θ*)²`` (an EWC anchor with the diagonal Fisher of the client's
+  **retained** rows: the released code computes it on all rows, forget set included),
+  then ``repair_rounds`` plain FedAvg rounds on the retained rows.
   Two choices the paper leaves open, made on the development seed 0 (class 3 and a
   backdoor to 3; the tests and the bench report other seeds): only the clients holding
   forget rows take part in the unlearning rounds (``forgetters_only``: with every client,
