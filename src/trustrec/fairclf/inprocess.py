@@ -9,10 +9,9 @@ response is the classifier maximising the gain ``G_j(a, y) = 1{y = j} − Σ_{c:
 (λ_c w^g_c(a, y) + μ_{k,c} w^{l,k}_c(a, y))``, trained by cost-sensitive cross-entropy
 ``−Σ_j Ḡ_j(a, y) log softmax_j(x)`` with ``Ḡ = G + κ`` shifted non-negative (the paper's
 ``M̄ = M + κ·1``, κ the smallest that makes the client's (group, label) table
-non-negative), then divided by one
-constant per client (its rows' mean target total becomes 1: the optimum's argmax is
-unchanged, and the 1/P(a, S) weights of a small group cannot blow the step up). Each
-round:
+non-negative), then divided by one constant per client (its rows' mean target total
+becomes 1: the optimum's argmax is unchanged, and the 1/P(a, S) weights of a small group
+cannot blow the step up). Each round:
 
 1. clients train the shared model on their cost-sensitive targets (FedAvg);
 2. each client counts its hard predictions per (group, event) on its training rows; the
@@ -71,8 +70,9 @@ class FairInConfig:
         criterion: ``dp``, ``eop`` or ``eodds``.
         xi: the global budget ξ_g.
         xi_local: the local budget ξ_l, or None for no local constraint.
-        dual_lr: the dual ascent step η (0.5: on the development split seed 1, η = 2
-            oscillated between the constraint's sides and η = 0.5 settled).
+        dual_lr: the dual ascent step η (0.5: on the development split seeds 0–1,
+            ``benchmarks/tune_fedclf.py``, η = 2 oscillated between the constraint's sides
+            and 0.25–1 settled within 0.004 of ξ on average).
     """
 
     criterion: Annotated[str, one_of(CRITERIA, "fairness criterion")] = "dp"
