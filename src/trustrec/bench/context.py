@@ -11,7 +11,7 @@ the artefact's config and the source of the code that builds it.
 from __future__ import annotations
 
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -149,10 +149,19 @@ class GridContext:
         return read_json(folder / STATE_JSON)
 
 
+#: The folder of a table grid's shared trained weights.
+WEIGHTS_DIR = "_weights"
+
+
 class TableContext(GridContext):
     """The shared state of a grid over classification tables (fair classification,
     federated unlearning): ``load(name)`` reads a table once; there are no splits here
-    (each kind splits by seed itself) and no interaction statistics for the report."""
+    (each kind splits by seed itself) and no interaction statistics for the report.
+    Weights several cells start from (a trained original, a joint model) are trained once
+    and stored (:meth:`weights`)."""
+
+    artefact_packages: ClassVar[tuple[str, ...]] = ("data", "federated", "fairclf",
+                                                    "fedunlearn")
 
     def __init__(self, spec: Any, load: Callable[[str], Any], progress: bool = False) -> None:
         self.spec = spec
@@ -181,3 +190,31 @@ class TableContext(GridContext):
     def data_info(self) -> dict[str, dict[str, float]]:
         """None: the kinds' reports describe their tables themselves."""
         return {}
+
+    def weights_dir(self, key: Sequence[Any]) -> Path:
+        """``_weights/<key parts>``."""
+        return self.out.joinpath(WEIGHTS_DIR, *(str(k).replace(":", "-") for k in key))
+
+    def weights(self, key: Sequence[Any], config: dict[str, Any],
+                train: Callable[[], dict[str, Any]]) -> tuple[dict[str, Any], float]:
+        """The weights of ``key`` (``train()`` run and stored as safetensors when missing or
+        outdated) and the seconds their training took."""
+        import time
+
+        from safetensors.torch import load_file, save_file
+
+        def build(into: Path) -> dict[str, Any]:
+            t0 = time.perf_counter()
+            params = train()
+            seconds = time.perf_counter() - t0
+            save_file({k: v.contiguous() for k, v in params.items()},
+                      str(into / "weights.safetensors"))
+            return {"seconds": seconds}
+
+        folder = self.weights_dir(key)
+        record = self.stored(folder, config, build)
+        return load_file(str(folder / "weights.safetensors")), float(record["seconds"])
+
+    def has_weights(self, key: Sequence[Any], config: dict[str, Any]) -> bool:
+        """Whether the weights of ``key`` are stored and current."""
+        return self.is_stored(self.weights_dir(key), config)

@@ -127,7 +127,8 @@ def run_fair_method(name: str, fed: FairFederation, criterion: str, *, xi: float
                     alpha: float | None = None, local_margin: float | None = 0.01,
                     clf: ClassifierConfig | None = None,
                     configs: Mapping[str, Mapping[str, Any]] | None = None, seed: int = 0,
-                    on_round: RoundCallback | None = None) -> FairRun:
+                    on_round: RoundCallback | None = None, joint: Params | None = None
+                    ) -> FairRun:
     """Train ``name`` on ``fed`` and predict its test rows (see the module docstring).
 
     Args:
@@ -142,6 +143,9 @@ def run_fair_method(name: str, fed: FairFederation, criterion: str, *, xi: float
         seed: root seed.
         on_round: called after each training round with the test predictions (the
             methods that predict with the model they train: not post-processing).
+        joint: FedFACT post-processing's model of P(A, Y | x), already trained by
+            :func:`~trustrec.fairclf.fedfact.fit_joint` on ``fed`` with ``clf`` and
+            ``seed`` (a bench shares it between the cells of every ξ and criterion).
 
     Raises:
         ConfigError: an unknown method, a centralised method on several clients, a
@@ -191,7 +195,7 @@ def run_fair_method(name: str, fed: FairFederation, criterion: str, *, xi: float
         margin = local_margin if federated else None
         cfg = method_config(name, opts, criterion=criterion, xi=xi,
                             xi_local=None if margin is None else xi + margin)
-        joint = fit_joint(fed, clf, seed)
+        joint = fit_joint(fed, clf, seed) if joint is None else joint
         shape = (data.n_groups, data.n_classes)
         fact = FedFACTPost(cfg).fit([joint_proba(joint, x, *shape) for x in fed.x("hold")])
         pred = [fact.predict(k, joint_proba(joint, x, *shape)) for k, x in enumerate(x_test)]

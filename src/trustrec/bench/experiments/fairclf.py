@@ -28,7 +28,7 @@ from typing import Annotated, Any, ClassVar
 import pandas as pd
 from pydantic import BeforeValidator, Field
 
-from trustrec.bench.context import TableContext
+from trustrec.bench.context import WEIGHTS_DIR, TableContext
 from trustrec.bench.experiments.base import EXPERIMENTS, CellOutput, Experiment, Stage
 from trustrec.bench.grid import (
     Configs,
@@ -195,6 +195,32 @@ def _load(data_dir: str | None, label: str) -> Any:
     return load_tabular(name, data_dir, sensitive=sensitive or None, progress=False)
 
 
+def _joint_key(cell: FairClfCell) -> tuple[str, int, int]:
+    return (cell.dataset, cell.seed, cell.clients)
+
+
+def _joint_config(ctx: TableContext, dataset: str, seed: int, clients: int) -> dict[str, Any]:
+    from trustrec.config import to_dict
+
+    spec = ctx.spec
+    return {"dataset": dataset, "seed": seed, "clients": clients,
+            "fractions": list(spec.split_ratios), "dirichlet": spec.dirichlet,
+            "classifier": to_dict(spec.classifier_config())}
+
+
+def _joint(ctx: TableContext, dataset: str, seed: int, clients: int) -> tuple[Any, float]:
+    """FedFACT's joint model of one federation (trained once, stored) and its seconds."""
+    from trustrec.fairclf.federation import make_federation
+    from trustrec.fairclf.fedfact import fit_joint
+
+    spec = ctx.spec
+    fed = make_federation(ctx.dataset(dataset), clients, spec.dirichlet, seed,
+                          tuple(spec.split_ratios))
+    return ctx.weights(("joint", dataset, seed, clients),
+                       _joint_config(ctx, dataset, seed, clients),
+                       lambda: fit_joint(fed, spec.classifier_config(), seed))
+
+
 @EXPERIMENTS.register("fairclf")
 class FairClfExperiment(Experiment):
     """The fair-classification experiment kind (see the module docstring)."""
@@ -226,9 +252,28 @@ class FairClfExperiment(Experiment):
         """The cell with these axes."""
         return FairClfCell(**axes)
 
+    private_dirs = (WEIGHTS_DIR, "plots")
+
     def stages(self, ctx: TableContext, pending: Sequence[FairClfCell]) -> list[Stage]:
-        """None: every cell trains on its own."""
-        return []
+        """The joint models of P(A, Y | x) FedFACT post-processing starts from (one per
+        dataset, seed and federation size, shared by every ξ and criterion), skipping
+        stored ones."""
+        keys = list(dict.fromkeys(_joint_key(c) for c in pending
+                                  if c.method == "fedfact-post"))
+        return [Stage("joint", [list(k) for k in keys
+                                if not ctx.has_weights(("joint", *k), _joint_config(ctx, *k))])]
+
+    def dependencies(self, cell: FairClfCell) -> list[tuple[str, Any]]:
+        """FedFACT post-processing's joint model."""
+        return [("joint", list(_joint_key(cell)))] if cell.method == "fedfact-post" else []
+
+    def describe_key(self, stage: str, key: Any) -> str:
+        """``joint model adult/seed 2/5 clients``."""
+        return f"joint model {key[0]}/seed {key[1]}/{key[2]} clients"
+
+    def run_stage(self, ctx: TableContext, stage: str, key: Any) -> None:
+        """Train and store a joint model."""
+        _joint(ctx, *key)
 
     def cell_config(self, ctx: TableContext, cell: FairClfCell) -> dict[str, Any]:
         """The cell's resolved config."""
@@ -239,7 +284,9 @@ class FairClfExperiment(Experiment):
                 "fractions": list(spec.split_ratios), "dirichlet": spec.dirichlet,
                 "local_margin": spec.local_margin,
                 "classifier": to_dict(spec.classifier_config()),
-                "method_config": spec.method_configs.get(cell.method, {})}
+                "method_config": spec.method_configs.get(cell.method, {}),
+                **({"joint": ctx.artefact_fingerprint(_joint_config(ctx, *_joint_key(cell)))}
+                   if cell.method == "fedfact-post" else {})}
 
     def compute_cell(self, ctx: TableContext, cell: FairClfCell) -> CellOutput:
         """Train the method, measure the test rows, keep the curve and local figures."""
@@ -253,6 +300,8 @@ class FairClfExperiment(Experiment):
                               f"{data.n_classes} classes")
         fed = make_federation(data, cell.clients, spec.dirichlet, cell.seed,
                               tuple(spec.split_ratios))
+        joint, joint_seconds = (_joint(ctx, *_joint_key(cell)) if cell.method == "fedfact-post"
+                                else (None, 0.0))
         curve: list[dict[str, float]] = []
 
         def on_round(r: int, pred: list) -> None:
@@ -266,8 +315,9 @@ class FairClfExperiment(Experiment):
                               xi=cell.xi if cell.xi >= 0 else None,
                               alpha=cell.alpha if cell.alpha >= 0 else None,
                               local_margin=spec.local_margin, clf=spec.classifier_config(),
-                              configs=spec.method_configs, seed=cell.seed, on_round=on_round)
-        seconds = time.perf_counter() - t0
+                              configs=spec.method_configs, seed=cell.seed, on_round=on_round,
+                              joint=joint)
+        seconds = time.perf_counter() - t0 + joint_seconds
         measures = fairness_measures(fed, cell.criterion, run.pred)
         local = measures.pop("local_disparity")
         metrics = {**{k: float(v) for k, v in measures.items()},

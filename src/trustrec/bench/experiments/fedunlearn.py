@@ -22,7 +22,7 @@ from typing import Annotated, Any, ClassVar
 
 from pydantic import Field
 
-from trustrec.bench.context import TableContext
+from trustrec.bench.context import WEIGHTS_DIR, TableContext
 from trustrec.bench.experiments.base import EXPERIMENTS, CellOutput, Experiment, Stage
 from trustrec.bench.grid import Folder, GridSpec, Names, axis_of, check_names, default_list
 from trustrec.bench.render import metric_text
@@ -129,6 +129,43 @@ def _load(label: str) -> Any:
     return load_digits()
 
 
+def _federation(ctx: TableContext, dataset: str, request: str, target: int, seed: int
+                ) -> Any:
+    from trustrec.fedunlearn.federation import make_digits_federation
+
+    spec = ctx.spec
+    return make_digits_federation(request, target, n_clients=spec.n_clients,
+                                  alpha=spec.dirichlet, seed=seed, data=ctx.dataset(dataset))
+
+
+def _original_key(cell: FedUnlearnCell) -> tuple[str, str, int, int]:
+    return (cell.dataset, cell.request, cell.target, cell.seed)
+
+
+def _original_config(ctx: TableContext, dataset: str, request: str, target: int, seed: int
+                     ) -> dict[str, Any]:
+    from trustrec.config import to_dict
+
+    spec = ctx.spec
+    return {"dataset": dataset, "request": request, "target": target, "seed": seed,
+            "n_clients": spec.n_clients, "dirichlet": spec.dirichlet,
+            "classifier": to_dict(spec.classifier_config())}
+
+
+def _original(ctx: TableContext, dataset: str, request: str, target: int, seed: int
+              ) -> tuple[Any, Any, float]:
+    """The federation, its original model (trained once, stored) and its training
+    seconds."""
+    from trustrec.fedunlearn.methods import train_original
+
+    fed = _federation(ctx, dataset, request, target, seed)
+    params, seconds = ctx.weights(
+        ("original", dataset, request, target, seed),
+        _original_config(ctx, dataset, request, target, seed),
+        lambda: train_original(fed, ctx.spec.classifier_config(), seed))
+    return fed, params, seconds
+
+
 @EXPERIMENTS.register("fedunlearn")
 class FedUnlearnExperiment(Experiment):
     """The federated-unlearning experiment kind (see the module docstring)."""
@@ -145,23 +182,38 @@ class FedUnlearnExperiment(Experiment):
         """The image table (checked once)."""
         return TableContext(spec, _load, progress)
 
+    private_dirs = (WEIGHTS_DIR, "plots")
+
     def check_dataset(self, ctx: TableContext, label: str) -> None:
         """Build every federation of the spec, so that a bad split (a client with one
         class) fails the run before any cell starts."""
-        from trustrec.fedunlearn.federation import make_digits_federation
-
-        spec = ctx.spec
-        for request, target, seed in product(spec.requests, spec.targets, spec.seeds):
-            make_digits_federation(request, target, n_clients=spec.n_clients,
-                                   alpha=spec.dirichlet, seed=seed, data=ctx.dataset(label))
+        for request, target, seed in product(ctx.spec.requests, ctx.spec.targets,
+                                             ctx.spec.seeds):
+            _federation(ctx, label, request, target, seed)
 
     def cell_from_axes(self, axes: dict[str, Any]) -> FedUnlearnCell:
         """The cell with these axes."""
         return FedUnlearnCell(**axes)
 
     def stages(self, ctx: TableContext, pending: Sequence[FedUnlearnCell]) -> list[Stage]:
-        """None: each cell trains its own original model (seconds on digits)."""
-        return []
+        """The original models the pending cells start from, skipping stored ones (every
+        method of a (request, target, seed) starts from the same one)."""
+        keys = list(dict.fromkeys(_original_key(c) for c in pending))
+        return [Stage("original", [list(k) for k in keys
+                                   if not ctx.has_weights(("original", *k),
+                                                          _original_config(ctx, *k))])]
+
+    def dependencies(self, cell: FedUnlearnCell) -> list[tuple[str, Any]]:
+        """Its original model."""
+        return [("original", list(_original_key(cell)))]
+
+    def describe_key(self, stage: str, key: Any) -> str:
+        """``original digits/class/3/0``."""
+        return f"original {'/'.join(str(v) for v in key)}"
+
+    def run_stage(self, ctx: TableContext, stage: str, key: Any) -> None:
+        """Train and store an original model."""
+        _original(ctx, *key)
 
     def cell_config(self, ctx: TableContext, cell: FedUnlearnCell) -> dict[str, Any]:
         """The cell's resolved config."""
@@ -170,22 +222,17 @@ class FedUnlearnExperiment(Experiment):
         spec = ctx.spec
         return {"cell": cell.axes(), "id": cell.id, "n_clients": spec.n_clients,
                 "dirichlet": spec.dirichlet, "classifier": to_dict(spec.classifier_config()),
-                "unlearn": to_dict(spec.unlearn_config())}
+                "unlearn": to_dict(spec.unlearn_config()),
+                "original": ctx.artefact_fingerprint(_original_config(ctx, *_original_key(cell)))}
 
     def compute_cell(self, ctx: TableContext, cell: FedUnlearnCell) -> CellOutput:
         """Train, audit, unlearn (timed), audit again."""
         from trustrec.fedunlearn.audit import audit
-        from trustrec.fedunlearn.federation import make_digits_federation
-        from trustrec.fedunlearn.methods import train_original, unlearn
+        from trustrec.fedunlearn.methods import unlearn
 
         spec = ctx.spec
-        fed = make_digits_federation(cell.request, cell.target, n_clients=spec.n_clients,
-                                     alpha=spec.dirichlet, seed=cell.seed,
-                                     data=ctx.dataset(cell.dataset))
         clf = spec.classifier_config()
-        t0 = time.perf_counter()
-        original = train_original(fed, clf, cell.seed)
-        train_seconds = time.perf_counter() - t0
+        fed, original, train_seconds = _original(ctx, *_original_key(cell))
         before = audit(fed, original, cell.seed)
         t0 = time.perf_counter()
         result = unlearn(cell.method, fed, original, spec.unlearn_config(), clf, cell.seed)
