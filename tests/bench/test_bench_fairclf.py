@@ -108,3 +108,22 @@ def test_a_small_fedunlearn_grid_runs_and_reports(tmp_path):
     report = (result.out / "report.md").read_text()
     assert "original (before)" in report and "time vs retrain" in report
     assert (result.out / "plots" / "fedunlearn_digits-class3.png").is_file()
+
+
+@pytest.mark.parametrize(("control_mia", "warned"), [(0.51, True), (0.70, False)])
+def test_the_fedunlearn_report_flags_a_blind_membership_attack(tmp_path, control_mia, warned):
+    """When the do-nothing control's MIA AUC is at chance the report says the MIA column
+    is no verdict; when the attack sees the control's members it stays silent."""
+    from trustrec.bench.experiments.fedunlearn_report import sections
+    from trustrec.bench.render import Text
+
+    rows = []
+    for method, mia in (("none", control_mia), ("retrain", 0.5)):
+        for metric, value in (("forget", 0.0), ("retain", 0.9), ("mia_auc", mia),
+                              ("relearn", 0.5), ("rounds", 1.0), ("seconds", 1.0),
+                              ("before_forget", 0.9), ("before_retain", 0.9),
+                              ("before_mia_auc", mia), ("before_relearn", 0.9)):
+            rows.append({"dataset": "digits", "request": "class", "target": 3,
+                         "method": method, "seed": 0, "metric": metric, "value": value})
+    blocks = sections(pd.DataFrame(rows), None, tmp_path)[0].blocks
+    assert any(isinstance(b, Text) and "no verdict" in b.text for b in blocks) == warned

@@ -13,7 +13,7 @@ from typing import Any
 import pandas as pd
 
 from trustrec.bench import render
-from trustrec.bench.render import Image, Section, Table, format_cell
+from trustrec.bench.render import Image, Section, Table, Text, format_cell
 
 NOTES = [
     "forget: class request — test accuracy on the forgotten class (retraining ≈ 0); "
@@ -29,6 +29,8 @@ NOTES = [
 ]
 
 AXES = ["dataset", "request", "target", "method", "seed"]
+#: A do-nothing control whose MIA AUC is within this of chance makes the MIA column blind.
+MIA_BLIND = 0.05
 COLUMNS = [("forget", "forget", "short"), ("retain", "retain", "short"),
            ("MIA AUC", "mia_auc", "short"), ("relearn", "relearn", "short"),
            ("rounds", "rounds", "count"), ("seconds", "seconds", "seconds")]
@@ -85,6 +87,12 @@ def sections(results: pd.DataFrame, spec: Any, out: Path) -> list[Section]:
         what = f"forget class {target}" if request == "class" else f"backdoor → {target}"
         head = f"{ds} — {what}"
         items: list[Any] = [Table(method_table(g), group_by=None)]
+        control = g.loc[g["method"] == "none", "mia_auc"]
+        if len(control) and abs(control.mean() - 0.5) < MIA_BLIND:
+            items.append(Text(
+                f"The do-nothing control's MIA AUC is {control.mean():.3f}: the attack "
+                "cannot tell members from non-members of this forget set even when nothing "
+                "was forgotten, so its figures are no verdict here (read `relearn`)."))
         img = plot_tradeoff(g, out / render.PLOTS_DIR /
                             f"fedunlearn_{render.slug(f'{ds}_{request}{target}')}.png", head)
         if img is not None:
