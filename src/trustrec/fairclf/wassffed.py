@@ -154,7 +154,9 @@ class WassFFedRounds(RoundProtocol):
                      ) -> Stats:  # noqa: D102
         if round_ < self.cfg.warmup:
             return {}
-        return group_sketch(self._scores(client, params), self.groups[client], self.n_groups,
+        # kept for this round's task: the same model scores the same rows
+        state["scores"] = self._scores(client, params)
+        return group_sketch(state["scores"], self.groups[client], self.n_groups,
                             self.cfg.quantiles)
 
     def broadcast(self, round_: int, params: Params, stats: list[Stats]) -> Stats:  # noqa: D102
@@ -164,7 +166,10 @@ class WassFFedRounds(RoundProtocol):
                     state: ClientState) -> LocalTask:  # noqa: D102
         if round_ < self.cfg.warmup:
             return LocalTask(self.labels[client])
-        t = sketch_targets(self._scores(client, params), self.groups[client], shared)
+        scores = state.pop("scores", None)
+        if scores is None:
+            scores = self._scores(client, params)
+        t = sketch_targets(scores, self.groups[client], shared)
         return LocalTask(self.cfg.alpha * self.labels[client],
                          torch.from_numpy(t.astype(np.float32)), 1.0 - self.cfg.alpha)
 
