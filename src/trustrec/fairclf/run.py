@@ -17,11 +17,13 @@ FedFACT's local budget is ``ξ + local_margin`` (None: no local constraint).
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+import torch
 
 from trustrec.config import build_config
 from trustrec.errors import ConfigError
@@ -31,34 +33,21 @@ from trustrec.federated.classify import ClassifierConfig, Params, predict_proba
 
 @dataclass(frozen=True)
 class FairMethod:
-    """A method's place in the table above."""
+    """A method's place in the table above, and how it runs.
+
+    Attributes:
+        federated: runs on a federation of clients (else on one client).
+        knob: ``xi``, ``alpha`` or None.
+        run: trains and predicts (:class:`FairCall` → :class:`FairRun`).
+        binary_only: refuses a multi-class label.
+        config: its typed config, if it has options.
+    """
 
     federated: bool
     knob: str | None
+    run: Callable[[FairCall], FairRun]
     binary_only: bool = False
     config: type | None = None
-
-
-def _methods() -> dict[str, FairMethod]:
-    from trustrec.fairclf.fedfact import FedFACTConfig
-    from trustrec.fairclf.inprocess import FairInConfig
-    from trustrec.fairclf.optfair import OptFairConfig
-    from trustrec.fairclf.wassffed import WassFFedConfig
-
-    return {
-        "fedavg": FairMethod(True, None),
-        "fedfact-post": FairMethod(True, "xi", config=FedFACTConfig),
-        "fedfact-in": FairMethod(True, "xi", config=FairInConfig),
-        "wassffed": FairMethod(True, "alpha", True, WassFFedConfig),
-        "erm": FairMethod(False, None),
-        "optfair-post": FairMethod(False, "xi", config=OptFairConfig),
-        "optfair-in": FairMethod(False, "xi", config=FairInConfig),
-        "fairlearn-expgrad": FairMethod(False, "xi", True),
-        "fairlearn-threshold": FairMethod(False, None, True),
-    }
-
-
-FAIR_METHODS = _methods()
 
 
 def fair_method(name: str) -> FairMethod:
@@ -119,10 +108,6 @@ class FairRun:
 RoundCallback = Callable[[int, list[np.ndarray]], None]
 
 
-def _argmax(params: Params, xs: list) -> list[np.ndarray]:
-    return [predict_proba(params, x).argmax(1) for x in xs]
-
-
 def run_fair_method(name: str, fed: FairFederation, criterion: str, *, xi: float | None = None,
                     alpha: float | None = None, local_margin: float | None = 0.01,
                     clf: ClassifierConfig | None = None,
@@ -159,62 +144,134 @@ def run_fair_method(name: str, fed: FairFederation, criterion: str, *, xi: float
         raise ConfigError(f"{name} is binary; {data.name}'s label has {data.n_classes} classes")
     if method.knob == "xi" and xi is None or method.knob == "alpha" and alpha is None:
         raise ConfigError(f"{name} needs its {method.knob}")
-    clf = clf or ClassifierConfig()
-    federated = fed.n_clients > 1
-    rounds = clf.rounds if federated else 0
-    opts = (configs or {}).get(name)
-    x_test = fed.x("test")
+    call = FairCall(name, fed, criterion, xi, alpha, local_margin, clf or ClassifierConfig(),
+                    (configs or {}).get(name), seed, on_round, joint)
+    return method.run(call)
 
-    def hook(r: int, params: Params) -> None:
-        if on_round is not None:
-            on_round(r, _argmax(params, x_test))
 
-    if name in ("fedavg", "erm"):
-        from trustrec.fairclf.fedfact import fit_labels
+@dataclass(frozen=True)
+class FairCall:
+    """One run's resolved arguments (see :func:`run_fair_method`)."""
 
-        params = fit_labels(fed, clf, seed, on_round=hook)
-        return FairRun(_argmax(params, x_test), rounds)
-    if name in ("fedfact-in", "optfair-in"):
-        from trustrec.fairclf.inprocess import fit_fair_inprocess
+    name: str
+    fed: FairFederation
+    criterion: str
+    xi: float | None
+    alpha: float | None
+    local_margin: float | None
+    clf: ClassifierConfig
+    opts: Mapping[str, Any] | None
+    seed: int
+    on_round: RoundCallback | None
+    joint: Params | None
 
-        margin = local_margin if name == "fedfact-in" and federated else None
-        cfg = method_config(name, opts, criterion=criterion, xi=xi,
-                            xi_local=None if margin is None else xi + margin)
-        params, lam = fit_fair_inprocess(fed, cfg, clf, seed, on_round=hook)
-        return FairRun(_argmax(params, x_test), rounds,
-                       {"max_abs_lambda": float(np.abs(lam).max())})
-    if name == "wassffed":
-        from trustrec.fairclf.wassffed import fit_wassffed
+    @property
+    def federated(self) -> bool:  # noqa: D102
+        return self.fed.n_clients > 1
 
-        params = fit_wassffed(fed, method_config(name, opts, alpha=alpha), clf, seed,
-                              on_round=hook)
-        return FairRun(_argmax(params, x_test), rounds)
-    if name == "fedfact-post":
-        from trustrec.fairclf.fedfact import FedFACTPost, fit_joint, joint_proba
+    @property
+    def rounds(self) -> int:
+        """Training's communication rounds (0 for one client)."""
+        return self.clf.rounds if self.federated else 0
 
-        margin = local_margin if federated else None
-        cfg = method_config(name, opts, criterion=criterion, xi=xi,
-                            xi_local=None if margin is None else xi + margin)
-        joint = fit_joint(fed, clf, seed) if joint is None else joint
-        shape = (data.n_groups, data.n_classes)
-        fact = FedFACTPost(cfg).fit([joint_proba(joint, x, *shape) for x in fed.x("hold")])
-        pred = [fact.predict(k, joint_proba(joint, x, *shape)) for k, x in enumerate(x_test)]
-        return FairRun(pred, rounds + fact.rounds_ if federated else 0,
-                       {"dual_rounds": fact.rounds_, "dual_converged": fact.dual_converged_})
-    tr, ho, te = fed.train[0], fed.hold[0], fed.test[0]
-    if name == "optfair-post":
-        from trustrec.fairclf.optfair import OptFairPost
+    @property
+    def xi_local(self) -> float | None:
+        """FedFACT's local budget (None: centralised, or no local constraint)."""
+        if not self.federated or self.local_margin is None or self.xi is None:
+            return None
+        return self.xi + self.local_margin
 
-        cfg = method_config(name, opts, criterion=criterion, xi=xi)
-        model = OptFairPost(cfg).fit(data.x[tr], data.y[tr], data.group[tr], data.x[ho],
-                                     data.n_classes, data.n_groups)
-        return FairRun([model.predict(data.x[te])], 0,
-                       {"dual_converged": model.dual_converged_})
+    def config(self, **knobs: Any) -> Any:
+        """The method's config with the run's knobs."""
+        return method_config(self.name, self.opts, **knobs)
+
+    @functools.cached_property
+    def x_test(self) -> list[torch.Tensor]:
+        """Each client's standardised test rows (once per run: the hook reads them every
+        round)."""
+        return self.fed.x("test")
+
+    def predict(self, params: Params) -> list[np.ndarray]:
+        """The model's test predictions per client."""
+        return [predict_proba(params, x).argmax(1) for x in self.x_test]
+
+    def hook(self, r: int, params: Params) -> None:
+        """The per-round callback."""
+        if self.on_round is not None:
+            self.on_round(r, self.predict(params))
+
+
+def _labels(c: FairCall) -> FairRun:
+    from trustrec.fairclf.fedfact import fit_labels
+
+    return FairRun(c.predict(fit_labels(c.fed, c.clf, c.seed, on_round=c.hook)), c.rounds)
+
+
+def _inprocess(c: FairCall) -> FairRun:
+    from trustrec.fairclf.inprocess import fit_fair_inprocess
+
+    xi_local = c.xi_local if c.name == "fedfact-in" else None
+    cfg = c.config(criterion=c.criterion, xi=c.xi, xi_local=xi_local)
+    params, lam = fit_fair_inprocess(c.fed, cfg, c.clf, c.seed, on_round=c.hook)
+    return FairRun(c.predict(params), c.rounds, {"max_abs_lambda": float(np.abs(lam).max())})
+
+
+def _wassffed(c: FairCall) -> FairRun:
+    from trustrec.fairclf.wassffed import fit_wassffed
+
+    params = fit_wassffed(c.fed, c.config(alpha=c.alpha), c.clf, c.seed, on_round=c.hook)
+    return FairRun(c.predict(params), c.rounds)
+
+
+def _fedfact_post(c: FairCall) -> FairRun:
+    from trustrec.fairclf.fedfact import FedFACTPost, fit_joint, joint_proba
+
+    cfg = c.config(criterion=c.criterion, xi=c.xi, xi_local=c.xi_local)
+    joint = fit_joint(c.fed, c.clf, c.seed) if c.joint is None else c.joint
+    shape = (c.fed.data.n_groups, c.fed.data.n_classes)
+    fact = FedFACTPost(cfg).fit([joint_proba(joint, x, *shape) for x in c.fed.x("hold")])
+    pred = [fact.predict(k, joint_proba(joint, x, *shape))
+            for k, x in enumerate(c.x_test)]
+    return FairRun(pred, c.rounds + fact.rounds_ if c.federated else 0,
+                   {"dual_rounds": fact.rounds_, "dual_converged": fact.dual_converged_})
+
+
+def _optfair_post(c: FairCall) -> FairRun:
+    from trustrec.fairclf.optfair import OptFairPost
+
+    d, tr, ho, te = c.fed.data, c.fed.train[0], c.fed.hold[0], c.fed.test[0]
+    model = OptFairPost(c.config(criterion=c.criterion, xi=c.xi)).fit(
+        d.x[tr], d.y[tr], d.group[tr], d.x[ho], d.n_classes, d.n_groups)
+    return FairRun([model.predict(d.x[te])], 0, {"dual_converged": model.dual_converged_})
+
+
+def _fairlearn(c: FairCall) -> FairRun:
     from trustrec.fairclf.peers import fairlearn_predict
 
-    method_config(name, opts)
-    bound = xi if xi is not None else 0.0
-    pred = fairlearn_predict(name, criterion, bound, data.x[tr], data.y[tr], data.group[tr],
-                             data.x[te], data.group[te], seed)
+    c.config()
+    d, tr, te = c.fed.data, c.fed.train[0], c.fed.test[0]
+    pred = fairlearn_predict(c.name, c.criterion, c.xi if c.xi is not None else 0.0,
+                             d.x[tr], d.y[tr], d.group[tr], d.x[te], d.group[te], c.seed)
     return FairRun([pred], 0)
 
+
+def _methods() -> dict[str, FairMethod]:
+    from trustrec.fairclf.fedfact import FedFACTConfig
+    from trustrec.fairclf.inprocess import FairInConfig
+    from trustrec.fairclf.optfair import OptFairConfig
+    from trustrec.fairclf.wassffed import WassFFedConfig
+
+    return {
+        "fedavg": FairMethod(True, None, _labels),
+        "fedfact-post": FairMethod(True, "xi", _fedfact_post, config=FedFACTConfig),
+        "fedfact-in": FairMethod(True, "xi", _inprocess, config=FairInConfig),
+        "wassffed": FairMethod(True, "alpha", _wassffed, True, WassFFedConfig),
+        "erm": FairMethod(False, None, _labels),
+        "optfair-post": FairMethod(False, "xi", _optfair_post, config=OptFairConfig),
+        "optfair-in": FairMethod(False, "xi", _inprocess, config=FairInConfig),
+        "fairlearn-expgrad": FairMethod(False, "xi", _fairlearn, True),
+        "fairlearn-threshold": FairMethod(False, None, _fairlearn, True),
+    }
+
+
+FAIR_METHODS = _methods()
