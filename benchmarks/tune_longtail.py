@@ -15,7 +15,8 @@ the comparison the test makes is between tuned methods.
 Usage::
 
     python benchmarks/tune_longtail.py --dataset /work/shared/data/ml-100k \\
-        [--seeds 1,2] [--result benchmarks/tune_longtail_result.json]
+        [--seeds 1,2] [--model sasrec|bpr|neumf] [--ascent previous|current] \\
+        [--result benchmarks/tune_longtail_result.json]
 """
 
 from __future__ import annotations
@@ -36,11 +37,15 @@ from trustrec.evaluate.ranking import evaluate_ranking
 from trustrec.fileio import atomic_write_bytes
 from trustrec.models import make_model
 
-#: The effect test's SASRec.
-CONFIG = {"max_len": 30, "epochs": 20, "eval_every": 5}
+#: The effect test's SASRec (``--model bpr`` / ``neumf``: their defaults; BPR-MF's SGD
+#: under SAM / EISAM).
+CONFIGS: dict[str, dict[str, Any]] = {"sasrec": {"max_len": 30, "epochs": 20,
+                                                 "eval_every": 5},
+                                      "bpr": {}, "neumf": {}}
+PLAIN = {"sasrec": "adam", "bpr": "sgd", "neumf": "adam"}
 RADII = (0.05, 0.2, 0.5)
-CANDIDATES: list[dict[str, Any]] = [{"optimizer": "adam"}] + [
-    {"optimizer": opt, "rho": r} for opt in ("sam", "eisam") for r in RADII]
+#: ``--ascent current``: EISAM with Focal-SAM's own ascent pass (SASRec only).
+ASCENTS = {"previous": {}, "current": {"eisam_ascent": "current"}}
 
 
 def main() -> None:
@@ -50,16 +55,24 @@ def main() -> None:
     ap.add_argument("--seeds", default="1,2")
     ap.add_argument("--max-drop", type=float, default=0.05)
     ap.add_argument("--result", default="benchmarks/tune_longtail_result.json")
+    ap.add_argument("--model", default="sasrec", choices=sorted(CONFIGS))
+    ap.add_argument("--ascent", default="previous", choices=sorted(ASCENTS),
+                    help="EISAM's ascent direction (current: only EISAM and plain run)")
     args = ap.parse_args()
     torch.set_num_threads(1)
     seeds = [int(s) for s in args.seeds.split(",")]
     split = leave_last_out(load_recbole(args.dataset, "ml-100k"))
+    config = CONFIGS[args.model]
+    tuned = ("eisam",) if args.ascent == "current" else ("sam", "eisam")
+    candidates = [{"optimizer": PLAIN[args.model]}] + [
+        {"optimizer": opt, "rho": r, **(ASCENTS[args.ascent] if opt == "eisam" else {})}
+        for opt in tuned for r in RADII]
     rows = []
-    for opts in CANDIDATES:
+    for opts in candidates:
         ndcg, tail, t0 = [], [], time.perf_counter()
         for seed in seeds:
-            model = make_model("sasrec", **CONFIG, **opts).fit(split.train, split.valid,
-                                                                seed=seed)
+            model = make_model(args.model, **config, **opts).fit(split.train, split.valid,
+                                                                  seed=seed)
             ndcg.append(float(evaluate_ranking(model, split.train, split.valid, ks=(10,),
                                                history=split.train)["ndcg@10"].mean()))
             tail.append(longtail_report(model, split.train, split.valid, 10,
@@ -69,14 +82,15 @@ def main() -> None:
         print(f"{opts}  NDCG@10 {np.mean(ndcg):.4f}  tail {np.mean(tail):.4f}", flush=True)
     base = np.array(rows[0]["ndcg@10"])
     chosen = {}
-    for opt in ("sam", "eisam"):
+    for opt in tuned:
         ok = [r for r in rows if r["optimizer"] == opt
               and np.mean(1 - np.array(r["ndcg@10"]) / base) <= args.max_drop]
         if ok:
             chosen[opt] = {"rho": max(ok, key=lambda r: np.mean(r["ndcg@10_tail"]))["rho"]}
     print("chosen:", chosen)
     out = {"protocol": {"dataset": "ml-100k", "split": "leave_last_out", "target": "valid",
-                        "model": "sasrec", "config": CONFIG, "seeds": seeds,
+                        "model": args.model, "config": config, "seeds": seeds,
+                        "ascent": args.ascent,
                         "max_drop": args.max_drop},
            "chosen": chosen, "candidates": rows}
     atomic_write_bytes(Path(args.result), json.dumps(out, indent=1).encode())

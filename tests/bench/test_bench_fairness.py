@@ -31,21 +31,24 @@ def test_bad_specs_fail_before_any_work(values, error, match):
 
 
 def test_cells_pair_methods_with_the_models_they_apply_to():
-    spec = fairness_spec(models=["bpr", "sasrec"], methods=["eisam", "in-ucds", "none"])
+    spec = fairness_spec(models=["bpr", "sasrec"],
+                         methods=["eisam", "in-ucds", "none", "ips", "s-dro"])
     pairs = {(c.model, c.method) for c in spec.cells()}
-    assert pairs == {("bpr", "none"), ("bpr", "in-ucds"), ("sasrec", "none"),
-                     ("sasrec", "eisam")}
+    assert pairs == {("bpr", "none"), ("bpr", "in-ucds"), ("bpr", "eisam"),
+                     ("sasrec", "none"), ("sasrec", "eisam"), ("sasrec", "ips"),
+                     ("sasrec", "s-dro")}
     assert spec.split == "leave_last_out" and spec.cells()[0].method == "none"
 
 
 @pytest.mark.slow
 def test_a_small_grid_runs_reports_and_resumes(ml100k_dir, tmp_path):
     spec = fairness_spec(datasets=[str(ml100k_dir)], models=["bpr"],
-                         methods=["none", "in-ucds"],
+                         methods=["none", "in-ucds", "ugf-rerank"],
+                         method_configs={"ugf-rerank": {"epsilon": 0.001}},
                          model_configs={"bpr": {"epochs": 10}}, workers=1,
                          out=str(tmp_path / "run"))
     result = run_grid(spec, quiet=True, stop_on_error=True)
-    assert [c.status for c in result.cells] == ["done", "done"]
+    assert [c.status for c in result.cells] == ["done"] * 3
     rows = read_results(result.out / "results.csv")
     wide = rows.pivot_table(index="method", columns="metric", values="value")
     for m in ("ndcg@10", "ugf_ndcg@10", "ugf_f1@10_signed", "ndcg@10_tail", "gini@10",
@@ -58,8 +61,11 @@ def test_a_small_grid_runs_reports_and_resumes(ml100k_dir, tmp_path):
     assert wide.loc["in-ucds", "ugf_ndcg@10_signed"] == pytest.approx(groups[True]
                                                                      - groups[False])
     assert len(pd.read_parquet(cell / "per_item.parquet")) == 1682
+    assert abs(wide.loc["ugf-rerank", "ugf_f1@10_signed"]) <= 0.001 + 1e-9
+    assert abs(wide.loc["none", "ugf_f1@10_signed"]) > 0.001  # so the constraint bound
     report = (result.out / "report.md").read_text()
     assert "|UGF| NDCG@10" in report and "tail NDCG" in report
+    assert "ugf-rerank (oracle)" in report
     assert len(list((result.out / "plots").glob("*.png"))) == 1
     again = run_grid(spec, quiet=True, stop_on_error=True)
-    assert [c.status for c in again.cells] == ["skipped", "skipped"]
+    assert [c.status for c in again.cells] == ["skipped"] * 3

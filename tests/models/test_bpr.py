@@ -9,7 +9,7 @@ import torch
 from trustrec.data.dataset import Dataset
 from trustrec.errors import ConfigError
 from trustrec.models import make_model
-from trustrec.models.bpr import bpr_sgd_epoch
+from trustrec.models.bpr import bpr_sam_epoch, bpr_sgd_epoch
 
 
 def toy(users, items, n_users=4, n_items=6) -> Dataset:
@@ -44,6 +44,59 @@ def test_sgd_step_matches_autograd_gradient():
     assert item_b[2] == pytest.approx((bj - lr * bj.grad).item(), rel=1e-5)
     # untouched rows stay as they were
     assert np.isfinite(user_f[0]).all()
+
+
+def one_row_tables(seed=3, d=5):
+    g = np.random.default_rng(seed)
+    return (g.standard_normal((2, d)).astype(np.float32),
+            g.standard_normal((3, d)).astype(np.float32), g.standard_normal(3).astype(np.float32))
+
+
+@pytest.mark.parametrize("c", [0.0, 0.3, 1.0])
+def test_sam_step_is_the_weighted_split_of_plain_and_perturbed_gradients(c):
+    """(1 − c)·∇ℓ(θ) + c·∇ℓ(θ + ε), ε = ρ∇ℓ/‖∇ℓ‖ over the row's parameters, by autograd."""
+    lr, reg, breg, rho = 0.05, 0.02, 0.01, 0.3
+    user_f, item_f, item_b = one_row_tables()
+    theta = [torch.tensor(v, dtype=torch.float64, requires_grad=True)
+             for v in (user_f[1], item_f[0], item_f[2], item_b[0], item_b[2])]
+
+    def bpr(p, qi, qj, bi, bj):
+        return torch.nn.functional.softplus(-(p @ (qi - qj) + bi - bj))
+
+    g0 = torch.autograd.grad(bpr(*theta), theta)
+    norm = torch.sqrt(sum((g * g).sum() for g in g0))
+    shifted = [(t + rho * g / norm).detach().requires_grad_()
+               for t, g in zip(theta, g0, strict=True)]
+    g1 = torch.autograd.grad(bpr(*shifted), shifted)
+    regs = (reg, reg, reg, breg, breg)
+    want = [(t - lr * ((1 - c) * a + c * b) - lr * r * t).detach().numpy()
+            for t, a, b, r in zip(theta, g0, g1, regs, strict=True)]
+    sharp = np.array([c, 0.5, 0.5], np.float32)  # the positive item's weight counts
+    bpr_sam_epoch(user_f, item_f, item_b, np.array([1]), np.array([0]), np.array([0]),
+                  np.array([2]), lr, reg, breg, True, rho, sharp)
+    for got, w in zip((user_f[1], item_f[0], item_f[2], item_b[0], item_b[2]), want, strict=True):
+        np.testing.assert_allclose(got, w, rtol=1e-4, atol=1e-6)
+
+
+def test_sam_epoch_with_zero_weights_is_plain_sgd():
+    a, b = one_row_tables(5, 8), one_row_tables(5, 8)
+    rows = (np.array([0, 1, 1]), np.array([0, 1, 0]), np.array([2, 0, 1]), np.array([1, 2, 2]))
+    la = bpr_sgd_epoch(*a, *rows, 0.05, 0.01, 0.0, True)
+    lb = bpr_sam_epoch(*b, *rows, 0.05, 0.01, 0.0, True, 0.5, np.zeros(3, np.float32))
+    assert la == pytest.approx(lb)
+    for x, y in zip(a, b, strict=True):
+        np.testing.assert_allclose(x, y, rtol=1e-6)
+
+
+def test_bpr_sam_and_eisam_train_and_differ_from_sgd(ml100k_split):
+    fits = {o: make_model("bpr", epochs=2, dim=8, optimizer=o).fit(ml100k_split.train, seed=0)
+            for o in ("sgd", "sam", "eisam")}
+    tables = {o: m.params_["item"].numpy() for o, m in fits.items()}
+    assert all(np.isfinite(t).all() for t in tables.values())
+    assert not np.allclose(tables["sgd"], tables["sam"])
+    assert not np.allclose(tables["sam"], tables["eisam"])
+    with pytest.raises(ConfigError, match="optimizer"):
+        make_model("bpr", optimizer="adam")
 
 
 def test_sgd_step_is_stable_for_large_margins():

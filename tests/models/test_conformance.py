@@ -44,6 +44,7 @@ FAST: dict[str, dict[str, Any]] = {
     "gru4rec": {"epochs": 2, "dim": 8, "hidden": 8, "max_len": 20, "eval_every": 1},
     "narm": {"epochs": 2, "dim": 8, "hidden": 8, "max_len": 20, "eval_every": 1},
     "bert4rec": {"epochs": 2, "dim": 8, "max_len": 20, "eval_every": 1},
+    "llmrec": {"epochs": 1, "dim": 8, "max_len": 10, "batch_size": 512, "eval_every": 1},
 }
 # Settings under which the model must clearly beat popularity on ML-100K test NDCG@20.
 LEARN_DEFAULT: dict[str, Any] = {"epochs": 10, "dim": 32}
@@ -57,6 +58,7 @@ LEARN: dict[str, dict[str, Any]] = {
     "gru4rec": {"epochs": 20, "lr": 0.005, "eval_every": 5},  # ~0.075 vs 0.045 @10
     "narm": {"epochs": 10, "lr": 0.005, "eval_every": 5},  # ~0.068
     "bert4rec": {"epochs": 60, "eval_every": 5},  # ~0.062
+    "llmrec": {"epochs": 8, "max_len": 20, "eval_every": 4},  # tiny backbone
 }
 
 NAMES = MODELS.names()
@@ -168,7 +170,9 @@ def test_save_load_round_trip(name, fitted, tmp_path: Path):
     model.save(tmp_path / "m")
     files = sorted(p.name for p in (tmp_path / "m").iterdir())
     assert files == sorted([MODEL_JSON, MODEL_TENSORS])  # nothing else, no pickle
-    assert not (tmp_path / "m" / MODEL_TENSORS).read_bytes().startswith(b"\x80")
+    raw = (tmp_path / "m" / MODEL_TENSORS).read_bytes()  # safetensors: u64 size + JSON
+    header = int.from_bytes(raw[:8], "little")
+    assert isinstance(json.loads(raw[8:8 + header]), dict)  # not a pickle
     meta = json.loads((tmp_path / "m" / MODEL_JSON).read_text())
     assert meta["model"] == name
     loaded = load_model(tmp_path / "m")

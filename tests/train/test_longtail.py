@@ -86,6 +86,58 @@ def test_eisam_gradient_is_the_item_weighted_split():
     torch.testing.assert_close(w2.detach(), expected)
 
 
+def test_eisam_current_ascent_is_focal_sams_exact_step():
+    """``eisam_ascent = "current"``: ε from this batch's tail gradient, every step."""
+    w, closure, x, y = problem()
+    c = 0.8 * (1 - torch.tensor(COUNTS / COUNTS.max(), dtype=torch.float32)) ** 2
+    w0 = w.detach().clone()
+    head = grad_of(lambda: (closure()[0] * (1 - c[y])).mean(), w)
+    g_tail = grad_of(lambda: (closure()[0] * c[y]).mean(), w)
+    with torch.no_grad():
+        w.add_(0.2 * g_tail / g_tail.norm())
+    tail = grad_of(lambda: (closure()[0] * c[y]).mean(), w)
+    with torch.no_grad():
+        w.copy_(w0)
+    st = sgd_stepper(w, optimizer="eisam", rho=0.2, eisam_lambda=0.8, eisam_gamma=2.0,
+                     eisam_ascent="current")
+    st.step(closure)
+    torch.testing.assert_close(w.detach(), w0 - (head + tail))
+    with pytest.raises(ValueError, match="eisam_ascent"):
+        sgd_stepper(w, eisam_ascent="next")
+
+
+def test_sdro_weights_groups_by_their_streaming_loss():
+    """S-DRO: the batch loss is Σ_g q_g L_g; q moves toward the group that loses more."""
+    w, closure, x, y = problem()
+    users = torch.tensor([0, 0, 1, 1, 1, 2])  # user 0 advantaged (group 1)
+    groups = np.array([1, 0, 0])
+
+    def with_users():
+        losses, targets = closure()
+        return losses, targets, users
+
+    st = sgd_stepper(w, reweight="sdro", user_groups=groups, sdro_eta=1.0, sdro_beta=0.5)
+    losses = closure()[0].detach().double()
+    g1, g0 = losses[:2].mean(), losses[2:].mean()
+    w0 = w.detach().clone()
+    st.step(with_users)
+    stepped = w.detach().clone()
+    q = torch.softmax(torch.stack([g0, g1]), 0)  # uniform start, one step of η = 1
+    assert q[0] != q[1]
+    torch.testing.assert_close(st.group_weight, q)
+    torch.testing.assert_close(st.group_loss, torch.stack([g0, g1]))
+    with torch.no_grad():
+        w.copy_(w0)
+    want = grad_of(lambda: q[0].float() * closure()[0][2:].mean()
+                   + q[1].float() * closure()[0][:2].mean(), w)
+    torch.testing.assert_close(stepped, w0 - want)
+    w2, closure2, _, _ = problem()
+    with pytest.raises(ValueError, match="user"):
+        sgd_stepper(w2, reweight="sdro", user_groups=groups).step(closure2)
+    with pytest.raises(ValueError, match="S-DRO"):
+        sgd_stepper(w2, reweight="sdro")
+
+
 def test_eisam_with_lambda_zero_is_plain_training():
     w, closure, _, _ = problem()
     w2, closure2, _, _ = problem()
@@ -138,6 +190,9 @@ def tiny_split():
     ("sasrec", {"loss": "bce", "reweight": "logit_adjust", "optimizer": "sam"}),
     ("bert4rec", {"optimizer": "eisam"}),
     ("gru4rec", {"reweight": "ips"}),
+    ("sasrec", {"reweight": "sdro", "sdro_top": 0.2, "sdro_eta": 0.5}),
+    ("neumf", {"reweight": "sdro", "sdro_top": 0.2, "sdro_eta": 0.5}),
+    ("sasrec", {"optimizer": "eisam", "eisam_ascent": "current"}),
 ])
 def test_models_train_under_every_option_and_repeat_for_a_seed(model, options):
     split = tiny_split()
@@ -160,3 +215,20 @@ def test_sequential_config_refuses_adversarial_with_sharpness(ml100k_split):
         make_model("sasrec", adv_eps=0.1, optimizer="sam").fit(ml100k_split.train)
     with pytest.raises(ConfigError):
         make_model("sasrec", optimizer="sgd")
+
+
+def test_the_device_option_is_checked_and_auto_is_the_cpu_here(monkeypatch):
+    """``device``: "auto" trains where CUDA is (here the CPU, so bit-identical to "cpu");
+    "cuda" without a CUDA device is a clear error, raised before any training."""
+    split = tiny_split()
+    config = {"epochs": 2, "eval_every": 1, "dim": 8, "max_len": 6, "optimizer": "eisam",
+              "reweight": "sdro", "sdro_top": 0.2}
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    cpu = make_model("sasrec", **config, device="cpu").fit(split.train, split.valid, seed=1)
+    auto = make_model("sasrec", **config, device="auto").fit(split.train, split.valid,
+                                                              seed=1)
+    for name, tensor in cpu.params_.items():
+        torch.testing.assert_close(tensor, auto.params_[name])
+        assert tensor.device.type == "cpu"
+    with pytest.raises(ConfigError, match="no CUDA device"):
+        make_model("sasrec", **config, device="cuda").fit(split.train, split.valid, seed=1)

@@ -24,6 +24,7 @@ FAST_MODEL: dict[str, dict[str, Any]] = {
     "gru4rec": {"epochs": 2, "dim": 8, "hidden": 8, "max_len": 20, "eval_every": 1},
     "narm": {"epochs": 2, "dim": 8, "hidden": 8, "max_len": 20, "eval_every": 1},
     "bert4rec": {"epochs": 2, "dim": 8, "max_len": 20, "eval_every": 1},
+    "llmrec": {"epochs": 1, "dim": 8, "max_len": 10, "batch_size": 512, "eval_every": 1},
 }
 #: A model without an entry above gets its defaults except for the number of epochs.
 FAST_MODEL_DEFAULT: dict[str, Any] = {"epochs": 2}

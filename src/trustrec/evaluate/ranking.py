@@ -273,7 +273,9 @@ def evaluate_ranking(
 
 
 def recommend_lists(model: object, train: Dataset, users: np.ndarray, k: int,
-                    history: Dataset | None = None, chunk_size: int = 2048) -> np.ndarray:
+                    history: Dataset | None = None, chunk_size: int = 2048,
+                    with_scores: bool = False
+                    ) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
     """Each user's top-``k`` list, training items masked, as :func:`evaluate_ranking` ranks.
 
     Args:
@@ -284,10 +286,12 @@ def recommend_lists(model: object, train: Dataset, users: np.ndarray, k: int,
         history: score from these histories (sequential models), as in
             :func:`evaluate_ranking`.
         chunk_size: users scored at once.
+        with_scores: also return the listed items' scores.
 
     Returns:
         int64 ``(len(users), min(k, n_items))``, best first; ``-1`` pads the lists of users
-        with fewer than ``k`` rankable items.
+        with fewer than ``k`` rankable items. With ``with_scores``, a pair ``(lists,
+        scores)``, the scores float32 of the same shape (``-inf`` at a pad).
     """
     score = _as_score_fn(model)
     users = np.asarray(users, dtype=np.int64)
@@ -297,13 +301,15 @@ def recommend_lists(model: object, train: Dataset, users: np.ndarray, k: int,
     mask = dataset_csr(train)
     kk = min(int(k), train.n_items)
     out = np.full((len(users), kk), -1, dtype=np.int64)
+    out_scores = np.full((len(users), kk), -np.inf, dtype=np.float32)
     for start in range(0, len(users), chunk_size):
         rows = users[start:start + chunk_size]
         asked = None if histories is None else histories.subset(rows)
         top, vals = _topk(score_block(score, rows, train.n_items, asked), mask, rows, kk,
                           copy=False)
         out[start:start + len(rows)] = np.where(vals > -np.inf, top, -1)
-    return out
+        out_scores[start:start + len(rows)] = vals
+    return (out, out_scores) if with_scores else out
 
 
 def summarize(per_user: pd.DataFrame) -> dict[str, float]:

@@ -82,11 +82,27 @@ class FairTraining(Configured):
     """
 
     name: ClassVar[str] = ""
+    #: Whether :meth:`serve` reads the labels the evaluation scores (an oracle).
+    uses_target_labels: ClassVar[bool] = False
 
     @classmethod
     def applies_to(cls, model: str) -> bool:
         """Whether the method can train the registered model ``model``."""
         return True
+
+    def serve(self, model: EmbeddingRecommender, known: Dataset, target: Dataset,
+              train: Dataset, history: Dataset | None = None) -> object:
+        """What the evaluation ranks with: the trained model itself for a method that acts
+        in training; a post-processing method (re-ranking) returns a scorer that wraps it.
+
+        Args:
+            model: the model :meth:`fit` returned.
+            known: the items never to recommend (training, or training + validation).
+            target: the held-out items the evaluation scores.
+            train: the training interactions (they define the user groups).
+            history: the histories a sequential model scores from, or None.
+        """
+        return model
 
     def fit(self, model: EmbeddingRecommender, train: Dataset, valid: Dataset | None = None,
             *, seed: int = 0, progress: bool = False) -> EmbeddingRecommender:

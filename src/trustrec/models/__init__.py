@@ -6,6 +6,7 @@ from trustrec.models import (  # noqa: F401  (register models)
     bpr,
     gru4rec,
     lightgcn,
+    llmrec,
     narm,
     neumf,
     sasrec,

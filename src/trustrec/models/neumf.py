@@ -276,18 +276,17 @@ class NeuMF(EmbeddingRecommender):
                         self._initial(self._init_params(train.n_users, train.n_items,
                                                         seed), init).items()}
         opt = torch.optim.Adam(list(self.params_.values()), lr=cfg.lr)
-        stepper = Stepper.from_config(list(self.params_.values()), opt, train.item_counts(),
-                                      cfg)
+        stepper = Stepper.from_config(list(self.params_.values()), opt, train, cfg)
         offset = stepper.logit_offset
 
         def instance_losses(u: torch.Tensor, i: torch.Tensor, y: torch.Tensor
-                            ) -> tuple[torch.Tensor, torch.Tensor]:
+                            ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
             logits, l2 = self._pair_logits(u, i, self.params_)
             if offset is not None:
                 logits = logits + offset[i]
             loss = F.binary_cross_entropy_with_logits(logits, y, reduction="none")
             target = torch.where(y > 0, i, -1)  # negatives have no target item
-            return (loss + 0.5 * cfg.reg * l2 if cfg.reg > 0 else loss), target
+            return (loss + 0.5 * cfg.reg * l2 if cfg.reg > 0 else loss), target, u
         users = train.users.astype(np.int64)
         items = train.items.astype(np.int64)
         keys = np.unique(train.pair_keys())

@@ -84,6 +84,10 @@ class SequentialConfig(TailOptions):
             per-position perturbation of the input embeddings; 0 = off (see
             :class:`_Adversary`).
         adv_weight: weight of the adversarial loss.
+        device: where the network trains and scores: ``"cpu"`` (default), ``"cuda"``
+            (an error where none is available) or ``"auto"`` (CUDA where available).
+            Parameters are kept on the CPU between epochs either way, so a saved model
+            and its embeddings do not depend on it.
 
     And the long-tail options of :class:`~trustrec.train.longtail.TailOptions`.
     """
@@ -101,6 +105,21 @@ class SequentialConfig(TailOptions):
     score_batch: PositiveInt = 512
     adv_eps: NonNegativeFloat = 0.0
     adv_weight: NonNegativeFloat = 1.0
+    device: Literal["cpu", "cuda", "auto"] = "cpu"
+
+
+def torch_device(name: str) -> torch.device:
+    """The torch device of a config's ``device`` (see :class:`SequentialConfig`).
+
+    Raises:
+        ConfigError: ``"cuda"`` where no CUDA device is available.
+    """
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("device 'cuda' asked for, but torch sees no CUDA device here; "
+                          "use device = 'auto' (CUDA where available) or 'cpu'")
+    return torch.device(name)
 
 
 def check_heads(cfg: SequentialConfig) -> None:
@@ -264,35 +283,43 @@ class SequentialRecommender(EmbeddingRecommender):
         starts, ends = q.indptr[:-1], q.indptr[1:]
         history = torch.from_numpy(last_items(q.items, starts, ends, cfg.max_len))
         many = np.flatnonzero(ends - starts >= 2)  # users with something to predict
+        window_users = torch.from_numpy(np.asarray(q.users[many], dtype=np.int64))
         windows = torch.from_numpy(last_items(q.items, starts[many], ends[many],
                                               cfg.max_len + self.window_extra))
+        dev = torch_device(cfg.device)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(child_seed(seed, self.name, "torch"))
-            net = self.network(train.n_items)
+            net = self.network(train.n_items).to(dev)
             opt = torch.optim.Adam(net.parameters(), lr=cfg.lr,
                                    weight_decay=cfg.weight_decay)
 
             def sync() -> None:
-                self.params_ = {k: v.detach().clone() for k, v in net.state_dict().items()}
+                self.params_ = {k: v.detach().cpu().clone()
+                                for k, v in net.state_dict().items()}
                 self.params_["history"] = history
 
             adv = _Adversary(net, cfg.adv_eps) if cfg.adv_eps > 0 else None
-            stepper = Stepper.from_config(net.parameters(), opt, train.item_counts(), cfg)
+            stepper = Stepper.from_config(net.parameters(), opt, train, cfg).to(dev)
             offset = stepper.logit_offset
 
-            def sample_losses(x: torch.Tensor, y: torch.Tensor, neg: torch.Tensor | None
-                              ) -> tuple[torch.Tensor, torch.Tensor]:
+            def sample_losses(x: torch.Tensor, y: torch.Tensor, neg: torch.Tensor | None,
+                              rows: torch.Tensor | None = None
+                              ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+                """Per-position losses, targets and (given the windows' users) users."""
                 mask = y > 0
                 h, target = net(x)[mask], y[mask] - 1
+                users = None if rows is None else rows[:, None].expand_as(y)[mask]
                 if neg is None:
                     logits = net.logits(h)
                     if offset is not None:
                         logits = logits + offset
-                    return nn.functional.cross_entropy(logits, target, reduction="none"), target
+                    return (nn.functional.cross_entropy(logits, target, reduction="none"),
+                            target, users)
                 pos, other = net.pair_logits(h, y[mask]), net.pair_logits(h, neg)
                 if offset is not None:
                     pos, other = pos + offset[target], other + offset[neg - 1]
-                return (nn.functional.softplus(-pos) + nn.functional.softplus(other)), target
+                return (nn.functional.softplus(-pos) + nn.functional.softplus(other), target,
+                        users)
 
             def epoch_fn(epoch: int) -> float:
                 net.train()
@@ -300,13 +327,16 @@ class SequentialRecommender(EmbeddingRecommender):
                 gen = rng(seed, self.name, "negatives", epoch)
                 total, count = 0.0, 0
                 for b in range(0, len(order), cfg.batch_size):
-                    x, y = self.training_batch(
-                        windows[torch.from_numpy(order[b:b + cfg.batch_size])], gen)
+                    chunk = order[b:b + cfg.batch_size]
+                    x, y = self.training_batch(windows[torch.from_numpy(chunk)], gen)
+                    x, y = x.to(dev), y.to(dev)
+                    rows = window_users[torch.from_numpy(chunk)].to(dev)
                     n = int((y > 0).sum())
                     neg = None if cfg.loss == "ce" else torch.from_numpy(
-                        gen.integers(1, train.n_items + 1, size=n))
+                        gen.integers(1, train.n_items + 1, size=n)).to(dev)
                     if adv is None:
-                        loss = stepper.step(lambda x=x, y=y, neg=neg: sample_losses(x, y, neg))
+                        loss = stepper.step(lambda x=x, y=y, neg=neg, rows=rows:
+                                            sample_losses(x, y, neg, rows))
                     else:
                         opt.zero_grad()
                         adv.capture()
@@ -337,11 +367,13 @@ class SequentialRecommender(EmbeddingRecommender):
                                                query.indptr[1:], self.config.max_len))
         else:
             seqs = self.params_["history"][torch.from_numpy(query_users(query))]
-        net, step = self.trained_network(), self.config.score_batch
+        dev = torch_device(self.config.device)
+        net, step = self.trained_network().to(dev), self.config.score_batch
         out = np.empty((len(seqs), self.n_items_), dtype=np.float32)
         with torch.no_grad():
             for b in range(0, len(seqs), step):
-                out[b:b + step] = net.logits(self.encode(seqs[b:b + step], net)).numpy()
+                h = self.encode(seqs[b:b + step].to(dev), net)
+                out[b:b + step] = net.logits(h).cpu().numpy()
         return out
 
     def encode(self, seqs: torch.Tensor, net: SequenceNet | None = None) -> torch.Tensor:

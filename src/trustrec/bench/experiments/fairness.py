@@ -1,13 +1,16 @@
 """The ``fairness`` kind: user- and item-side fairness methods against plain training.
 
 Cells: dataset × model × method × seed, where the method applies to the model (In-UCDS and
-In-Naive to models with user tables, the long-tail methods to the sequential models and
-NeuMF). Each
-cell trains the model with the method (:data:`~trustrec.fairness.FAIRNESS`: ``none`` is
-the control; In-UCDS and In-Naive for users; SAM, EISAM, IPS and logit adjustment for
-items) on the seed's split, early-stopped on validation, and scores the test split by
-full ranking, the known items (training + validation) masked; a sequential model reads
-them as its histories.
+In-Naive to models with user tables, S-DRO and the long-tail methods to the sequential
+models and NeuMF, SAM and EISAM to BPR-MF too, UGF re-ranking to every model). Each cell
+trains the model with the method (:data:`~trustrec.fairness.FAIRNESS`: ``none`` is the
+control; In-UCDS, In-Naive, S-DRO and UGF re-ranking for users; SAM, EISAM, IPS and logit
+adjustment for items) on the seed's split, early-stopped on validation, and scores the
+test split by full ranking, the known items (training + validation) masked; a sequential
+model reads them as its histories. A post-processing method (UGF re-ranking) re-ranks
+the trained model's lists first (:meth:`~trustrec.fairness.FairTraining.serve`); one
+that reads the test labels to do so is an oracle, and the cell records
+``uses_target_labels``.
 
 Metrics, at every cut-off of ``ks`` (default 10, the fairness papers'; the headline is 20
 when listed, else the largest): utility (NDCG, Recall, F1), the user side (UGF of NDCG
@@ -107,7 +110,8 @@ class FairnessSpec(GridSpec):
         if not self.cells():
             raise ConfigError(f"{where}: no method applies to any model (In-UCDS and "
                               "In-Naive need a model with user tables, e.g. bpr or neumf; "
-                              "the long-tail methods a sequential model or neumf)")
+                              "S-DRO and the long-tail methods a sequential model or "
+                              "neumf)")
 
     def method_options(self, method: str) -> dict[str, Any]:
         """The method's config values: ``method_configs`` and, for a method with a
@@ -194,20 +198,21 @@ class FairnessExperiment(Experiment):
         spec = ctx.spec
         split = ctx.split(cell.dataset, cell.seed)
         t0 = time.perf_counter()
-        model = make_fairness(cell.method, **spec.method_options(cell.method)).fit(
-            make_model(cell.model, **ctx.model_configs[cell.model]), split.train,
-            split.valid, seed=cell.seed, progress=ctx.progress)
+        method = make_fairness(cell.method, **spec.method_options(cell.method))
+        model = method.fit(make_model(cell.model, **ctx.model_configs[cell.model]),
+                           split.train, split.valid, seed=cell.seed, progress=ctx.progress)
         seconds = time.perf_counter() - t0
         known = split.known()
         history = known if model.scores_from_history else None
-        per_user = evaluate_ranking(model, known, split.test, ks=spec.ks, history=history)
+        scorer = method.serve(model, known, split.test, split.train, history)
+        per_user = evaluate_ranking(scorer, known, split.test, ks=spec.ks, history=history)
         per_user["advantaged"] = activity_groups(split.train, spec.top)[per_user["user"]]
         metrics = {m: v for m, v in summarize(per_user).items()
                    if m.split("@")[0] in ("ndcg", "recall", "f1")}
         for m in (f"{name}@{k}" for name in ("ndcg", "f1") for k in spec.ks):
             signed = a_igf_signed(per_user, split.train, m, spec.top)
             metrics[f"ugf_{m}"], metrics[f"ugf_{m}_signed"] = abs(signed), signed
-        side, per_item, items = longtail_report(model, known, split.test, ctx.k,
+        side, per_item, items = longtail_report(scorer, known, split.test, ctx.k,
                                                 spec.head_share, history, split.train)
         metrics.update({m: v for m, v in items.items() if m != "head_share"})
         metrics["train_seconds"] = seconds
@@ -215,6 +220,7 @@ class FairnessExperiment(Experiment):
         return CellOutput(metrics, tables={"per_user.parquet": per_user,
                                            "per_item.parquet": per_item},
                           record={"fairness": model.fit_info_.get("fairness", {}),
+                                  "uses_target_labels": method.uses_target_labels,
                                   "epochs_run": model.fit_info_.get("epochs_run")})
 
     def summary_line(self, metrics: dict[str, float], k: int) -> str:
