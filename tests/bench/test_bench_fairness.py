@@ -40,6 +40,14 @@ def test_cells_pair_methods_with_the_models_they_apply_to():
     assert spec.split == "leave_last_out" and spec.cells()[0].method == "none"
 
 
+def test_a_method_with_a_list_length_gets_the_headline_cutoff():
+    assert fairness_spec(ks=[10, 20]).method_options("ugf-rerank")["k"] == 20
+    assert fairness_spec(ks=[5]).method_options("ugf-rerank")["k"] == 5
+    spec = fairness_spec(ks=[10, 20], method_configs={"ugf-rerank": {"k": 10}})
+    assert spec.method_options("ugf-rerank")["k"] == 10
+    assert "k" not in fairness_spec().method_options("in-ucds")
+
+
 @pytest.mark.slow
 def test_a_small_grid_runs_reports_and_resumes(ml100k_dir, tmp_path):
     spec = fairness_spec(datasets=[str(ml100k_dir)], models=["bpr"],

@@ -232,3 +232,9 @@ def test_the_device_option_is_checked_and_auto_is_the_cpu_here(monkeypatch):
         assert tensor.device.type == "cpu"
     with pytest.raises(ConfigError, match="no CUDA device"):
         make_model("sasrec", **config, device="cuda").fit(split.train, split.valid, seed=1)
+    # a model trained (and saved) on CUDA scores on the CPU where CUDA is missing
+    moved = make_model("sasrec", **config, device="cuda")
+    moved.params_, moved.n_users_, moved.n_items_ = cpu.params_, cpu.n_users_, cpu.n_items_
+    moved.fit_info_ = cpu.fit_info_
+    users = np.arange(cpu.n_users_)
+    np.testing.assert_array_equal(moved.score(users), cpu.score(users))

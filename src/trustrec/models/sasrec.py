@@ -99,7 +99,8 @@ class SASRecNet(SequenceNet):
         keep = (seq > 0).unsqueeze(-1).to(torch.float32)
         pos = torch.arange(length, device=seq.device)
         x = self.drop(self.item(seq) * self.scale + self.position(pos)) * keep
-        causal = torch.triu(torch.ones(length, length, dtype=torch.bool), diagonal=1)
+        causal = torch.triu(torch.ones(length, length, dtype=torch.bool, device=seq.device),
+                            diagonal=1)
         for block in self.blocks:
             x = block(x, causal, keep)
         return self.norm(x)

@@ -84,10 +84,11 @@ class SequentialConfig(TailOptions):
             per-position perturbation of the input embeddings; 0 = off (see
             :class:`_Adversary`).
         adv_weight: weight of the adversarial loss.
-        device: where the network trains and scores: ``"cpu"`` (default), ``"cuda"``
-            (an error where none is available) or ``"auto"`` (CUDA where available).
-            Parameters are kept on the CPU between epochs either way, so a saved model
-            and its embeddings do not depend on it.
+        device: where the network trains and scores: ``"cpu"`` (default: the same bits on
+            every machine), ``"cuda"`` (an error at fit where none is available) or
+            ``"auto"`` (CUDA where available). Parameters are kept on the CPU between
+            epochs either way; a saved model scores on the CPU where its device is
+            missing.
 
     And the long-tail options of :class:`~trustrec.train.longtail.TailOptions`.
     """
@@ -108,13 +109,18 @@ class SequentialConfig(TailOptions):
     device: Literal["cpu", "cuda", "auto"] = "cpu"
 
 
-def torch_device(name: str) -> torch.device:
+def torch_device(name: str, fallback: bool = False) -> torch.device:
     """The torch device of a config's ``device`` (see :class:`SequentialConfig`).
 
+    Args:
+        name: ``"cpu"``, ``"cuda"`` or ``"auto"``.
+        fallback: the CPU where ``"cuda"`` is missing (scoring a loaded model), instead
+            of the error.
+
     Raises:
-        ConfigError: ``"cuda"`` where no CUDA device is available.
+        ConfigError: ``"cuda"`` where no CUDA device is available (without ``fallback``).
     """
-    if name == "auto":
+    if name == "auto" or (name == "cuda" and fallback):
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name == "cuda" and not torch.cuda.is_available():
         raise ConfigError("device 'cuda' asked for, but torch sees no CUDA device here; "
@@ -367,7 +373,7 @@ class SequentialRecommender(EmbeddingRecommender):
                                                query.indptr[1:], self.config.max_len))
         else:
             seqs = self.params_["history"][torch.from_numpy(query_users(query))]
-        dev = torch_device(self.config.device)
+        dev = torch_device(self.config.device, fallback=True)
         net, step = self.trained_network().to(dev), self.config.score_batch
         out = np.empty((len(seqs), self.n_items_), dtype=np.float32)
         with torch.no_grad():

@@ -61,10 +61,11 @@ sequential models and NeuMF take these options (their configs extend
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from typing import Literal
+from typing import Annotated, Literal
 
 import numpy as np
 import torch
+from pydantic import Field
 
 from trustrec.config import NonNegativeFloat, PositiveFloat, UnitInterval, typed_config
 from trustrec.data.dataset import Dataset
@@ -111,7 +112,7 @@ class TailOptions:
     reweight_power: NonNegativeFloat = 1.0
     sdro_eta: NonNegativeFloat = 1.0
     sdro_beta: UnitInterval = 0.1
-    sdro_top: UnitInterval = 0.05
+    sdro_top: Annotated[float, Field(gt=0, lt=1)] = 0.05
 
 
 def item_sharpness(item_counts: np.ndarray, lam: float, gamma: float) -> np.ndarray:

@@ -115,11 +115,15 @@ class FairnessSpec(GridSpec):
 
     def method_options(self, method: str) -> dict[str, Any]:
         """The method's config values: ``method_configs`` and, for a method with a
-        ``top``, the spec's ``top`` (one definition of the advantaged users)."""
+        ``top``, the spec's ``top`` (one definition of the advantaged users); for one
+        with a ``k`` (UGF re-ranking's list length), the headline cut-off the report
+        reads, unless ``method_configs`` sets it."""
         from trustrec.fairness import FAIRNESS
 
         fields = {f.name for f in dataclasses.fields(FAIRNESS.get(method).Config)}
+        headline = 20 if 20 in self.ks else max(self.ks)
         return {**({"top": self.top} if "top" in fields else {}),
+                **({"k": headline} if "k" in fields else {}),
                 **self.method_configs.get(method, {})}
 
     def cells(self) -> list[FairnessCell]:
