@@ -153,16 +153,14 @@ def ugf_rerank(scores: np.ndarray, candidates: np.ndarray, relevant: np.ndarray,
         gap_row = sp.csr_matrix((sign[rows] * weight[rows, cols],
                                  (np.zeros(n_var, dtype=np.int64), np.arange(n_var))),
                                 shape=(1, n_var))
-        # The users outside the program keep their top k: a constant part of the gap.
-        fixed = float((sign[:, None] * weight[:, :k])[~np.isin(np.arange(n_users), users)]
-                      .sum())
+        # The users outside the program have no relevant candidate: they add 0 to the gap.
         # The solver accepts a row that misses its bound by its feasibility tolerance
         # (~1e-7): bound the gap that much inside ε so the promise holds exactly.
         bound = max(epsilon - 1e-7, 0.0)
         res = milp(-scores[rows, cols], integrality=np.ones(n_var),
                    bounds=Bounds(0, 1),
                    constraints=[LinearConstraint(per_user, k, k),
-                                LinearConstraint(gap_row, -bound - fixed, bound - fixed)],
+                                LinearConstraint(gap_row, -bound, bound)],
                    options={"time_limit": float(time_limit), "disp": False,
                             "mip_rel_gap": 0.0})  # the score sum is large; its loss not
         if res.x is None and res.status == 1:
